@@ -1,0 +1,48 @@
+"""The dispatcher's error tree. Transient vs permanent is a type, not a string."""
+
+from __future__ import annotations
+
+
+class DispatcherError(Exception):
+    """Base class for every error the dispatcher raises on purpose."""
+
+
+class ConfigurationError(DispatcherError):
+    """Raised when a setting is missing or invalid."""
+
+
+class InputError(DispatcherError):
+    """Raised when a file given by a person (CSV, campaign) cannot be used at all."""
+
+
+class CampaignError(InputError):
+    """Raised when a campaign file is invalid; carries every problem found."""
+
+    def __init__(self, path: str, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__(f"{path}: " + "; ".join(problems))
+
+
+class NotFoundError(DispatcherError):
+    """Raised when a campaign, member or delivery named by a person does not exist."""
+
+
+class TokenError(DispatcherError):
+    """Raised when an unsubscribe token is malformed, tampered with or unknown."""
+
+
+class DeliveryError(DispatcherError):
+    """Base class for a failed attempt to hand a message to a transport."""
+
+    def __init__(self, message: str, *, code: int | None = None) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+class TransientDeliveryError(DeliveryError):
+    """Raised when a send may succeed later (4xx, timeout, dropped connection)."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Raised when a send will never succeed for this recipient (5xx, invalid receptor)."""

@@ -1,0 +1,133 @@
+"""What a process needs to send, built once from the settings: the process's context.
+
+Actors call `get_runtime()`; the CLI and tests build one explicitly with
+`Runtime.from_settings(...)` and install it with `set_runtime(...)`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import Engine
+
+from dispatcher.aio import LoopThread
+from dispatcher.campaigns import CampaignSpec
+from dispatcher.db import make_engine
+from dispatcher.mime import MessageHeaders
+from dispatcher.models import Campaign
+from dispatcher.rendering import CampaignTemplates, shop_name
+from dispatcher.settings import Settings, get_settings
+from dispatcher.tokens import TokenSigner
+from dispatcher.transports import EmailTransport, build_email_transport
+
+
+@dataclass
+class CompiledCampaign:
+    """A campaign's templates and headers, prepared once per process."""
+
+    id: int
+    slug: str
+    spec: CampaignSpec
+    templates: CampaignTemplates
+    headers: MessageHeaders | None
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    signer: TokenSigner
+    _email_transport: EmailTransport | None = None
+    _loop: LoopThread | None = None
+    _campaigns: OrderedDict[int, CompiledCampaign] = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Runtime:
+        return cls(
+            settings=settings,
+            engine=make_engine(settings.database_url),
+            signer=TokenSigner(settings.unsubscribe_keys()),
+        )
+
+    @property
+    def loop(self) -> LoopThread:
+        with self._lock:
+            if self._loop is None:
+                self._loop = LoopThread()
+            return self._loop
+
+    @property
+    def email_transport(self) -> EmailTransport:
+        with self._lock:
+            if self._email_transport is None:
+                self._email_transport = build_email_transport(self.settings)
+            return self._email_transport
+
+    def shop(self) -> dict[str, str]:
+        return {"name": shop_name(self.settings.mail_from)}
+
+    def compiled(self, campaign: Campaign) -> CompiledCampaign:
+        """The campaign's compiled templates, cached (a few campaigns per process)."""
+        assert campaign.id is not None
+        with self._lock:
+            hit = self._campaigns.get(campaign.id)
+            if hit is not None:
+                self._campaigns.move_to_end(campaign.id)
+                return hit
+        spec = CampaignSpec.from_json(campaign.spec)
+        headers = None
+        if self.settings.mail_from:
+            headers = MessageHeaders.for_campaign(
+                mail_from=self.settings.mail_from, slug=spec.slug, campaign_name=spec.name
+            )
+        compiled = CompiledCampaign(
+            id=campaign.id,
+            slug=campaign.slug,
+            spec=spec,
+            templates=spec.templates(self.shop()),
+            headers=headers,
+        )
+        with self._lock:
+            self._campaigns[campaign.id] = compiled
+            while len(self._campaigns) > 16:
+                self._campaigns.popitem(last=False)
+        return compiled
+
+    def unsubscribe_url(self, member_id: int, channel: str) -> str:
+        from dispatcher.models import Channel
+
+        token = self.signer.sign(member_id, Channel(channel))
+        return f"{self.settings.unsubscribe_base_url}/u/{token}"
+
+    def close(self) -> None:
+        if self._loop is not None:
+            if self._email_transport is not None:
+                self._loop.run(self._email_transport.close(), timeout=10)
+            self._loop.stop()
+            self._loop = None
+        self._email_transport = None
+        self.engine.dispose()
+
+
+_runtime: Runtime | None = None
+_runtime_lock = threading.Lock()
+
+
+def get_runtime() -> Runtime:
+    """This process's runtime, built from the environment on first use."""
+    global _runtime
+    with _runtime_lock:
+        if _runtime is None:
+            _runtime = Runtime.from_settings(get_settings())
+        return _runtime
+
+
+def set_runtime(runtime: Runtime | None) -> Runtime | None:
+    """Install a runtime (the CLI and tests do); returns the previous one."""
+    global _runtime
+    with _runtime_lock:
+        previous, _runtime = _runtime, runtime
+        return previous
