@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jinja2 import TemplateSyntaxError, UndefinedError
-from jinja2.exceptions import SecurityError, TemplateNotFound
+from jinja2 import TemplateError, TemplateSyntaxError
+from jinja2.exceptions import TemplateNotFound
 
 from dispatcher.errors import CampaignError
 from dispatcher.models import Channel
@@ -305,7 +305,10 @@ def _check_templates(spec: CampaignSpec, base: Path, problems: _Problems) -> Non
             out = templates.render(
                 name, {"member": member, "unsubscribe_url": SAMPLE_UNSUBSCRIBE_URL}
             )
-        except (UndefinedError, SecurityError, TypeError, ValueError) as exc:
+        except TemplateNotFound as exc:
+            problems.add(where, f"extends or includes a template that does not exist: {exc}")
+            continue
+        except (TemplateError, TypeError, ValueError) as exc:
             line = _template_line(exc, name)
             problems.add(where, f"cannot render for a sample member: {exc}", file=file, line=line)
             continue

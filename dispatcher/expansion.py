@@ -98,14 +98,20 @@ def expand(engine: Engine, spec: CampaignSpec) -> Expansion:
                 .where(audience, reachable(channel))
                 .order_by(Member.id)
             )
-            inserted = session.execute(
+            session.execute(
                 insert(Delivery).from_select(
                     ["campaign_id", "member_id", "channel", "status", "attempts", "updated_at"],
                     chosen,
                 )
-            ).rowcount
-            result.eligible[channel] = inserted
-            result.excluded[channel] = total - inserted
+            )
+            # (rowcount of INSERT ... SELECT is not reliable across drivers: count instead)
+            inserted = session.execute(
+                select(func.count())
+                .select_from(Delivery)
+                .where(Delivery.campaign_id == campaign.id, Delivery.channel == str(channel))
+            ).scalar_one()
+            result.eligible[str(channel)] = inserted
+            result.excluded[str(channel)] = total - inserted
         campaign.excluded = dict(result.excluded)
         session.add(campaign)
         session.commit()

@@ -19,7 +19,7 @@ def encode_header(value: str) -> str:
     """An unstructured header value, RFC 2047-encoded only when it is not ASCII."""
     if value.isascii():
         return value
-    return Header(value, "utf-8", maxlinelen=76).encode()
+    return Header(value, "utf-8", maxlinelen=76).encode(linesep="\r\n")
 
 
 def encode_address(value: str) -> str:

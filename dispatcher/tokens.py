@@ -70,10 +70,13 @@ class TokenSigner:
         if len(raw) != TOKEN_BYTES:
             raise TokenError("malformed token")
         payload, tag = raw[: _PAYLOAD.size], raw[_PAYLOAD.size :]
+        # The last character carries two unused bits, which the decoder ignores: only
+        # the canonical spelling is genuine, so that a token has exactly one form.
+        canonical = base64.urlsafe_b64encode(raw).rstrip(b"=") == token.encode("ascii")
         ok = False
         for key in self._keys:  # every key, always: no early exit
             ok |= hmac.compare_digest(self._tag(key, payload), tag)
-        if not ok:
+        if not (ok and canonical):
             raise TokenError("bad signature")
         version, code, member_id = _PAYLOAD.unpack(payload)
         if version != VERSION or code not in _CODE_CHANNELS:

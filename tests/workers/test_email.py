@@ -1,0 +1,220 @@
+"""The email actor, end to end: real database, real SMTP server in its own process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from dispatcher.errors import TransientDeliveryError
+from dispatcher.models import DeliveryStatus
+from dispatcher.status import campaign_status
+from dispatcher.workers.email import deliver_email
+from tests.factories import Harness, add_member, update_member, write_campaign
+from tests.servers.smtp_server import SmtpServerHandle
+
+Pipeline = Callable[..., Harness]
+
+
+def smtp(server: SmtpServerHandle, **extra: object) -> dict[str, object]:
+    return {"smtp_host": server.host, "smtp_port": server.port, "smtp_security": "none", **extra}
+
+
+def test_every_reachable_member_gets_exactly_one_email(
+    pipeline: Pipeline, smtp_server: SmtpServerHandle, tmp_path: Path
+) -> None:
+    h = pipeline(**smtp(smtp_server))
+    add_member(h.engine, "C1", email="maryam@example.com")
+    add_member(h.engine, "C2", email="ali@example.com")
+    add_member(h.engine, "C3", email="zahra@example.com", email_opt_in=False)
+    add_member(h.engine, "C4", email=None)
+    add_member(h.engine, "C5", email="vip@example.com", tags=["vip"])
+
+    result = h.send(write_campaign(tmp_path / "c", tags=["newsletter"]))
+    h.run_workers()
+
+    assert result.eligible == {"email": 2} and result.excluded == {"email": 2}
+    received = sorted(m.rcpt_to for m in smtp_server.wait_for(2))
+    assert received == ["ali@example.com", "maryam@example.com"]
+    status = campaign_status(h.engine, "yalda-test")
+    assert status["email"] == {
+        "pending": 0, "sending": 0, "sent": 2, "skipped": 0, "failed": 0, "excluded": 2
+    }
+
+
+def test_headers_and_rtl_body_are_right(
+    pipeline: Pipeline, smtp_server: SmtpServerHandle, tmp_path: Path
+) -> None:
+    h = pipeline(**smtp(smtp_server))
+    member = add_member(h.engine, "C1", email="maryam@example.com", first_name="مریم")
+    h.send(write_campaign(tmp_path / "c"))
+    h.run_workers()
+
+    [spooled] = smtp_server.wait_for(1)
+    msg = spooled.parsed
+    [delivery] = h.deliveries()
+    assert spooled.mail_from == "news@shop.example"
+    assert msg["From"] == "فروشگاه نمونه <news@shop.example>"
+    assert msg["To"] == "maryam@example.com"
+    assert msg["Subject"] == "مریم عزیز، حراج یلدا"
+    assert msg["Message-ID"] == f"<delivery-{delivery.id}@shop.example>"
+    assert msg["List-Id"] == "حراج شب یلدا <yalda-test.shop.example>"
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    unsubscribe = msg["List-Unsubscribe"].strip("<>")
+    assert unsubscribe.startswith("https://shop.example/u/")
+    assert h.runtime.signer.verify(unsubscribe.rsplit("/", 1)[1]).member_id == member.id
+    assert "maryam" not in unsubscribe
+    text, html = (p.get_content() for p in msg.iter_parts())
+    assert '<html lang="fa" dir="rtl">' in html and "مریم عزیز" in html
+    assert f'href="{unsubscribe}"' in html
+    assert unsubscribe in text
+
+
+def test_member_who_opts_out_after_expansion_is_skipped(
+    pipeline: Pipeline, smtp_server: SmtpServerHandle, tmp_path: Path
+) -> None:
+    h = pipeline(**smtp(smtp_server))
+    stays = add_member(h.engine, "C1", email="stays@example.com")
+    leaves = add_member(h.engine, "C2", email="leaves@example.com")
+    h.send(write_campaign(tmp_path / "c"))
+    assert leaves.id is not None
+    update_member(h.engine, leaves.id, email_opt_in=False, email_optout_source="link")
+    h.run_workers()
+
+    assert [m.rcpt_to for m in smtp_server.wait_for(1)] == ["stays@example.com"]
+    by_member = {d.member_id: d.status for d in h.deliveries()}
+    assert by_member == {stays.id: "sent", leaves.id: "skipped"}
+
+
+def test_a_changed_email_after_expansion_is_the_one_used(
+    pipeline: Pipeline, smtp_server: SmtpServerHandle, tmp_path: Path
+) -> None:
+    h = pipeline(**smtp(smtp_server))
+    member = add_member(h.engine, "C1", email="old@example.com")
+    h.send(write_campaign(tmp_path / "c"))
+    assert member.id is not None
+    update_member(h.engine, member.id, email="new@example.com")
+    h.run_workers()
+    assert [m.rcpt_to for m in smtp_server.wait_for(1)] == ["new@example.com"]
+
+
+def test_sending_the_same_slug_twice_sends_nothing_new(
+    pipeline: Pipeline, smtp_server: SmtpServerHandle, tmp_path: Path
+) -> None:
+    h = pipeline(**smtp(smtp_server))
+    add_member(h.engine, "C1")
+    campaign = write_campaign(tmp_path / "c")
+    assert h.send(campaign).created
+    h.run_workers()
+    add_member(h.engine, "C2")
+    again = h.send(campaign)
+    h.run_workers()
+    assert not again.created
+    assert len(smtp_server.messages()) == 1
+    assert len(h.deliveries()) == 1
+
+
+def test_a_job_delivered_twice_sends_once(
+    pipeline: Pipeline, smtp_server: SmtpServerHandle, tmp_path: Path
+) -> None:
+    h = pipeline(**smtp(smtp_server))
+    add_member(h.engine, "C1")
+    h.send(write_campaign(tmp_path / "c"))
+    [delivery] = h.deliveries()
+    h.actors["email"].send(delivery.id)  # the at-least-once queue hands it out again
+    h.actors["email"].send(delivery.id)
+    h.run_workers()
+    assert len(smtp_server.messages()) == 1
+    assert h.deliveries()[0].attempts == 1
+
+
+def test_smtp_4xx_is_retried_and_then_sent(
+    pipeline: Pipeline, smtp_server: SmtpServerHandle, tmp_path: Path, fast_retries: None
+) -> None:
+    h = pipeline(**smtp(smtp_server))
+    add_member(h.engine, "C1")
+    smtp_server.inject_temp_failure(code=451, count=2, stage="rcpt")
+    h.send(write_campaign(tmp_path / "c"))
+    h.run_workers()
+    [delivery] = h.deliveries()
+    assert delivery.status == DeliveryStatus.SENT
+    assert delivery.attempts == 3
+    assert len(smtp_server.messages()) == 1
+
+
+def test_transient_failure_hands_the_delivery_back_for_the_retry(
+    pipeline: Pipeline, smtp_server: SmtpServerHandle, tmp_path: Path
+) -> None:
+    """Called outside a worker (no retries left to count), then as the retry would."""
+    h = pipeline(**smtp(smtp_server))
+    add_member(h.engine, "C1")
+    h.send(write_campaign(tmp_path / "c"))
+    [delivery] = h.deliveries()
+    assert delivery.id is not None
+    smtp_server.drop_after_data(count=1)
+    from dispatcher.workers import email as email_worker
+
+    email_worker.MAX_RETRIES, saved = 99, email_worker.MAX_RETRIES
+    try:
+        with pytest.raises(TransientDeliveryError):
+            email_worker._is_last_attempt = lambda: False  # type: ignore[assignment]
+            deliver_email(h.runtime, delivery.id)
+    finally:
+        email_worker.MAX_RETRIES = saved
+        del email_worker._is_last_attempt  # type: ignore[attr-defined]
+    assert h.deliveries()[0].status == DeliveryStatus.PENDING
+    assert deliver_email(h.runtime, delivery.id) == "sent"
+    assert len(smtp_server.messages()) == 1
+
+
+def test_smtp_5xx_for_the_recipient_marks_the_delivery_failed_with_the_reason(
+    pipeline: Pipeline, smtp_server: SmtpServerHandle, tmp_path: Path
+) -> None:
+    h = pipeline(**smtp(smtp_server))
+    add_member(h.engine, "C1", email="gone@example.com")
+    add_member(h.engine, "C2", email="here@example.com")
+    smtp_server.reject_recipient("gone@example.com")
+    h.send(write_campaign(tmp_path / "c"))
+    h.run_workers()
+    by_status = {d.status: d for d in h.deliveries()}
+    failed = by_status[DeliveryStatus.FAILED]
+    assert failed.error_code == 550 and "no such user" in (failed.error_message or "")
+    assert by_status[DeliveryStatus.SENT]
+    assert [m.rcpt_to for m in smtp_server.messages()] == ["here@example.com"]
+
+
+def test_connections_are_kept_open_and_reused(
+    pipeline: Pipeline, smtp_server: SmtpServerHandle, tmp_path: Path
+) -> None:
+    h = pipeline(**smtp(smtp_server, smtp_connections=2))
+    for i in range(30):
+        add_member(h.engine, f"C{i}")
+    h.send(write_campaign(tmp_path / "c"))
+    h.run_workers()
+    assert len(smtp_server.wait_for(30)) == 30
+    assert smtp_server.connection_count() <= 2
+
+
+def test_smtp_auth_is_used_when_configured(
+    pipeline: Pipeline, smtp_server_factory: Callable[..., SmtpServerHandle], tmp_path: Path
+) -> None:
+    server = smtp_server_factory(auth=("shop", "s3cret-password"))
+    h = pipeline(**smtp(server, smtp_username="shop", smtp_password="s3cret-password"))
+    add_member(h.engine, "C1")
+    h.send(write_campaign(tmp_path / "c"))
+    h.run_workers()
+    assert len(server.wait_for(1)) == 1
+    assert "s3cret-password" not in repr(h.runtime.email_transport)
+    assert "s3cret-password" not in repr(h.settings)
+
+
+def test_outbox_mode_writes_one_eml_per_message(pipeline: Pipeline, tmp_path: Path) -> None:
+    h = pipeline()  # no SMTP_HOST: outbox mode
+    add_member(h.engine, "C1")
+    add_member(h.engine, "C2")
+    h.send(write_campaign(tmp_path / "c"))
+    h.run_workers()
+    files = sorted((tmp_path / "outbox" / "email").glob("*.eml"))
+    assert [f.name for f in files] == [f"yalda-test-{d.id}.eml" for d in h.deliveries()]
+    assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in files[0].read_bytes()
