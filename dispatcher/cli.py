@@ -28,8 +28,8 @@ campaign_app = typer.Typer(help="Validate, preview, send and follow campaigns.",
 app.add_typer(members_app, name="members")
 app.add_typer(campaign_app, name="campaign")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

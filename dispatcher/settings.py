@@ -40,8 +40,7 @@ class Settings(BaseSettings):
     unsubscribe_secret: SecretStr | None = None
     outbox_dir: Path = Path("./outbox")
 
-    max_retries: int = Field(default=5, ge=0)
-    worker_threads: int = Field(default=8, ge=1)
+    worker_threads: int = Field(default=8, ge=1)  # inline mode
 
     @field_validator("redis_url", "smtp_host", "mail_from", "smtp_username", mode="before")
     @classmethod

@@ -91,3 +91,32 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         return load_settings(**values)
 
     return create
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """The real Redis; a missing server fails the test loudly, never skips it."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:  # pragma: no cover - environment problem
+        pytest.fail(f"Redis is not answering at {REDIS_URL}: {exc}")
+    finally:
+        client.close()
+    yield REDIS_URL
+
+
+@pytest.fixture
+def redis_namespace(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test's own; its keys are deleted afterwards (never FLUSHDB)."""
+    import redis
+
+    namespace = f"test-{uuid.uuid4().hex[:12]}"
+    yield namespace
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(f"{namespace}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()

@@ -88,9 +88,9 @@ class Harness:
         self.settings = settings
         self.runtime = Runtime.from_settings(settings)
         create_schema(self.runtime.engine)
-        self.broker = use_broker(broker or build_broker(settings))
-        from dispatcher.workers import ACTORS
+        from dispatcher.workers import ACTORS  # declares the actors (first import only)
 
+        self.broker = use_broker(broker or build_broker(settings))
         self.actors = ACTORS
 
     @property

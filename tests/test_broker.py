@@ -1,0 +1,67 @@
+"""The Redis broker path: pipelined enqueue, ids only in the queue, workers consume them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import redis
+
+from dispatcher.broker import build_broker, enqueue_many
+from dispatcher.settings import Settings
+from tests.factories import add_member, harness, write_campaign
+from tests.servers.smtp_server import SmtpServerHandle
+
+
+def test_campaign_over_redis_carries_only_delivery_ids_and_sends_each_once(
+    make_settings: Callable[..., Settings],
+    redis_url: str,
+    redis_namespace: str,
+    smtp_server: SmtpServerHandle,
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(
+        redis_url=redis_url,
+        smtp_host=smtp_server.host,
+        smtp_port=smtp_server.port,
+        smtp_security="none",
+    )
+    broker = build_broker(settings, namespace=redis_namespace)
+    with harness(settings, broker) as h:
+        for i in range(25):
+            add_member(h.engine, f"C{i}", email=f"member{i}@example.com", first_name="علی")
+        h.send(write_campaign(tmp_path / "c"))
+
+        client = redis.Redis.from_url(redis_url)
+        stored = client.hvals(f"{redis_namespace}:email.msgs")
+        assert len(stored) == 25
+        ids = {d.id for d in h.deliveries()}
+        for raw in stored:
+            message = json.loads(raw)
+            assert message["args"] in ([i] for i in ids)
+            assert message["kwargs"] == {}
+            assert b"@" not in raw and "علی".encode() not in raw
+
+        h.run_workers()
+        assert sorted(m.rcpt_to for m in smtp_server.wait_for(25)) == sorted(
+            f"member{i}@example.com" for i in range(25)
+        )
+        assert {d.status for d in h.deliveries()} == {"sent"}
+        client.close()
+
+
+def test_enqueue_many_pipelines_in_batches(
+    make_settings: Callable[..., Settings], redis_url: str, redis_namespace: str
+) -> None:
+    settings = make_settings(redis_url=redis_url)
+    broker = build_broker(settings, namespace=redis_namespace)
+    with harness(settings, broker) as h:
+        actor = h.actors["email"]
+        sent = enqueue_many(broker, (actor.message(i) for i in range(5_000)), batch=1_000)
+        client = redis.Redis.from_url(redis_url)
+        assert sent == 5_000
+        assert client.llen(f"{redis_namespace}:email") == 5_000
+        first = json.loads(client.hget(f"{redis_namespace}:email.msgs", client.lindex(f"{redis_namespace}:email", 0)))  # type: ignore[arg-type]
+        assert first["args"] == [0]
+        client.close()

@@ -1,0 +1,90 @@
+"""The `dispatcher` command as a user runs it: in a fresh folder, on embedded defaults."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parent.parent
+DISPATCHER = [sys.executable, "-m", "dispatcher"]
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Iterator[Path]:
+    shutil.copytree(ROOT / "campaigns", tmp_path / "campaigns")
+    yield tmp_path
+
+
+def run(workdir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SMTP_", "REDIS_", "DATABASE_", "KAVENEGAR_", "UNSUBSCRIBE_"))
+    }
+    environ.update(MAIL_FROM="فروشگاه نمونه <news@shop.example>", PYTHONPATH=str(ROOT), **env)
+    return subprocess.run(
+        [*DISPATCHER, *args], cwd=workdir, env=environ, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_the_demo_sends_the_example_campaign_into_the_outbox(workdir: Path) -> None:
+    imported = run(workdir, "members", "import", "campaigns/members.csv")
+    assert imported.returncode == 0, imported.stderr
+    sent = run(workdir, "campaign", "send", "campaigns/yalda-1405.toml")
+    assert sent.returncode == 0, sent.stderr
+    assert "in-process (inline)" in sent.stdout and "outbox" in sent.stdout
+    status = json.loads(run(workdir, "campaign", "status", "yalda-1405", "--json").stdout)
+    email = status["email"]
+    assert status["slug"] == "yalda-1405" and status["state"] == "done"
+    assert set(email) == {"pending", "sending", "sent", "skipped", "failed", "excluded"}
+    emls = list((workdir / "outbox" / "email").glob("*.eml"))
+    assert email["sent"] == len(emls) > 0
+    assert email["excluded"] > 0  # the sample has members opted out or without email
+
+    again = run(workdir, "campaign", "send", "campaigns/yalda-1405.toml")
+    assert again.returncode == 0 and "nothing new" in again.stdout
+    assert len(list((workdir / "outbox" / "email").glob("*.eml"))) == len(emls)
+
+
+def test_validate_reports_problems_and_exits_non_zero(workdir: Path) -> None:
+    bad = workdir / "campaigns" / "bad.toml"
+    bad.write_text('slug = "b"\nname = "n"\nchannels = ["email"]\n[email]\nsubject = "x"\n'
+                   'html = "missing.html"\n', encoding="utf-8")
+    result = run(workdir, "campaign", "validate", str(bad))
+    assert result.returncode == 1
+    assert "email.html: template file 'missing.html' not found" in result.stderr
+    assert not (workdir / "dispatcher.db").exists()  # validate changes nothing
+
+
+def test_preview_renders_for_a_member(workdir: Path) -> None:
+    run(workdir, "members", "import", "campaigns/members.csv")
+    result = run(workdir, "campaign", "preview", "campaigns/yalda-1405.toml", "--member", "C1001")
+    assert result.returncode == 0, result.stderr
+    assert "مریم عزیز، حراج یلدا شروع شد" in result.stdout
+    assert 'dir="rtl"' in result.stdout and "/u/" in result.stdout
+
+
+def test_import_with_bad_rows_imports_the_rest_and_exits_non_zero(workdir: Path) -> None:
+    csv = workdir / "m.csv"
+    csv.write_text(
+        "external_id,first_name,email,mobile\n"
+        "A1,علی,ali@example.com,09121234567\n"
+        "A2,رضا,not-an-email,09121234568\n",
+        encoding="utf-8",
+    )
+    result = run(workdir, "members", "import", str(csv))
+    assert result.returncode == 1
+    assert "m.csv:3: email" in result.stderr
+    assert "1 created" in result.stdout
+
+
+def test_status_of_an_unknown_campaign_is_a_clear_error(workdir: Path) -> None:
+    result = run(workdir, "campaign", "status", "nope")
+    assert result.returncode == 1 and "no campaign with slug 'nope'" in result.stderr
