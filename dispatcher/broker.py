@@ -14,32 +14,48 @@ from dramatiq.brokers.stub import StubBroker
 from dramatiq.common import current_millis
 from dramatiq.middleware import CurrentMessage
 
+from dispatcher.errors import ConfigurationError
 from dispatcher.settings import Settings
 
-NAMESPACE = "dispatcher"
+NAMESPACE = "dispatcher"  # the default of REDIS_NAMESPACE
 # Redis broker tuning: a killed worker's messages are requeued by whichever worker
-# next runs maintenance after the heartbeat times out. Dramatiq's defaults
-# (1 in 1000 commands does maintenance) can strand them for a long time on a quiet
-# queue; 1 in 20 keeps it to about a minute at no measurable cost.
-HEARTBEAT_TIMEOUT_MS = 30_000
+# next runs maintenance after the heartbeat times out (REDIS_HEARTBEAT_TIMEOUT_MS,
+# default 30 s). Dramatiq's defaults (1 in 1000 commands does maintenance, 60 s
+# heartbeat) can strand them for a long time on a quiet queue; 1 in 20 keeps it to
+# about a minute at no measurable cost (an idle worker polls each queue every second).
 MAINTENANCE_CHANCE = 50_000  # out of dramatiq's scale of 1,000,000
 
 _actors: list[Actor] = []
 
 
-def build_broker(settings: Settings, *, namespace: str = NAMESPACE) -> Broker:
-    """RedisBroker when REDIS_URL is set, StubBroker (inline mode) otherwise."""
+def build_broker(settings: Settings, *, namespace: str | None = None) -> Broker:
+    """RedisBroker when REDIS_URL is set, StubBroker (inline mode) otherwise.
+
+    Keys live under `namespace`, else REDIS_NAMESPACE (default "dispatcher").
+    """
     broker: Broker
     if settings.redis_url:
         broker = RedisBroker(
             url=settings.redis_url,
-            namespace=namespace,
-            heartbeat_timeout=HEARTBEAT_TIMEOUT_MS,
+            namespace=namespace or settings.redis_namespace,
+            heartbeat_timeout=settings.redis_heartbeat_timeout_ms,
             maintenance_chance=MAINTENANCE_CHANCE,
         )
     else:
         broker = StubBroker()
     broker.add_middleware(CurrentMessage())
+    if settings.prometheus and not settings.inline:
+        # Opt-in (PROMETHEUS=1): counters and histograms per actor, served by a
+        # process Dramatiq forks (port: Dramatiq's own `dramatiq_prom_port`, 9191).
+        try:
+            import prometheus_client  # noqa: F401
+        except ImportError:
+            raise ConfigurationError(
+                "PROMETHEUS=1 needs prometheus_client: pip install 'campaign-dispatcher[metrics]'"
+            ) from None
+        from dramatiq.middleware.prometheus import Prometheus
+
+        broker.add_middleware(Prometheus())
     return broker
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
+import time
+from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -16,6 +20,13 @@ from rich.table import Table
 from dispatcher.errors import CampaignError, DispatcherError, InputError
 from dispatcher.models import Channel
 from dispatcher.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from dispatcher.campaigns import CampaignSpec
+    from dispatcher.rendering import CampaignTemplates
+    from dispatcher.runtime import Runtime
 
 app = typer.Typer(
     help="Send the shop's newsletter by email and promotions by SMS; honour every opt-out.",
@@ -27,6 +38,11 @@ members_app = typer.Typer(help="Load members and manage their consent.", no_args
 campaign_app = typer.Typer(help="Validate, preview, send and follow campaigns.", no_args_is_help=True)
 app.add_typer(members_app, name="members")
 app.add_typer(campaign_app, name="campaign")
+sms_app = typer.Typer(
+    help="SMS after sending: delivery reports, opt-out replies, the send window.",
+    no_args_is_help=True,
+)
+app.add_typer(sms_app, name="sms")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -46,14 +62,16 @@ def settings() -> Settings:
 
 def runtime():  # type: ignore[no-untyped-def]
     """Build this process's runtime from the settings, with the schema in place."""
-    from dispatcher.db import create_schema
     from dispatcher.runtime import Runtime, set_runtime
+    from dispatcher.schema import ensure_current
 
     try:
         rt = Runtime.from_settings(settings())
+        # The embedded demo (inline, SQLite) migrates itself; production is told to.
+        embedded = rt.settings.inline and rt.engine.dialect.name == "sqlite"
+        ensure_current(rt.engine, auto_upgrade=embedded)
     except DispatcherError as exc:
         fail(str(exc))
-    create_schema(rt.engine)
     set_runtime(rt)
     return rt
 
@@ -62,9 +80,11 @@ def runtime():  # type: ignore[no-untyped-def]
 def main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each delivery.")] = False,
 ) -> None:
-    logging.basicConfig(
+    from dispatcher.logs import configure
+
+    configure(
         level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        json_lines=settings().log_format == "json",
     )
 
 
@@ -111,6 +131,58 @@ def members_subscribe(
     out.print(f"[green]subscribed[/] {external_id} to {channel}")
 
 
+class OptoutFormat(StrEnum):
+    CSV = "csv"
+    JSON = "json"
+
+
+def _since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not an ISO 8601 date or time, e.g. 2025-03-01 or "
+            "2025-03-01T08:30:00+03:30",
+            param_hint="--since",
+        ) from None
+
+
+@members_app.command("optouts")
+def members_optouts(
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            help="Only opt-outs at or after this date or time (ISO 8601; UTC unless it has "
+            "an offset). Passing the last `at` seen repeats that row, never misses one.",
+        ),
+    ] = None,
+    fmt: Annotated[OptoutFormat, typer.Option("--format", help="csv or json")] = OptoutFormat.CSV,
+) -> None:
+    """List opt-outs (external_id, channel, at, source), oldest first, to stdout.
+
+    Every opt-out is listed, whatever its source (link, one-click, sms-keyword,
+    provider, cli, import), so the shop can mirror them into its member profiles.
+    """
+    import csv
+
+    from dispatcher.members import list_optouts
+
+    since_at = _since(since)
+    rt = runtime()
+    rows = list_optouts(rt.engine, since_at)
+    if fmt is OptoutFormat.JSON:
+        sys.stdout.write(json.dumps(rows, ensure_ascii=False) + "\n")
+        return
+    writer = csv.DictWriter(
+        sys.stdout, fieldnames=["external_id", "channel", "at", "source"], lineterminator="\n"
+    )
+    writer.writeheader()
+    writer.writerows(rows)
+
+
 # -- campaigns ------------------------------------------------------------------------------
 
 
@@ -134,6 +206,8 @@ def campaign_validate(file: Path) -> None:
         f"[green]ok[/] {file}: {spec.slug} ({', '.join(spec.channels)})",
         highlight=False,
     )
+    if spec.sms:
+        _print_sms_length(spec, audience=True)
 
 
 @campaign_app.command("preview")
@@ -167,14 +241,33 @@ def campaign_preview(
         out.print(rendered.text, highlight=False, markup=False)
         out.rule("html")
         out.print(rendered.html, highlight=False, markup=False)
+    if spec.sms:
+        from dispatcher.sms_text import measure, with_footer
+
+        text = with_footer(templates.render_sms(context), rt.settings.sms_optout_footer)
+        out.rule("sms")
+        out.print(text, highlight=False, markup=False)
+        out.print(f"sms: {measure(text)}", highlight=False)
 
 
 @campaign_app.command("send")
 def campaign_send(
     file: Path,
     wait: Annotated[bool, typer.Option("--wait", help="With Redis: wait until done.")] = False,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--at",
+            help="Schedule instead: '2026-12-20 10:00' (SMS_TIMEZONE), Jalali "
+            "'1405-09-29 10:00', or ISO 8601 with an offset. Overrides send_at.",
+        ),
+    ] = None,
 ) -> None:
-    """Expand the campaign into deliveries and enqueue them (inline mode: send them now)."""
+    """Expand the campaign into deliveries and enqueue them (inline mode: send them now).
+
+    With `--at` (or `send_at` in the file) the campaign is recorded as scheduled and
+    `dispatcher scheduler` launches it when due."""
+    from dispatcher.cli_run import print_scheduled, send_time
     from dispatcher.expansion import enqueue_pending, expand
     from dispatcher.inline import run_inline, wait_for
     from dispatcher.status import mark_done_if_finished
@@ -186,7 +279,10 @@ def campaign_send(
     if Channel.EMAIL in spec.channels and not s.mail_from:
         fail("MAIL_FROM is required to send email, e.g. MAIL_FROM='Shop <news@shop.example>'")
     out.print(f"broker: [bold]{s.broker_label}[/]   email transport: [bold]{s.transport_label}[/]")
-    result = expand(rt.engine, spec)
+    if Channel.SMS in spec.channels:
+        out.print(f"sms transport: [bold]{s.sms_transport_label}[/]", highlight=False)
+    send_at = send_time(spec, at, s)
+    result = expand(rt.engine, spec, send_at=send_at)
     campaign = result.campaign
     assert campaign.id is not None
     if not result.created:
@@ -195,6 +291,9 @@ def campaign_send(
             "sent. See `dispatcher campaign status`.",
             highlight=False,
         )
+        return
+    if send_at is not None:
+        print_scheduled(campaign, s)
         return
     total = sum(result.eligible.values())
     for channel in spec.channels:
@@ -210,13 +309,19 @@ def campaign_send(
         if s.inline or wait:
             send_task = progress.add_task("send", total=total)
 
+            held = _SmsHoldWatch(rt.engine, campaign.id)
+
             def tick(left: int) -> None:
                 progress.update(send_task, completed=total - left)
+                held.check(left)
 
-            if s.inline:
-                run_inline(broker, rt.engine, campaign.id, threads=s.worker_threads, on_tick=tick)
-            else:
-                wait_for(rt.engine, campaign.id, tick)
+            with contextlib.suppress(_SmsHeld):
+                if s.inline:
+                    run_inline(
+                        broker, rt.engine, campaign.id, threads=s.worker_threads, on_tick=tick
+                    )
+                else:
+                    wait_for(rt.engine, campaign.id, tick)
     mark_done_if_finished(rt.engine, campaign.id)
     rt.close()
     _print_status(spec.slug)
@@ -247,7 +352,7 @@ def _print_status(slug: str, *, as_json: bool = False) -> None:
 
     rt = runtime()
     try:
-        status = campaign_status(rt.engine, slug)
+        status = campaign_status(rt.engine, slug, rt.settings.sms_zone)
     except DispatcherError as exc:
         fail(str(exc))
     if as_json:
@@ -262,3 +367,176 @@ def _print_status(slug: str, *, as_json: bool = False) -> None:
             row = status[channel]
             table.add_row(channel, *(str(row[n]) for n in [*STATUSES, "excluded"]))
     out.print(table)
+    from dispatcher.cli_run import status_notes
+
+    for line in status_notes(status):
+        out.print(line, highlight=False)
+    if "sms" in status:
+        _print_sms_status(status["sms"], rt.settings)
+
+
+# -- sms ------------------------------------------------------------------------------------
+
+
+def _print_sms_length(spec: CampaignSpec, *, audience: bool) -> None:
+    """The SMS for a sample member: characters and parts; with `audience`, the total."""
+    from dispatcher.campaigns import SAMPLE_MEMBER
+    from dispatcher.sms_text import measure, with_footer
+
+    s = settings()
+    templates = spec.templates({"name": "فروشگاه نمونه"})
+    text = with_footer(templates.render_sms(dict(SAMPLE_MEMBER)), s.sms_optout_footer)
+    out.print(f"sms: {measure(text)} for a sample member, footer included", highlight=False)
+    if audience:
+        out.print(f"sms audience: {_audience_parts(spec, templates, s)}", highlight=False)
+
+
+def _audience_parts(spec: CampaignSpec, templates: CampaignTemplates, s: Settings) -> str:
+    """Members and SMS parts for the audience, read from the database if there is one.
+
+    Changes nothing: a SQLite file that does not exist is not created.
+    """
+    from sqlalchemy import inspect
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from dispatcher.db import make_engine
+    from dispatcher.sms_text import audience_parts
+
+    url = make_url(s.database_url)
+    if url.get_backend_name() == "sqlite" and not (
+        url.database and url.database != ":memory:" and Path(url.database).exists()
+    ):
+        return "audience unknown (no database yet)"
+    engine = make_engine(s.database_url)
+    try:
+        if not inspect(engine).has_table("member"):
+            return "audience unknown (no members imported yet)"
+        total = audience_parts(
+            engine, templates, footer=s.sms_optout_footer, tags=spec.audience_tags
+        )
+    except SQLAlchemyError as exc:
+        return f"audience unknown (database: {type(exc).__name__})"
+    finally:
+        engine.dispose()
+    return f"{total.members} members, {total.parts} SMS parts in all"
+
+
+class _SmsHeld(Exception):
+    """Ends waiting for a campaign whose only outstanding deliveries are held SMS."""
+
+
+class _SmsHoldWatch:
+    """Stops `campaign send` from waiting on SMS that wait for the send window or a
+    resume: checked at most once a second, from the progress tick."""
+
+    def __init__(self, engine: Engine, campaign_id: int) -> None:
+        self.engine = engine
+        self.campaign_id = campaign_id
+        self.next_check = 0.0
+
+    def check(self, left: int) -> None:
+        from dispatcher.sms_hold import held_sms
+
+        if left == 0 or time.monotonic() < self.next_check:
+            return
+        self.next_check = time.monotonic() + 1.0
+        hold = held_sms(self.engine, self.campaign_id)
+        if hold is not None and hold.pending >= left:
+            raise _SmsHeld
+
+
+def _print_sms_status(row: dict[str, Any], s: Settings) -> None:
+    from datetime import datetime
+
+    from dispatcher.send_window import describe
+
+    if row.get("delivered") or row.get("undelivered"):
+        out.print(
+            f"sms reported by the operator: {row['delivered']} delivered, "
+            f"{row['undelivered']} not delivered",
+            highlight=False,
+        )
+    if row.get("paused"):
+        out.print(
+            f"[yellow]sms paused:[/] {row['paused']}; {row['pending']} wait for "
+            "`dispatcher campaign resume`",
+            highlight=False,
+        )
+    elif row.get("waiting_until") and row.get("pending"):
+        opens = describe(datetime.fromisoformat(row["waiting_until"]), s.sms_zone)
+        out.print(
+            f"[yellow]sms waiting for the send window[/] ({s.sms_send_window}): "
+            f"{row['pending']} go at {opens} (`dispatcher sms release`)",
+            highlight=False,
+        )
+
+
+def _sms_runtime() -> Runtime:
+    rt: Runtime = runtime()
+    if rt.settings.sms_outbox:
+        fail("KAVENEGAR_API_KEY is not set: SMS go to the outbox; there is nothing to ask")
+    return rt
+
+
+@sms_app.command("sync")
+def sms_sync() -> None:
+    """Record Kavenegar's delivery reports of recent SMS (14 = blocked: opt the member out)."""
+    from dispatcher.sms_sync import sync_statuses
+
+    rt = _sms_runtime()
+    try:
+        counts = sync_statuses(rt)
+    except DispatcherError as exc:
+        fail(str(exc))
+    finally:
+        rt.close()
+    out.print("sms sync: " + ", ".join(f"{n} {k}" for k, n in counts.items()), highlight=False)
+
+
+@sms_app.command("inbox")
+def sms_inbox() -> None:
+    """Read replies to the sender line; opt out of SMS whoever answered an opt-out word."""
+    from dispatcher.sms_sync import read_inbox
+
+    rt = _sms_runtime()
+    try:
+        counts = read_inbox(rt)
+    except DispatcherError as exc:
+        fail(str(exc))
+    finally:
+        rt.close()
+    out.print("sms inbox: " + ", ".join(f"{n} {k}" for k, n in counts.items()), highlight=False)
+
+
+@sms_app.command("release")
+def sms_release() -> None:
+    """Enqueue the SMS that waited for the send window, once it is open (inline: send)."""
+    from dispatcher.inline import run_inline
+    from dispatcher.send_window import describe
+    from dispatcher.sms_hold import release_waiting_sms, window_closed_until
+    from dispatcher.status import mark_done_if_finished
+    from dispatcher.workers import ACTORS, broker
+
+    rt = runtime()
+    s = rt.settings
+    opening = window_closed_until(s, rt.clock())
+    if opening is not None:
+        out.print(f"the SMS send window is closed; it opens at {describe(opening, s.sms_zone)}")
+        return
+    released = release_waiting_sms(rt, broker, actor=ACTORS["sms"])
+    out.print(f"sms release: {sum(released.values())} SMS enqueued", highlight=False)
+    if s.inline:
+        for campaign_id in released:
+            held = _SmsHoldWatch(rt.engine, campaign_id)
+            with contextlib.suppress(_SmsHeld):
+                run_inline(
+                    broker, rt.engine, campaign_id, threads=s.worker_threads, on_tick=held.check
+                )
+            mark_done_if_finished(rt.engine, campaign_id)
+    rt.close()
+
+
+# The commands for running it for real (schedules, control, scheduler, db) live in
+# their own module, registered on the apps above.
+from dispatcher import cli_run  # noqa: E402, F401

@@ -28,6 +28,14 @@ class NotFoundError(DispatcherError):
     """Raised when a campaign, member or delivery named by a person does not exist."""
 
 
+class ControlError(DispatcherError):
+    """Raised when a campaign cannot make the change asked (resume a cancelled one...)."""
+
+
+class SchemaError(DispatcherError):
+    """Raised when the database schema is behind the code (run `dispatcher db upgrade`)."""
+
+
 class TokenError(DispatcherError):
     """Raised when an unsubscribe token is malformed, tampered with or unknown."""
 

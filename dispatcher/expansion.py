@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from dramatiq import Actor, Broker
-from sqlalchemy import ColumnElement, and_, exists, func, insert, literal, select, true
+from sqlalchemy import ColumnElement, and_, exists, func, insert, literal, select, true, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
@@ -63,11 +64,13 @@ def reachable(channel: Channel) -> ColumnElement[bool]:
     )
 
 
-def expand(engine: Engine, spec: CampaignSpec) -> Expansion:
+def expand(engine: Engine, spec: CampaignSpec, *, send_at: datetime | None = None) -> Expansion:
     """Record the campaign and its deliveries, once per slug.
 
     A slug seen before is returned as it is (`created=False`): sending a campaign twice
-    never sends anything twice.
+    never sends anything twice. With `send_at` the campaign is recorded as `scheduled`
+    and gets its deliveries at launch (`launch`), so that the audience is the one of the
+    send time: members who joined since are included, those who left are not.
     """
     with Session(engine, expire_on_commit=False) as session:
         existing = session.exec(select(Campaign).where(Campaign.slug == spec.slug)).scalar()
@@ -77,45 +80,83 @@ def expand(engine: Engine, spec: CampaignSpec) -> Expansion:
             slug=spec.slug,
             name=spec.name,
             channels=",".join(spec.channels),
-            state=CampaignState.SENDING,
+            state=CampaignState.SCHEDULED if send_at else CampaignState.SENDING,
             spec=spec.to_json(),
+            send_at=send_at,
+            launched_at=None if send_at else utcnow(),
         )
         session.add(campaign)
         session.flush()
-        audience = audience_filter(spec.audience_tags)
-        total = session.exec(select(func.count()).select_from(Member).where(audience)).scalar_one()
         result = Expansion(campaign=campaign, created=True)
-        for channel in spec.channels:
-            chosen = (
-                select(
-                    literal(campaign.id),
-                    Member.id,
-                    literal(str(channel)),
-                    literal(str(DeliveryStatus.PENDING)),
-                    literal(0),
-                    literal(utcnow()),
-                )
-                .where(audience, reachable(channel))
-                .order_by(Member.id)
-            )
-            session.execute(
-                insert(Delivery).from_select(
-                    ["campaign_id", "member_id", "channel", "status", "attempts", "updated_at"],
-                    chosen,
-                )
-            )
-            # (rowcount of INSERT ... SELECT is not reliable across drivers: count instead)
-            inserted = session.execute(
-                select(func.count())
-                .select_from(Delivery)
-                .where(Delivery.campaign_id == campaign.id, Delivery.channel == str(channel))
-            ).scalar_one()
-            result.eligible[str(channel)] = inserted
-            result.excluded[str(channel)] = total - inserted
-        campaign.excluded = dict(result.excluded)
-        session.add(campaign)
+        if send_at is None:
+            _insert_deliveries(session, campaign, spec, result)
         session.commit()
         return result
+
+
+def launch(engine: Engine, campaign_id: int, *, now: datetime) -> Expansion | None:
+    """scheduled -> sending and the deliveries, in one transaction, if due at `now`.
+
+    The claim is a conditional update (`... WHERE state = 'scheduled'`): of two
+    schedulers racing for one campaign, exactly one sees a row changed; the other gets
+    None. Claim and deliveries commit together, so a scheduler that dies half-way
+    leaves the campaign scheduled, never `sending` with nothing to send.
+    """
+    with Session(engine, expire_on_commit=False) as session:
+        claimed = session.execute(
+            update(Campaign)
+            .where(
+                col(Campaign.id) == campaign_id,
+                col(Campaign.state) == CampaignState.SCHEDULED,
+                col(Campaign.send_at) <= now,
+            )
+            .values(state=CampaignState.SENDING, launched_at=now)
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            session.rollback()
+            return None
+        campaign = session.get_one(Campaign, campaign_id)
+        result = Expansion(campaign=campaign, created=True)
+        _insert_deliveries(session, campaign, CampaignSpec.from_json(campaign.spec), result)
+        session.commit()
+        return result
+
+
+def _insert_deliveries(
+    session: Session, campaign: Campaign, spec: CampaignSpec, result: Expansion
+) -> None:
+    """One pending delivery per reachable member and channel, with `INSERT ... SELECT`."""
+    audience = audience_filter(spec.audience_tags)
+    total = session.exec(select(func.count()).select_from(Member).where(audience)).scalar_one()
+    for channel in spec.channels:
+        chosen = (
+            select(
+                literal(campaign.id),
+                Member.id,
+                literal(str(channel)),
+                literal(str(DeliveryStatus.PENDING)),
+                literal(0),
+                literal(utcnow()),
+            )
+            .where(audience, reachable(channel))
+            .order_by(Member.id)
+        )
+        session.execute(
+            insert(Delivery).from_select(
+                ["campaign_id", "member_id", "channel", "status", "attempts", "updated_at"],
+                chosen,
+            )
+        )
+        # (rowcount of INSERT ... SELECT is not reliable across drivers: count instead)
+        inserted = session.execute(
+            select(func.count())
+            .select_from(Delivery)
+            .where(Delivery.campaign_id == campaign.id, Delivery.channel == str(channel))
+        ).scalar_one()
+        result.eligible[str(channel)] = inserted
+        result.excluded[str(channel)] = total - inserted
+    campaign.excluded = dict(result.excluded)
+    session.add(campaign)
 
 
 def pending_ids(engine: Engine, campaign_id: int, channel: str) -> Iterator[list[int]]:

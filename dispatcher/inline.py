@@ -9,6 +9,7 @@ from dramatiq import Broker, Worker
 from dramatiq.brokers.stub import StubBroker
 from sqlalchemy.engine import Engine
 
+from dispatcher.control import get, is_held
 from dispatcher.status import outstanding
 
 
@@ -30,8 +31,8 @@ def run_inline(
             left = outstanding(engine, campaign_id)
             if on_tick:
                 on_tick(left)
-            if left == 0 and _drained(broker):
-                break
+            if _drained(broker) and (left == 0 or is_held(get(engine, campaign_id))):
+                break  # done, or paused/cancelled: what is left stays pending
             if worker.consumers and not any(
                 t.is_alive() for t in worker.consumers.values()
             ):  # pragma: no cover - a dead worker would otherwise hang us
@@ -51,6 +52,6 @@ def wait_for(engine: Engine, campaign_id: int, on_tick: Callable[[int], None]) -
     while True:
         left = outstanding(engine, campaign_id)
         on_tick(left)
-        if left == 0:
+        if left == 0 or is_held(get(engine, campaign_id)):
             return
         time.sleep(0.5)

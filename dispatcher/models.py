@@ -31,8 +31,21 @@ class DeliveryStatus(StrEnum):
 
 
 class CampaignState(StrEnum):
+    """scheduled -> sending -> done; sending <-> paused; any but done -> cancelled."""
+
+    SCHEDULED = "scheduled"
     SENDING = "sending"
+    PAUSED = "paused"
     DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class PausedBy(StrEnum):
+    """Who or what paused a campaign (`Campaign.paused_by`)."""
+
+    PERSON = "person"
+    NO_CREDIT = "no-credit"
+    ERROR_STORM = "error-storm"
 
 
 class ConsentSource(StrEnum):
@@ -111,6 +124,21 @@ class Campaign(SQLModel, table=True):
     )
     created_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
+    # Why this campaign's SMS stopped (Kavenegar 418 no credit, 401/403 account or
+    # key): nothing more is sent until `resume_sms` clears it. None: not paused.
+    sms_paused_reason: str | None = Field(default=None, max_length=500)
+    # Set when an SMS came due outside SMS_SEND_WINDOW: the next opening (UTC). The
+    # pending SMS deliveries are re-enqueued from the database once it has passed.
+    sms_waiting_until: datetime | None = None
+    # Scheduling and control (`dispatcher.control`, `dispatcher.scheduler`).
+    # `send_at`: when the scheduler may launch it (UTC, like every time here).
+    send_at: datetime | None = Field(default=None, index=True)
+    launched_at: datetime | None = None
+    paused_by: str | None = Field(default=None, max_length=16)  # a PausedBy value
+    pause_reason: str | None = Field(default=None, max_length=500)
+    paused_at: datetime | None = None
+    cancel_reason: str | None = Field(default=None, max_length=500)
+    cancelled_at: datetime | None = None
 
     def channel_list(self) -> list[Channel]:
         return [Channel(c) for c in self.channels.split(",") if c]
@@ -131,4 +159,8 @@ class Delivery(SQLModel, table=True):
     error_message: str | None = Field(default=None, max_length=500)
     provider_id: str | None = Field(default=None, max_length=255)
     cost: int | None = None
+    # The provider's last known status of a sent message (Kavenegar: 1 queued,
+    # 4/5 at the operator, 10 delivered, 11 undelivered, 6 failed, 13 cancelled,
+    # 14 blocked by the recipient). None until the provider says something.
+    provider_status: int | None = None
     updated_at: datetime = Field(default_factory=utcnow)

@@ -8,19 +8,28 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
 
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from dispatcher.aio import LoopThread
 from dispatcher.campaigns import CampaignSpec
 from dispatcher.db import make_engine
+from dispatcher.groupcommit import GroupCommit
 from dispatcher.mime import MessageHeaders
-from dispatcher.models import Campaign
+from dispatcher.models import Campaign, utcnow
 from dispatcher.rendering import CampaignTemplates, shop_name
 from dispatcher.settings import Settings, get_settings
 from dispatcher.tokens import TokenSigner
 from dispatcher.transports import EmailTransport, build_email_transport
+from dispatcher.transports.sms import SmsTransport, build_sms_transport
+
+if TYPE_CHECKING:
+    from dispatcher.guard import SendGuard
 
 
 @dataclass
@@ -43,6 +52,11 @@ class Runtime:
     _loop: LoopThread | None = None
     _campaigns: OrderedDict[int, CompiledCampaign] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _sms_transport: SmsTransport | None = None
+    _guards: dict[str, SendGuard] = field(default_factory=dict)
+    _deliveries: GroupCommit | None = None
+    # The time now (aware, UTC): tests replace it to be "at 23:00 in Tehran".
+    clock: Callable[[], datetime] = utcnow
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
@@ -60,11 +74,35 @@ class Runtime:
             return self._loop
 
     @property
+    def deliveries(self) -> GroupCommit:
+        """The delivery state machine of `dispatcher.delivery`, batched across threads."""
+        with self._lock:
+            if self._deliveries is None:
+                self._deliveries = GroupCommit(self.engine)
+            return self._deliveries
+
+    @property
     def email_transport(self) -> EmailTransport:
         with self._lock:
             if self._email_transport is None:
                 self._email_transport = build_email_transport(self.settings)
             return self._email_transport
+
+    @property
+    def sms_transport(self) -> SmsTransport:
+        with self._lock:
+            if self._sms_transport is None:
+                self._sms_transport = build_sms_transport(self.settings)
+            return self._sms_transport
+
+    def guard(self, transport: str) -> SendGuard:
+        """The shared rate and error-storm counter of "smtp" or "kavenegar" (built once)."""
+        from dispatcher.guard import build_guard
+
+        with self._lock:
+            if transport not in self._guards:
+                self._guards[transport] = build_guard(self.settings, transport)
+            return self._guards[transport]
 
     def shop(self) -> dict[str, str]:
         return {"name": shop_name(self.settings.mail_from)}
@@ -77,7 +115,14 @@ class Runtime:
             if hit is not None:
                 self._campaigns.move_to_end(campaign.id)
                 return hit
-        spec = CampaignSpec.from_json(campaign.spec)
+        # A campaign loaded in a batch has its `spec` deferred: read it now, once.
+        frozen = campaign.__dict__.get("spec")
+        if frozen is None:
+            with self.engine.connect() as conn:
+                frozen = conn.execute(
+                    select(Campaign.spec).where(Campaign.id == campaign.id)  # type: ignore[arg-type]
+                ).scalar_one()
+        spec = CampaignSpec.from_json(frozen)
         headers = None
         if self.settings.mail_from:
             headers = MessageHeaders.for_campaign(
@@ -103,12 +148,18 @@ class Runtime:
         return f"{self.settings.unsubscribe_base_url}/u/{token}"
 
     def close(self) -> None:
+        if self._deliveries is not None:
+            self._deliveries.close()
+            self._deliveries = None
         if self._loop is not None:
             if self._email_transport is not None:
                 self._loop.run(self._email_transport.close(), timeout=10)
             self._loop.stop()
             self._loop = None
         self._email_transport = None
+        if self._sms_transport is not None:
+            self._sms_transport.close()
+            self._sms_transport = None
         self.engine.dispose()
 
 

@@ -6,15 +6,18 @@ Everything that needs a setting receives it from here; nothing else reads
 
 from __future__ import annotations
 
+import re
 import secrets
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dispatcher.errors import ConfigurationError
+from dispatcher.send_window import SendWindow, parse_window, parse_zone
 
 DEV_SECRET_FILE = Path(".dispatcher-secret")
 
@@ -26,6 +29,7 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///dispatcher.db"
     redis_url: str | None = None
+    redis_namespace: str = Field(default="dispatcher", min_length=1, pattern=r"^[\w.-]+$")
 
     smtp_host: str | None = None
     smtp_port: int = 587
@@ -40,12 +44,67 @@ class Settings(BaseSettings):
     unsubscribe_secret: SecretStr | None = None
     outbox_dir: Path = Path("./outbox")
 
+    # SMS through Kavenegar; without an API key, SMS go to OUTBOX_DIR/sms/.
+    kavenegar_api_key: SecretStr | None = None
+    kavenegar_sender: str | None = Field(default=None, validate_default=True)  # line number
+    kavenegar_base_url: str = "https://api.kavenegar.com"
+    kavenegar_timeout: float = Field(default=10.0, gt=0)
+    kavenegar_rate_limit: int = Field(default=50, ge=1)  # calls per second, all workers
+    sms_send_window: str = "08:00-21:00"
+    sms_timezone: str = "Asia/Tehran"
+    sms_optout_footer: str = "لغو11"
+
     worker_threads: int = Field(default=8, ge=1)  # inline mode
 
-    @field_validator("redis_url", "smtp_host", "mail_from", "smtp_username", mode="before")
+    # Running it for real: see README "Running it for real".
+    smtp_rate_limit: float | None = Field(default=None, gt=0)  # messages/s, all workers
+    send_lease_seconds: int = Field(default=300, ge=1)  # `sending` older = orphaned
+    max_send_errors: int = Field(default=50, ge=0)  # consecutive; 0 = never auto-pause
+    scheduler_interval: float = Field(default=5.0, gt=0)  # seconds between ticks
+    redis_heartbeat_timeout_ms: int = Field(default=30_000, ge=1_000)
+    log_format: Literal["text", "json"] = "text"
+    prometheus: bool = False  # Dramatiq's middleware in workers; dispatcher_* in scheduler
+    prometheus_port: int = Field(default=9192, ge=1, le=65535)  # the scheduler's metrics
+
+    @field_validator(
+        "redis_url", "smtp_host", "mail_from", "smtp_username", "smtp_rate_limit", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("kavenegar_api_key", mode="before")
+    @classmethod
+    def _empty_key_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("kavenegar_sender", mode="before")
+    @classmethod
+    def _sender_with_key(cls, value: object, info: ValidationInfo) -> object:
+        if isinstance(value, str):
+            value = value.strip() or None
+        if value is None and info.data.get("kavenegar_api_key") is not None:
+            raise ValueError("required when KAVENEGAR_API_KEY is set (the sender line number)")
+        if isinstance(value, str) and not re.fullmatch(r"\+?[0-9]{3,20}", value):
+            raise ValueError("must be the sender line number (digits only)")
+        return value
+
+    @field_validator("kavenegar_base_url")
+    @classmethod
+    def _kavenegar_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("sms_send_window")
+    @classmethod
+    def _valid_window(cls, value: str) -> str:
+        return str(parse_window(value))
+
+    @field_validator("sms_timezone")
+    @classmethod
+    def _valid_zone(cls, value: str) -> str:
+        return parse_zone(value.strip()).key
 
     @field_validator("unsubscribe_base_url")
     @classmethod
@@ -73,6 +132,27 @@ class Settings(BaseSettings):
     def outbox(self) -> bool:
         """True when no SMTP relay is configured: messages are written to OUTBOX_DIR."""
         return self.smtp_host is None
+
+    @property
+    def sms_outbox(self) -> bool:
+        """True when no Kavenegar API key is configured: SMS are written to OUTBOX_DIR."""
+        return self.kavenegar_api_key is None
+
+    @property
+    def sms_transport_label(self) -> str:
+        if self.sms_outbox:
+            return f"outbox ({self.outbox_dir / 'sms'})"
+        return f"kavenegar ({self.kavenegar_base_url}, line {self.kavenegar_sender})"
+
+    @property
+    def send_window(self) -> SendWindow:
+        """SMS_SEND_WINDOW, parsed (validated at start-up)."""
+        return parse_window(self.sms_send_window)
+
+    @property
+    def sms_zone(self) -> ZoneInfo:
+        """SMS_TIMEZONE as a zone (validated at start-up)."""
+        return ZoneInfo(self.sms_timezone)
 
     @property
     def broker_label(self) -> str:

@@ -14,9 +14,10 @@ import dramatiq
 from dramatiq.middleware import CurrentMessage
 from jinja2 import TemplateError
 
-from dispatcher import delivery
 from dispatcher.broker import register
+from dispatcher.control import is_held
 from dispatcher.errors import ConfigurationError, PermanentDeliveryError, TransientDeliveryError
+from dispatcher.guard import SLOW_DOWN_DELAY_MS
 from dispatcher.mime import build_message
 from dispatcher.models import Channel, DeliveryStatus
 from dispatcher.runtime import Runtime, get_runtime
@@ -39,22 +40,27 @@ def _is_last_attempt() -> bool:
 def deliver_email(rt: Runtime, delivery_id: int) -> str:
     """Run one email delivery; return its outcome. Raises TransientDeliveryError to retry."""
     engine = rt.engine
-    loaded = delivery.load(engine, delivery_id)
+    db = rt.deliveries  # dispatcher.delivery's steps, group-committed with other threads'
+    loaded = db.load(delivery_id)
     if loaded is None:
         log.warning("delivery %s: not found", delivery_id)
         return "missing"
     if loaded.delivery.status != DeliveryStatus.PENDING:
         return "duplicate"
+    if is_held(loaded.campaign):  # paused or cancelled: stays pending, resume re-enqueues
+        return "held"
     member = loaded.member
     if not member.opted_in(Channel.EMAIL):
         reason = "opted out" if not member.email_opt_in else "no email address"
-        delivery.skip(engine, delivery_id, reason)
+        db.skip(delivery_id, reason)
         log.info("delivery %s: skipped (%s)", delivery_id, reason)
         return "skipped"
     compiled = rt.compiled(loaded.campaign)
     if compiled.headers is None or not rt.settings.mail_from:
         raise ConfigurationError("MAIL_FROM is required to send email")
-    if not delivery.claim(engine, delivery_id):
+    guard = rt.guard("smtp")
+    guard.before_send()  # waits for a slot of SMTP_RATE_LIMIT; costs no retry
+    if not db.claim(delivery_id):
         return "duplicate"
     assert member.id is not None and member.email
     url = rt.unsubscribe_url(member.id, Channel.EMAIL)
@@ -70,7 +76,7 @@ def deliver_email(rt: Runtime, delivery_id: int) -> str:
             unsubscribe_url=url,
         )
     except (TemplateError, ValueError) as exc:
-        delivery.mark_failed(engine, delivery_id, None, f"render: {exc}")
+        db.mark_failed(delivery_id, None, f"render: {exc}")
         log.warning("delivery %s: failed to render: %s", delivery_id, exc)
         return "failed"
     sender = parseaddr(rt.settings.mail_from)[1]
@@ -84,18 +90,25 @@ def deliver_email(rt: Runtime, delivery_id: int) -> str:
             )
         )
     except PermanentDeliveryError as exc:
-        delivery.mark_failed(engine, delivery_id, exc.code, str(exc))
+        db.mark_failed(delivery_id, exc.code, str(exc))
+        guard.failed(engine, loaded.campaign, exc)
         log.info("delivery %s: failed (%s)", delivery_id, exc)
         return "failed"
     except TransientDeliveryError as exc:
+        guard.failed(engine, loaded.campaign, exc)
+        if guard.slow_down(exc):  # 421/450/451/454: back off; a new message, no retry
+            db.release(delivery_id, exc.code, str(exc))
+            send_email.send_with_options(args=(delivery_id,), delay=SLOW_DOWN_DELAY_MS)
+            return "slowed"
         if _is_last_attempt():
-            delivery.mark_failed(engine, delivery_id, exc.code, f"retries exhausted: {exc}")
+            db.mark_failed(delivery_id, exc.code, f"retries exhausted: {exc}")
             log.warning("delivery %s: failed after retries (%s)", delivery_id, exc)
             return "failed"
-        delivery.release(engine, delivery_id, exc.code, str(exc))
+        db.release(delivery_id, exc.code, str(exc))
         log.info("delivery %s: will retry (%s)", delivery_id, exc)
         raise
-    delivery.mark_sent(engine, delivery_id, provider_id=compiled.headers.message_id(delivery_id))
+    db.mark_sent(delivery_id, provider_id=compiled.headers.message_id(delivery_id))
+    guard.sent(loaded.campaign)
     log.info("delivery %s: sent", delivery_id)
     return "sent"
 

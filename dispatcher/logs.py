@@ -1,0 +1,105 @@
+"""Log lines: one per event, JSON when `LOG_FORMAT=json`, addresses always masked.
+
+Code logs the usual way and passes what a log search needs as `extra`::
+
+    log.info("delivery %s: sent", delivery_id,
+             extra={"campaign": slug, "delivery": delivery_id, "outcome": "sent"})
+
+`JsonFormatter` writes `{"ts", "level", "logger", "message", "campaign", "delivery",
+"outcome", ...}` on one line (exceptions included, escaped); the actors' lines of the
+form `delivery 42: sent ...` give `delivery` and `outcome` without an `extra`. `MaskingFilter` runs
+before any formatter: it renders the message and masks every email address and
+phone number found in it (and in the `extra` values), with `dispatcher.masking`, so
+an address that slips into a message (an SMTP reply quoting the recipient, a
+provider error) never reaches a log file whole.
+
+`configure` sets up the `dispatcher` command; `install` adapts handlers that someone
+else created, as `dramatiq dispatcher.workers` does in each worker process (Dramatiq
+configures logging before it imports our package, which then calls `install`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from dispatcher.masking import mask_email, mask_mobile, mask_text
+
+FIELDS = ("campaign", "delivery", "channel", "outcome", "code")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+_DELIVERY_LINE = re.compile(r"delivery (\d+): ([\w-]+)")
+_EMAIL = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
+# E.164 (+989121234567), 0098..., and Iranian mobiles written locally (09121234567).
+_PHONE = re.compile(r"(?<![\w+])(?:\+\d{8,15}|00\d{10,15}|0?9\d{9})(?!\d)")
+
+
+def mask(text: str) -> str:
+    """Every email address and phone number in `text`, masked."""
+    text = _EMAIL.sub(lambda m: mask_email(m.group(0)), text)
+    return _PHONE.sub(_mask_phone, text)
+
+
+def _mask_phone(match: re.Match[str]) -> str:
+    value = match.group(0)
+    return mask_mobile(value) if value.startswith("+") else mask_text(value)
+
+
+class MaskingFilter(logging.Filter):
+    """Masks addresses in the rendered message and in the structured fields."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "_masked", False):
+            record.msg = mask(record.getMessage())
+            record.args = None
+            for name in FIELDS:
+                value = getattr(record, name, None)
+                if isinstance(value, str):
+                    setattr(record, name, mask(value))
+            record._masked = True
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        conventional = _DELIVERY_LINE.match(line["message"])
+        if conventional:  # the actors' "delivery 42: sent (...)" lines
+            line["delivery"], line["outcome"] = int(conventional[1]), conventional[2]
+        for name in FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                line[name] = value
+        if record.exc_info:
+            line["exception"] = mask(self.formatException(record.exc_info))
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def install(handler: logging.Handler, *, json_lines: bool) -> None:
+    """Add masking (once) and, for JSON, our formatter to an existing handler."""
+    if not any(isinstance(f, MaskingFilter) for f in handler.filters):
+        handler.addFilter(MaskingFilter())
+    if json_lines:
+        handler.setFormatter(JsonFormatter())
+
+
+def install_on_root(*, json_lines: bool) -> None:
+    for handler in logging.getLogger().handlers:
+        install(handler, json_lines=json_lines)
+
+
+def configure(*, level: int, json_lines: bool) -> None:
+    """Logging for the `dispatcher` command: stderr, masked, text or JSON."""
+    logging.basicConfig(level=level, format=TEXT_FORMAT)
+    logging.getLogger().setLevel(level)
+    install_on_root(json_lines=json_lines)

@@ -1,0 +1,1 @@
+"""Alembic migrations of the dispatcher's schema (`dispatcher db upgrade`)."""

@@ -1,0 +1,206 @@
+"""`dispatcher scheduler`: launches campaigns when due, and keeps running ones honest.
+
+Every `SCHEDULER_INTERVAL` seconds (default 5) one tick:
+
+1. **Launch** each `scheduled` campaign whose `send_at` has passed: a conditional
+   update claims it (`state = 'scheduled'` -> `'sending'`) and creates its deliveries
+   in the same transaction (`expansion.launch`), then the ids are enqueued. Two
+   schedulers (or ten) can run at once: the database decides which one launches,
+   the others see no row changed. Nothing about a schedule lives in Redis, so a
+   schedule survives restarts of everything.
+2. **Recover** each `sending` campaign, from the database:
+   * deliveries in `sending` beyond the lease (`SEND_LEASE_SECONDS`) go back to
+     `pending` and are enqueued (a worker died between claim and record);
+   * pending deliveries are re-enqueued when Redis holds *no* message of their
+     queue (`HLEN {ns}:{queue}.msgs`, queued or in flight, and its delay queue) and
+     they are older than `REQUEUE_GRACE`: Redis lost its data (flushed, restarted
+     without persistence), or a sender died between commit and enqueue. A big
+     campaign whose messages are all still queued costs two HLENs a tick, not a
+     re-enqueue of its audience. A killed worker's messages are still in Redis and
+     come back through Dramatiq's heartbeat requeue instead.
+   * SMS waiting for the send window are released once it opens
+     (`sms_hold.release_waiting_sms`); SMS paused for no credit are left alone.
+3. **Finish**: a `sending` campaign with nothing pending or sending becomes `done`.
+
+`--once` runs one tick (cron, tests). In inline mode (no Redis) a launched campaign
+is sent in-process before the tick ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from dramatiq import Actor, Broker
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.common import dq_name
+from sqlalchemy import select
+from sqlmodel import Session, col
+
+from dispatcher import control
+from dispatcher.broker import enqueue_many
+from dispatcher.expansion import enqueue_pending, launch, pending_ids
+from dispatcher.models import Campaign, CampaignState, Channel, Delivery, DeliveryStatus, utcnow
+from dispatcher.runtime import Runtime
+
+log = logging.getLogger("dispatcher.scheduler")
+
+REQUEUE_GRACE = timedelta(seconds=30)
+
+
+@dataclass
+class Tick:
+    """What one tick did, by campaign slug."""
+
+    launched: list[str] = field(default_factory=list)
+    reclaimed: dict[str, int] = field(default_factory=dict)
+    requeued: dict[str, int] = field(default_factory=dict)
+    finished: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.launched or self.reclaimed or self.requeued or self.finished)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        rt: Runtime,
+        broker: Broker,
+        actors: dict[str, Actor],
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        grace: timedelta = REQUEUE_GRACE,
+    ) -> None:
+        self.rt = rt
+        self.engine = rt.engine
+        self.broker = broker
+        self.actors = actors
+        self.clock = clock
+        self.grace = grace
+        self.lease = timedelta(seconds=rt.settings.send_lease_seconds)
+
+    def run(self, stop: threading.Event, *, interval: float | None = None) -> None:
+        """Tick until `stop` is set."""
+        interval = interval or self.rt.settings.scheduler_interval
+        while not stop.is_set():
+            self.tick()
+            stop.wait(interval)
+
+    def tick(self) -> Tick:
+        report = Tick()
+        now = self.clock()
+        for campaign_id in self._ids(CampaignState.SCHEDULED, due=now):
+            self._launch(campaign_id, now, report)
+        for campaign_id in self._ids(CampaignState.SENDING):
+            self._recover(campaign_id, now, report)
+        if Channel.SMS in self.actors:
+            from dispatcher.sms_hold import release_waiting_sms
+
+            release_waiting_sms(self.rt, self.broker, actor=self.actors[Channel.SMS], now=now)
+        for campaign_id in self._ids(CampaignState.SENDING):
+            if control.finish_if_done(self.engine, campaign_id, now=now):
+                report.finished.append(control.get(self.engine, campaign_id).slug)
+        if report:
+            log.info("scheduler: %s", report, extra={"outcome": "tick"})
+        return report
+
+    def _ids(self, state: CampaignState, *, due: datetime | None = None) -> list[int]:
+        query = select(col(Campaign.id)).where(col(Campaign.state) == state)
+        if due is not None:
+            query = query.where(col(Campaign.send_at) <= due)
+        with Session(self.engine) as session:
+            return [i for i in session.execute(query.order_by(col(Campaign.id))).scalars()]
+
+    def _launch(self, campaign_id: int, now: datetime, report: Tick) -> None:
+        expansion = launch(self.engine, campaign_id, now=now)
+        if expansion is None:
+            return  # another scheduler (or a person: pause, cancel) got there first
+        campaign = expansion.campaign
+        report.launched.append(campaign.slug)
+        log.info(
+            "campaign %s launched: %s",
+            campaign.slug,
+            expansion.eligible,
+            extra={"campaign": campaign.slug, "outcome": "launched"},
+        )
+        enqueue_pending(self.engine, self.broker, campaign, self.actors)
+        if isinstance(self.broker, StubBroker):
+            from dispatcher.inline import run_inline
+
+            assert campaign.id is not None
+            run_inline(
+                self.broker, self.engine, campaign.id, threads=self.rt.settings.worker_threads
+            )
+
+    def _recover(self, campaign_id: int, now: datetime, report: Tick) -> None:
+        campaign = control.get(self.engine, campaign_id)
+        reclaimed = control.reclaim_orphans(self.engine, campaign_id, lease=self.lease)
+        if reclaimed:
+            report.reclaimed[campaign.slug] = len(reclaimed)
+            for channel in {ch for _, ch in reclaimed}:
+                ids = [i for i, ch in reclaimed if ch == channel]
+                enqueue_many(self.broker, (self.actors[channel].message(i) for i in ids))
+            log.warning(
+                "campaign %s: %d deliveries were sending beyond the lease; re-enqueued",
+                campaign.slug,
+                len(reclaimed),
+                extra={"campaign": campaign.slug, "outcome": "reclaimed"},
+            )
+        for channel in campaign.channel_list():
+            if channel is Channel.SMS and (
+                campaign.sms_paused_reason or campaign.sms_waiting_until is not None
+            ):
+                continue  # held by the SMS channel itself (no credit, send window)
+            actor = self.actors[channel]
+            if not self._queue_empty(actor.queue_name):
+                continue
+            if not self._stale_pending(campaign_id, channel, now - self.grace):
+                continue
+            n = sum(
+                enqueue_many(self.broker, (actor.message(i) for i in ids))
+                for ids in pending_ids(self.engine, campaign_id, channel)
+            )
+            report.requeued[campaign.slug] = report.requeued.get(campaign.slug, 0) + n
+            log.warning(
+                "campaign %s: %d pending %s deliveries had no message in Redis; re-enqueued",
+                campaign.slug,
+                n,
+                channel,
+                extra={"campaign": campaign.slug, "outcome": "requeued"},
+            )
+
+    def _queue_empty(self, queue: str) -> bool:
+        """True when the broker holds no message of `queue`, queued, delayed or in flight."""
+        broker = self.broker
+        if isinstance(broker, RedisBroker):
+            pipe = broker.client.pipeline(transaction=False)
+            for name in (queue, dq_name(queue)):
+                pipe.hlen(f"{broker.namespace}:{name}.msgs")
+            return not any(pipe.execute())
+        if isinstance(broker, StubBroker):
+            return all(
+                broker.queues[name].unfinished_tasks == 0
+                for name in (queue, dq_name(queue))
+                if name in broker.queues
+            )
+        return False  # an unknown broker: never guess
+
+    def _stale_pending(self, campaign_id: int, channel: str, before: datetime) -> bool:
+        with Session(self.engine) as session:
+            return (
+                session.execute(
+                    select(col(Delivery.id))
+                    .where(
+                        col(Delivery.campaign_id) == campaign_id,
+                        col(Delivery.channel) == channel,
+                        col(Delivery.status) == DeliveryStatus.PENDING,
+                        col(Delivery.updated_at) < before,
+                    )
+                    .limit(1)
+                ).first()
+                is not None
+            )

@@ -1,0 +1,228 @@
+"""After sending: Kavenegar's delivery reports, and replies to the sender line.
+
+`sync_statuses` asks `sms/status` about every sent SMS of recent campaigns whose
+final state is not known yet and records what Kavenegar says in
+`Delivery.provider_status`: 10 delivered, 11 undelivered, 6 failed, 13 cancelled,
+and 14, *the recipient blocks advertising SMS*, which also opts the member out of
+SMS (source `provider`), as the operator will refuse every later one anyway.
+
+`read_inbox` reads the unread replies on `KAVENEGAR_SENDER` (`sms/receive`) and opts
+out of SMS (source `sms-keyword`) every member whose number sent an opt-out word:
+`لغو`, `11`, `stop`, or the footer itself (`لغو11`), in any case, with or without
+spaces, with Persian, Arabic-Indic or Latin digits. Kavenegar marks what it hands
+out as read, so each reply is seen once.
+
+Both need Kavenegar (`KAVENEGAR_API_KEY`); they are run by `dispatcher sms sync`,
+`dispatcher sms inbox` and the `sms_housekeeping` actor.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from collections import Counter
+from datetime import datetime, timedelta
+
+from sqlalchemy import bindparam, or_, select, update
+from sqlmodel import Session, col
+
+from dispatcher.db import session_scope
+from dispatcher.errors import ConfigurationError
+from dispatcher.masking import mask_mobile, mask_text
+from dispatcher.members import normalise_mobile, opt_out
+from dispatcher.models import (
+    Campaign,
+    CampaignState,
+    Channel,
+    ConsentSource,
+    Delivery,
+    DeliveryStatus,
+    Member,
+    utcnow,
+)
+from dispatcher.normalise import to_ascii_digits
+from dispatcher.runtime import Runtime
+from dispatcher.sms_hold import as_utc
+from dispatcher.transports.kavenegar import RECEIVE_PAGE, STATUS_BATCH, KavenegarTransport
+
+log = logging.getLogger("dispatcher.sms")
+
+FINAL_STATUSES = {10: "delivered", 11: "undelivered", 6: "failed", 13: "cancelled", 14: "blocked"}
+BLOCKED = 14
+LOOKBACK = timedelta(days=3)
+MAX_INBOX_PAGES = 100
+
+_OPT_OUT = re.compile(r"(?:لغو|11|stop)+")
+_OPT_OUT_WORD = re.compile(r"لغو|11|stop")
+_TATWEEL = "\u0640"
+
+
+def _kavenegar(rt: Runtime) -> KavenegarTransport:
+    transport = rt.sms_transport
+    if not isinstance(transport, KavenegarTransport):
+        raise ConfigurationError(
+            "KAVENEGAR_API_KEY is not set: SMS go to the outbox, there is nothing to ask Kavenegar"
+        )
+    return transport
+
+
+# -- delivery reports ---------------------------------------------------------------------
+
+
+def sync_statuses(
+    rt: Runtime, *, now: datetime | None = None, lookback: timedelta = LOOKBACK
+) -> dict[str, int]:
+    """Record Kavenegar's status of recent SMS; return counts by outcome.
+
+    Looks at campaigns still sending or finished within `lookback`, and at their sent
+    SMS whose status is not final yet, 500 per call. Keys: `checked`, one per final
+    state (`delivered`, `undelivered`, `failed`, `cancelled`, `blocked`), `in_progress`
+    (not final yet), `unknown` (Kavenegar does not know the message), `opted_out`.
+    """
+    transport = _kavenegar(rt)
+    since = as_utc(now or rt.clock()) - lookback
+    counts: Counter[str] = Counter()
+    with Session(rt.engine) as session:
+        campaigns = list(
+            session.execute(
+                select(col(Campaign.id)).where(
+                    col(Campaign.channels).contains(Channel.SMS.value),
+                    or_(
+                        col(Campaign.state) == CampaignState.SENDING,
+                        col(Campaign.finished_at) >= since,
+                    ),
+                )
+            ).scalars()
+        )
+    for campaign_id in campaigns:
+        assert campaign_id is not None
+        _sync_campaign(rt, transport, campaign_id, counts)
+    return {key: counts[key] for key in _SYNC_KEYS}
+
+
+_SYNC_KEYS = ("checked", *FINAL_STATUSES.values(), "in_progress", "unknown", "opted_out")
+
+_SET_STATUS = (
+    update(Delivery)
+    .where(col(Delivery.id) == bindparam("b_id"))
+    .values(provider_status=bindparam("b_status"), updated_at=bindparam("b_at"))
+)
+
+
+def _sync_campaign(
+    rt: Runtime, transport: KavenegarTransport, campaign_id: int, counts: Counter[str]
+) -> None:
+    last = 0
+    while True:
+        with Session(rt.engine) as session:
+            rows = session.execute(
+                select(col(Delivery.id), col(Delivery.member_id), col(Delivery.provider_id))
+                .where(
+                    col(Delivery.campaign_id) == campaign_id,
+                    col(Delivery.channel) == Channel.SMS,
+                    col(Delivery.status) == DeliveryStatus.SENT,
+                    col(Delivery.provider_id).is_not(None),
+                    or_(
+                        col(Delivery.provider_status).is_(None),
+                        col(Delivery.provider_status).not_in(list(FINAL_STATUSES)),
+                    ),
+                    col(Delivery.id) > last,
+                )
+                .order_by(col(Delivery.id))
+                .limit(STATUS_BATCH)
+            ).all()
+        if not rows:
+            return
+        last = rows[-1][0]
+        by_message = {
+            int(provider_id): (delivery_id, member_id)
+            for delivery_id, member_id, provider_id in rows
+            if str(provider_id).isdigit()
+        }
+        statuses = transport.statuses(list(by_message))
+        counts["checked"] += len(rows)
+        counts["unknown"] += len(by_message) - len(statuses)
+        now = utcnow()
+        changes = []
+        blocked_members = []
+        for messageid, status in statuses.items():
+            delivery_id, member_id = by_message[messageid]
+            changes.append({"b_id": delivery_id, "b_status": status, "b_at": now})
+            counts[FINAL_STATUSES.get(status, "in_progress")] += 1
+            if status == BLOCKED:
+                blocked_members.append(member_id)
+        if not changes:
+            continue
+        with session_scope(rt.engine) as session:
+            session.connection().execute(_SET_STATUS, changes)
+            for member_id in blocked_members:
+                if opt_out(session, member_id, Channel.SMS, ConsentSource.PROVIDER):
+                    counts["opted_out"] += 1
+        if blocked_members:
+            log.info("sms sync: %d members block advertising SMS", len(blocked_members))
+
+
+# -- replies ------------------------------------------------------------------------------
+
+
+def is_opt_out_reply(text: str) -> bool:
+    """True when a reply asks to stop SMS: `لغو`, `11`, `stop`, or both (`لغو 11`).
+
+    Case, spaces, invisible marks, punctuation and the digit script do not matter;
+    each word counts once (`1111` is not an opt-out).
+    """
+    cleaned = to_ascii_digits(unicodedata.normalize("NFKC", text)).casefold()
+    kept = "".join(
+        c
+        for c in cleaned
+        if c != _TATWEEL and not c.isspace() and unicodedata.category(c)[0] not in "PC"
+    )
+    if not kept or not _OPT_OUT.fullmatch(kept):
+        return False
+    words = _OPT_OUT_WORD.findall(kept)
+    return len(words) == len(set(words))
+
+
+def read_inbox(rt: Runtime) -> dict[str, int]:
+    """Opt out every member who replied with an opt-out word; return counts.
+
+    Keys: `received`, `opt_out_replies`, `opted_out` (members whose consent changed),
+    `unmatched` (an opt-out from a number no member has), `ignored` (other replies).
+    """
+    transport = _kavenegar(rt)
+    counts: Counter[str] = Counter()
+    for _ in range(MAX_INBOX_PAGES):
+        inbound = transport.receive()
+        counts["received"] += len(inbound)
+        with session_scope(rt.engine) as session:
+            for message in inbound:
+                if not is_opt_out_reply(message.message):
+                    counts["ignored"] += 1
+                    continue
+                counts["opt_out_replies"] += 1
+                try:
+                    mobile = normalise_mobile(message.sender)
+                except ValueError:
+                    counts["unmatched"] += 1
+                    log.info("sms inbox: opt-out from %s, not a mobile", mask_text(message.sender))
+                    continue
+                members = list(
+                    session.execute(
+                        select(col(Member.id)).where(col(Member.mobile) == mobile)
+                    ).scalars()
+                )
+                if not members:
+                    counts["unmatched"] += 1
+                    log.info("sms inbox: opt-out from %s, no such member", mask_mobile(mobile))
+                for member_id in members:
+                    assert member_id is not None
+                    if opt_out(session, member_id, Channel.SMS, ConsentSource.SMS_KEYWORD):
+                        counts["opted_out"] += 1
+                        log.info("sms inbox: %s opted out of SMS", mask_mobile(mobile))
+        if len(inbound) < RECEIVE_PAGE:
+            break
+    return {
+        key: counts[key]
+        for key in ("received", "opt_out_replies", "opted_out", "unmatched", "ignored")
+    }

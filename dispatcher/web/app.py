@@ -1,0 +1,223 @@
+"""The Starlette app: routes, endpoints, error pages; built by `create_app`."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from dispatcher.db import make_engine
+from dispatcher.errors import NotFoundError, TokenError
+from dispatcher.models import ConsentSource
+from dispatcher.rendering import shop_name
+from dispatcher.settings import Settings, get_settings
+from dispatcher.tokens import TokenSigner
+from dispatcher.web.consent import WriteLock, look_up, ping, undo, unsubscribe
+from dispatcher.web.guard import MAX_BODY, SECURITY_HEADERS, Guard
+from dispatcher.web.pages import Pages
+
+log = logging.getLogger("dispatcher.web")
+T = TypeVar("T")
+
+DB_THREADS = 8  # per process, for a server database
+_ONE_CLICK = ("list-unsubscribe", "one-click")
+
+
+@dataclass(frozen=True)
+class Web:
+    """What the endpoints share, built once at start-up from the settings."""
+
+    engine: Engine
+    signer: TokenSigner
+    pages: Pages
+    lock: WriteLock
+    executor: ThreadPoolExecutor | None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Web:
+        engine = make_engine(settings.database_url)
+        executor = None
+        if engine.dialect.name != "sqlite":
+            executor = ThreadPoolExecutor(DB_THREADS, thread_name_prefix="unsubscribe-db")
+        return cls(
+            engine=engine,
+            signer=TokenSigner(settings.unsubscribe_keys()),
+            pages=Pages(shop_name(settings.mail_from)),
+            lock=WriteLock(engine),
+            executor=executor,
+        )
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking database call. A server database is called from a few threads,
+        as its time is mostly spent waiting on the network. SQLite is called right here,
+        on the event loop: its time is all CPU in this process, and a thread would only
+        add a hand-off of the GIL at every statement."""
+        if self.executor is None:
+            return fn(*args)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True)
+        self.lock.close()
+        self.engine.dispose()
+
+
+def _web(request: Request) -> Web:
+    web: Web = request.app.state.web
+    return web
+
+
+# ------------------------------------------------------------------------ endpoints
+
+
+async def confirm_page(request: Request) -> Response:
+    """GET: the page with the button. Never changes anything."""
+    web = _web(request)
+    token = request.path_params["token"]
+    claims = web.signer.verify(token)
+    found = await web.run(look_up, web.engine, claims)
+    if not found.opted_in:
+        return web.pages.done(
+            channel=claims.channel.value,
+            address=found.address,
+            changed=False,
+            resubscribe_action=f"{token}/resubscribe",
+        )
+    return web.pages.confirm(
+        channel=claims.channel.value, address=found.address, unsubscribe_action=token
+    )
+
+
+async def unsubscribe_endpoint(request: Request) -> Response:
+    """POST: the opt-out, from the page's button or an RFC 8058 one-click request."""
+    web = _web(request)
+    token = request.path_params["token"]
+    claims = web.signer.verify(token)
+    source = await consent_source(request)
+    found, changed = await web.run(unsubscribe, web.engine, web.lock, claims, source)
+    if changed:
+        log.info("member %s opted out of %s (%s)", claims.member_id, claims.channel, source)
+    return web.pages.done(
+        channel=claims.channel.value,
+        address=found.address,
+        changed=changed,
+        resubscribe_action=f"{token}/resubscribe",
+    )
+
+
+async def resubscribe_endpoint(request: Request) -> Response:
+    """POST: the undo button of the confirmation page."""
+    web = _web(request)
+    token = request.path_params["token"]
+    claims = web.signer.verify(token)
+    found, changed = await web.run(undo, web.engine, web.lock, claims)
+    if changed:
+        log.info("member %s opted back in to %s (link)", claims.member_id, claims.channel)
+    return web.pages.confirm(
+        channel=claims.channel.value,
+        address=found.address,
+        resubscribed=True,
+        unsubscribe_action=f"../{token}",  # relative to /u/{token}/resubscribe
+    )
+
+
+async def healthz(request: Request) -> Response:
+    web = _web(request)
+    try:
+        await web.run(ping, web.engine)
+    except SQLAlchemyError as exc:
+        log.warning("healthz: the database does not answer: %s", exc)
+        return PlainTextResponse("database unavailable", status_code=503)
+    return PlainTextResponse("ok")
+
+
+async def consent_source(request: Request) -> ConsentSource:
+    """`one-click` for an RFC 8058 body (`List-Unsubscribe=One-Click`, form-urlencoded or
+    multipart), `link` for anything else (the page's own button sends an empty form)."""
+    content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    fields: list[tuple[str, str]]
+    if content_type == "multipart/form-data":
+        async with request.form(max_files=1, max_fields=16, max_part_size=MAX_BODY) as form:
+            fields = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
+    else:
+        body = (await request.body()).decode("utf-8", "replace")
+        try:
+            fields = parse_qsl(body, keep_blank_values=True, max_num_fields=16)
+        except ValueError:
+            raise HTTPException(400, "too many form fields") from None
+    one_click = any((k.strip().lower(), v.strip().lower()) == _ONE_CLICK for k, v in fields)
+    return ConsentSource.ONE_CLICK if one_click else ConsentSource.LINK
+
+
+# --------------------------------------------------------------------------- errors
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return _web(request).pages.error(exc.status_code, headers=exc.headers)
+
+
+async def _bad_token(request: Request, exc: Exception) -> Response:
+    return _web(request).pages.error(400)
+
+
+async def _database_down(request: Request, exc: Exception) -> Response:
+    log.warning("the database does not answer: %s", exc)
+    return _web(request).pages.error(503, headers={"Retry-After": "60"})
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    # Sent by Starlette's outermost middleware, past `Guard`: add the headers here too.
+    return _web(request).pages.error(500, headers=SECURITY_HEADERS)
+
+
+# ------------------------------------------------------------------------------ app
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """The unsubscribe app. Its settings are read at start-up (from the environment
+    when not given), and the engine, token signer and pages are built once then."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        web = Web.from_settings(settings if settings is not None else get_settings())
+        app.state.web = web
+        try:
+            yield
+        finally:
+            web.close()
+
+    app = Starlette(
+        routes=[
+            Route("/u/{token}", confirm_page, methods=["GET"]),
+            Route("/u/{token}", unsubscribe_endpoint, methods=["POST"]),
+            Route("/u/{token}/resubscribe", resubscribe_endpoint, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ],
+        middleware=[Middleware(Guard)],
+        exception_handlers={
+            HTTPException: _http_error,
+            TokenError: _bad_token,
+            NotFoundError: _bad_token,
+            OperationalError: _database_down,
+            500: _server_error,
+        },
+        lifespan=lifespan,
+    )
+    app.router.redirect_slashes = False  # a redirect would break RFC 8058 one-click
+    return app

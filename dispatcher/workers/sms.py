@@ -1,0 +1,199 @@
+"""The SMS actor: load -> consent -> holds -> claim -> render -> send -> record.
+
+The queue message carries the delivery id only; the member's number and consent
+and the campaign's state are read when the job runs.
+
+Exactly once. Every send passes `localid` = the delivery id, and Kavenegar drops a
+second message with a `localid` it has seen. On top of that, an attempt that
+follows an earlier one (the delivery's `attempts` is not zero: a timeout, a dropped
+connection, a 451, a crash and a resume) first asks `sms/statuslocalmessageid`
+whether Kavenegar has the message already; if it does, the delivery is recorded as
+sent from that answer and nothing is sent again.
+
+Kavenegar's codes: 409, 451 and network errors are transient (the delivery goes
+back to pending, the message is retried with backoff); 411 fails the delivery and
+flags the member's mobile invalid; 418, 401 and 403 pause the campaign's SMS (see
+`dispatcher.sms_hold`); any other code fails the delivery with code and message.
+
+Outside `SMS_SEND_WINDOW` the delivery is left pending and the campaign is marked
+as waiting for the window (see `dispatcher.sms_hold`).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import dramatiq
+from dramatiq.middleware import CurrentMessage
+from jinja2 import TemplateError
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlmodel import col
+
+from dispatcher import delivery
+from dispatcher.broker import register
+from dispatcher.control import is_held
+from dispatcher.errors import PermanentDeliveryError, TransientDeliveryError
+from dispatcher.masking import mask_mobile
+from dispatcher.models import Channel, DeliveryStatus, Member, utcnow
+from dispatcher.runtime import Runtime, get_runtime
+from dispatcher.send_window import describe
+from dispatcher.sms_hold import pause_sms, wait_for_window, window_closed_until
+from dispatcher.sms_text import with_footer
+from dispatcher.transports.kavenegar import KavenegarAccountError, KavenegarReceptorError
+from dispatcher.transports.sms import SmsResult
+
+log = logging.getLogger("dispatcher.sms")
+
+QUEUE = "sms"
+MAX_RETRIES = 8
+MIN_BACKOFF_MS = 5_000
+MAX_BACKOFF_MS = 10 * 60_000
+
+
+def _is_last_attempt() -> bool:
+    message = CurrentMessage.get_current_message()
+    if message is None:
+        return True
+    return int(message.options.get("retries", 0)) >= MAX_RETRIES
+
+
+def deliver_sms(rt: Runtime, delivery_id: int) -> str:
+    """Run one SMS delivery; return its outcome. Raises TransientDeliveryError to retry.
+
+    Outcomes: `sent`, `failed`, `skipped`, `paused` and `waiting` (left pending),
+    `duplicate` (another job has it), `missing`.
+    """
+    engine = rt.engine
+    loaded = delivery.load(engine, delivery_id)
+    if loaded is None:
+        log.warning("delivery %s: not found", delivery_id)
+        return "missing"
+    if loaded.delivery.status != DeliveryStatus.PENDING:
+        return "duplicate"
+    if is_held(loaded.campaign):  # paused or cancelled: stays pending, resume re-enqueues
+        return "held"
+    member, campaign = loaded.member, loaded.campaign
+    if not member.opted_in(Channel.SMS):
+        reason = (
+            "opted out"
+            if not member.sms_opt_in
+            else "mobile invalid"
+            if member.mobile_invalid
+            else "no mobile number"
+        )
+        delivery.skip(engine, delivery_id, reason)
+        log.info("delivery %s: skipped (%s)", delivery_id, reason)
+        return "skipped"
+    if campaign.sms_paused_reason:
+        log.info("delivery %s: campaign %s SMS paused", delivery_id, campaign.slug)
+        return "paused"
+    opening = window_closed_until(rt.settings, rt.clock())
+    if opening is not None:
+        if wait_for_window(engine, campaign, opening):
+            log.info(
+                "campaign %s: SMS wait for the send window (opens at %s)",
+                campaign.slug,
+                describe(opening, rt.settings.sms_zone),
+            )
+        return "waiting"
+    compiled = rt.compiled(campaign)
+    retrying = loaded.delivery.attempts > 0
+    if not delivery.claim(engine, delivery_id):
+        return "duplicate"
+    assert member.id is not None and member.mobile
+    mobile = member.mobile
+    try:
+        body = compiled.templates.render_sms(member.template_context())
+        if not body.strip():
+            raise ValueError("the message is empty")
+    except (TemplateError, ValueError) as exc:
+        delivery.mark_failed(engine, delivery_id, None, f"render: {exc}")
+        log.warning("delivery %s: failed to render: %s", delivery_id, exc)
+        return "failed"
+    text = with_footer(body, rt.settings.sms_optout_footer)
+    transport = rt.sms_transport
+    try:
+        result = transport.status_by_localid(delivery_id) if retrying else None
+        if result is not None:
+            log.info("delivery %s: Kavenegar already has it; not sent again", delivery_id)
+        else:
+            result = transport.send(
+                receptor=mobile, message=text, localid=delivery_id, campaign=compiled.slug
+            )
+    except KavenegarReceptorError as exc:
+        delivery.mark_failed(engine, delivery_id, exc.code, str(exc))
+        _flag_mobile_invalid(engine, member.id, mobile)
+        log.info("delivery %s: failed, %s is not valid (%s)", delivery_id, mask_mobile(mobile), exc)
+        return "failed"
+    except KavenegarAccountError as exc:
+        delivery.release(engine, delivery_id, exc.code, str(exc))
+        reason = f"{exc.problem} (Kavenegar {exc.code}: {exc.message})"
+        if pause_sms(engine, campaign.id or 0, reason):
+            log.warning("campaign %s: SMS paused: %s", campaign.slug, reason)
+        return "paused"
+    except PermanentDeliveryError as exc:
+        delivery.mark_failed(engine, delivery_id, exc.code, str(exc))
+        log.info("delivery %s: failed (%s)", delivery_id, exc)
+        return "failed"
+    except TransientDeliveryError as exc:
+        if _is_last_attempt():
+            delivery.mark_failed(engine, delivery_id, exc.code, f"retries exhausted: {exc}")
+            log.warning("delivery %s: failed after retries (%s)", delivery_id, exc)
+            return "failed"
+        delivery.release(engine, delivery_id, exc.code, str(exc))
+        log.info("delivery %s: will retry (%s)", delivery_id, exc)
+        raise
+    _record_sent(engine, delivery_id, result)
+    log.info("delivery %s: sent to %s", delivery_id, mask_mobile(mobile))
+    return "sent"
+
+
+def _record_sent(engine: Engine, delivery_id: int, result: SmsResult) -> None:
+    delivery.mark_sent(
+        engine,
+        delivery_id,
+        provider_id=str(result.messageid) if result.messageid is not None else None,
+        cost=result.cost,
+        provider_status=result.status,
+    )
+
+
+def _flag_mobile_invalid(engine: Engine, member_id: int, mobile: str) -> None:
+    """Flag the number Kavenegar rejected (not a number changed since)."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(Member)
+            .where(col(Member.id) == member_id, col(Member.mobile) == mobile)
+            .values(mobile_invalid=True, updated_at=utcnow())
+        )
+
+
+@register
+@dramatiq.actor(
+    queue_name=QUEUE,
+    max_retries=MAX_RETRIES,
+    min_backoff=MIN_BACKOFF_MS,
+    max_backoff=MAX_BACKOFF_MS,
+    throws=(PermanentDeliveryError,),
+)
+def send_sms(delivery_id: int) -> None:
+    """Send one campaign SMS, by delivery id."""
+    deliver_sms(get_runtime(), delivery_id)
+
+
+@register
+@dramatiq.actor(queue_name=QUEUE, max_retries=3, min_backoff=30_000)
+def sms_housekeeping() -> None:
+    """Release SMS whose send window has opened; with Kavenegar, also record delivery
+    reports and opt-out replies. Enqueue it every few minutes (cron or scheduler)."""
+    from dispatcher.sms_hold import release_waiting_sms
+    from dispatcher.sms_sync import read_inbox, sync_statuses
+
+    rt = get_runtime()
+    released = release_waiting_sms(rt, send_sms.broker, actor=send_sms)
+    if released:
+        log.info("released waiting SMS: %s", released)
+    if not rt.settings.sms_outbox:
+        log.info("sms sync: %s", sync_statuses(rt))
+        log.info("sms inbox: %s", read_inbox(rt))

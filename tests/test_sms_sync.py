@@ -1,0 +1,203 @@
+"""After sending: delivery reports (`sms sync`) and opt-out replies (`sms inbox`),
+against the real Kavenegar-speaking server and a real database."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlmodel import Session, select
+
+from dispatcher.errors import ConfigurationError
+from dispatcher.models import Campaign, ConsentEvent, Member
+from dispatcher.settings import Settings
+from dispatcher.sms_sync import is_opt_out_reply, read_inbox, sync_statuses
+from dispatcher.status import campaign_status
+from tests.factories import Harness, add_member, harness, write_campaign
+from tests.servers.kavenegar_server import KavenegarServerHandle
+
+TEHRAN = ZoneInfo("Asia/Tehran")
+NOON = datetime(2025, 12, 21, 12, 0, tzinfo=TEHRAN)
+SENDER = "10004346"
+
+
+@pytest.fixture
+def h(
+    make_settings: Callable[..., Settings],
+    database_url: str,
+    kavenegar_server: KavenegarServerHandle,
+) -> Iterator[Harness]:
+    settings = make_settings(
+        database_url=database_url,
+        kavenegar_api_key=kavenegar_server.api_key,
+        kavenegar_sender=SENDER,
+        kavenegar_base_url=kavenegar_server.base_url,
+    )
+    with harness(settings) as created:
+        created.runtime.clock = lambda: NOON
+        yield created
+
+
+def send_sms_campaign(h: Harness, tmp_path: Path, slug: str = "yalda-test") -> None:
+    h.send(write_campaign(tmp_path / slug, slug=slug, channels=("sms",), sms="حراج یلدا"))
+    h.run_workers()
+
+
+def messageids(h: Harness) -> dict[int | None, int]:
+    """member id -> Kavenegar messageid of its SMS."""
+    return {d.member_id: int(d.provider_id or 0) for d in h.deliveries()}
+
+
+def load_member(h: Harness, member_id: int | None) -> Member:
+    with Session(h.engine) as session:
+        found = session.get(Member, member_id)
+        assert found is not None
+        return found
+
+
+def test_sync_records_final_states_and_14_opts_the_member_out(
+    h: Harness, kavenegar_server: KavenegarServerHandle, tmp_path: Path
+) -> None:
+    got = add_member(h.engine, "C1", mobile="+989121234561")
+    missed = add_member(h.engine, "C2", mobile="+989121234562")
+    blocks = add_member(h.engine, "C3", mobile="+989121234563")
+    queued = add_member(h.engine, "C4", mobile="+989121234564")
+    send_sms_campaign(h, tmp_path)
+    ids = messageids(h)
+    kavenegar_server.set_status(ids[got.id], 10)
+    kavenegar_server.set_status(ids[missed.id], 11)
+    kavenegar_server.set_status(ids[blocks.id], 14)
+    kavenegar_server.set_status(ids[queued.id], 4)  # at the operator: not final yet
+
+    counts = sync_statuses(h.runtime)
+
+    assert counts == {
+        "checked": 4,
+        "delivered": 1,
+        "undelivered": 1,
+        "failed": 0,
+        "cancelled": 0,
+        "blocked": 1,
+        "in_progress": 1,
+        "unknown": 0,
+        "opted_out": 1,
+    }
+    by_member = {d.member_id: d.provider_status for d in h.deliveries()}
+    assert by_member == {got.id: 10, missed.id: 11, blocks.id: 14, queued.id: 4}
+    blocked = load_member(h, blocks.id)
+    assert (blocked.sms_opt_in, blocked.sms_optout_source) == (False, "provider")
+    with Session(h.engine) as session:
+        [event] = session.exec(select(ConsentEvent)).all()
+    assert (event.member_id, event.channel, event.source) == (blocks.id, "sms", "provider")
+    sms = campaign_status(h.engine, "yalda-test")["sms"]
+    assert (sms["sent"], sms["delivered"], sms["undelivered"]) == (4, 1, 2)
+
+
+def test_final_states_are_not_asked_for_again(
+    h: Harness, kavenegar_server: KavenegarServerHandle, tmp_path: Path
+) -> None:
+    first = add_member(h.engine, "C1", mobile="+989121234561")
+    second = add_member(h.engine, "C2", mobile="+989121234562")
+    send_sms_campaign(h, tmp_path)
+    kavenegar_server.set_status(messageids(h)[first.id], 10)
+    assert sync_statuses(h.runtime)["checked"] == 2
+    before = len(kavenegar_server.requests())
+    assert sync_statuses(h.runtime)["checked"] == 1  # only the one still queued
+    [call] = kavenegar_server.requests()[before:]
+    assert call["params"]["messageid"] == str(messageids(h)[second.id])
+
+
+def test_a_campaign_finished_long_ago_is_not_synced(
+    h: Harness, kavenegar_server: KavenegarServerHandle, tmp_path: Path
+) -> None:
+    add_member(h.engine, "C1", mobile="+989121234561")
+    send_sms_campaign(h, tmp_path)
+    with Session(h.engine) as session:
+        [campaign] = session.exec(select(Campaign)).all()
+        campaign.state = "done"
+        campaign.finished_at = NOON - timedelta(days=10)
+        session.add(campaign)
+        session.commit()
+    assert sync_statuses(h.runtime)["checked"] == 0
+
+
+def test_an_inbox_reply_laghv_opts_the_member_out(
+    h: Harness, kavenegar_server: KavenegarServerHandle, tmp_path: Path
+) -> None:
+    leaves = add_member(h.engine, "C1", mobile="+989121234567")
+    stays = add_member(h.engine, "C2", mobile="+989121234568")
+    kavenegar_server.add_inbox("09121234567", "لغو", line=SENDER)
+    kavenegar_server.add_inbox("+98 912 123 4568", "ممنون، عالی بود", line=SENDER)
+    kavenegar_server.add_inbox("09350000000", "11", line=SENDER)  # no such member
+
+    assert read_inbox(h.runtime) == {
+        "received": 3,
+        "opt_out_replies": 2,
+        "opted_out": 1,
+        "unmatched": 1,
+        "ignored": 1,
+    }
+    gone = load_member(h, leaves.id)
+    assert (gone.sms_opt_in, gone.sms_optout_source) == (False, "sms-keyword")
+    assert gone.email_opt_in  # only SMS
+    assert load_member(h, stays.id).sms_opt_in
+    assert read_inbox(h.runtime)["received"] == 0  # each reply is read once
+
+    send_sms_campaign(h, tmp_path)  # and the next campaign does not text them
+    assert [m["receptor"] for m in kavenegar_server.sent()] == ["09121234568"]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    ["لغو", " لغو ", "لغو11", "لغو 11", "لغو ۱۱", "11", "۱۱", "١١", "1 1", "STOP", "Stop.",
+     "stop!", "لـغو", "ل\u200cغو", "\u200fلغو\u200f"],
+)  # fmt: skip
+def test_opt_out_words_in_every_script_and_spacing(reply: str) -> None:
+    assert is_opt_out_reply(reply)
+
+
+@pytest.mark.parametrize(
+    "reply", ["", "سلام", "111", "1111", "لغو لغو", "لغو نکنید", "stop please", "12", "لغو 🙏"]
+)
+def test_other_replies_are_not_opt_outs(reply: str) -> None:
+    assert not is_opt_out_reply(reply)
+
+
+def test_sync_and_inbox_need_kavenegar(pipeline_settings: Settings) -> None:
+    with harness(pipeline_settings) as outbox:
+        with pytest.raises(ConfigurationError, match="KAVENEGAR_API_KEY"):
+            sync_statuses(outbox.runtime)
+        with pytest.raises(ConfigurationError, match="KAVENEGAR_API_KEY"):
+            read_inbox(outbox.runtime)
+
+
+@pytest.fixture
+def pipeline_settings(make_settings: Callable[..., Settings], sqlite_url: str) -> Settings:
+    return make_settings(database_url=sqlite_url)
+
+
+def test_the_housekeeping_actor_releases_syncs_and_reads_the_inbox(
+    h: Harness, kavenegar_server: KavenegarServerHandle, tmp_path: Path
+) -> None:
+    from dispatcher.workers.sms import sms_housekeeping
+
+    member = add_member(h.engine, "C1", mobile="+989121234567")
+    h.runtime.clock = lambda: datetime(2025, 12, 21, 22, 0, tzinfo=TEHRAN)
+    send_sms_campaign(h, tmp_path)  # after hours: waits
+    assert kavenegar_server.sent() == []
+
+    h.runtime.clock = lambda: datetime(2025, 12, 22, 9, 0, tzinfo=TEHRAN)
+    sms_housekeeping.send()
+    h.run_workers()
+    [sent] = kavenegar_server.sent()
+    assert campaign_status(h.engine, "yalda-test")["sms"]["waiting_until"] is None
+
+    kavenegar_server.set_status(sent["messageid"], 10)
+    kavenegar_server.add_inbox("09121234567", "stop", line=SENDER)
+    sms_housekeeping.send()
+    h.run_workers()
+    assert h.deliveries()[0].provider_status == 10
+    assert not load_member(h, member.id).sms_opt_in

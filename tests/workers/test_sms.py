@@ -1,0 +1,373 @@
+"""The SMS actor, end to end: real database, real Kavenegar-speaking server in its own
+process, a real Dramatiq Worker (StubBroker) or `deliver_sms` called directly."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from dramatiq import Message
+from sqlmodel import Session
+
+from dispatcher.members import opt_out
+from dispatcher.models import Campaign, ConsentSource, DeliveryStatus, Member
+from dispatcher.sms_hold import release_waiting_sms, resume_sms
+from dispatcher.status import campaign_status
+from dispatcher.workers.sms import deliver_sms
+from tests.factories import Harness, add_member, write_campaign
+from tests.servers.kavenegar_server import KavenegarServerHandle
+
+Pipeline = Callable[..., Harness]
+TEHRAN = ZoneInfo("Asia/Tehran")
+NOON = datetime(2025, 12, 21, 12, 0, tzinfo=TEHRAN)
+SENDER = "10004346"
+SMS = "{{ member.first_name }} عزیز، حراج یلدا شروع شد"
+
+
+def kavenegar(server: KavenegarServerHandle, **extra: Any) -> dict[str, Any]:
+    return {
+        "kavenegar_api_key": server.api_key,
+        "kavenegar_sender": SENDER,
+        "kavenegar_base_url": server.base_url,
+        "kavenegar_timeout": 2.0,
+        **extra,
+    }
+
+
+@pytest.fixture
+def sms_pipeline(
+    pipeline: Pipeline, kavenegar_server: KavenegarServerHandle
+) -> Callable[..., Harness]:
+    """`sms_pipeline(**settings)`: a harness on Kavenegar, its clock at noon in Tehran."""
+
+    def create(server: KavenegarServerHandle | None = None, **extra: Any) -> Harness:
+        h = pipeline(**kavenegar(server or kavenegar_server, **extra))
+        h.runtime.clock = lambda: NOON
+        return h
+
+    return create
+
+
+def sms_campaign(tmp_path: Path, *channels: str, slug: str = "yalda-test") -> Path:
+    return write_campaign(tmp_path / slug, slug=slug, channels=channels or ("sms",), sms=SMS)
+
+
+def paths(server: KavenegarServerHandle) -> list[str]:
+    """The API methods called, in order: `["send", "statuslocalmessageid", ...]`."""
+    return [r["path"].rsplit("/", 1)[1].removesuffix(".json") for r in server.requests()]
+
+
+def member(h: Harness, member_id: int | None) -> Member:
+    with Session(h.engine) as session:
+        found = session.get(Member, member_id)
+        assert found is not None
+        return found
+
+
+def test_every_reachable_member_gets_exactly_one_sms_with_the_footer(
+    sms_pipeline: Callable[..., Harness], kavenegar_server: KavenegarServerHandle, tmp_path: Path
+) -> None:
+    h = sms_pipeline()
+    add_member(h.engine, "C1", first_name="مریم", mobile="+989121234567")
+    add_member(h.engine, "C2", first_name="علی", mobile="+989351234567")
+    add_member(h.engine, "C3", mobile="+989121234568", sms_opt_in=False)
+    add_member(h.engine, "C4", mobile=None)
+    add_member(h.engine, "C5", mobile="+989121234569", mobile_invalid=True)
+
+    result = h.send(sms_campaign(tmp_path, "email", "sms"))
+    h.run_workers()
+
+    assert result.eligible == {"email": 5, "sms": 2}
+    sent = sorted(kavenegar_server.sent(), key=lambda m: m["receptor"])
+    assert [m["receptor"] for m in sent] == ["09121234567", "09351234567"]
+    assert sent[0]["message"] == "مریم عزیز، حراج یلدا شروع شد\nلغو11"
+    assert sent[0]["sender"] == SENDER
+    deliveries = {d.provider_id: d for d in h.deliveries() if d.channel == "sms"}
+    for message in sent:
+        record = deliveries[str(message["messageid"])]
+        assert message["localid"] == str(record.id)  # Kavenegar de-duplicates on it
+        assert (record.status, record.cost, record.provider_status) == ("sent", 1, 1)
+    status = campaign_status(h.engine, "yalda-test")
+    assert status["sms"]["sent"] == 2 and status["sms"]["excluded"] == 3
+    assert status["email"]["sent"] == 5
+
+
+def test_the_queue_message_carries_the_delivery_id_only(
+    sms_pipeline: Callable[..., Harness], tmp_path: Path
+) -> None:
+    h = sms_pipeline()
+    add_member(h.engine, "C1", mobile="+989121234567")
+    h.send(sms_campaign(tmp_path))
+    [delivery] = h.deliveries()
+    [raw] = list(h.broker.queues["sms"].queue)
+    message = Message.decode(raw)
+    assert (message.args, message.kwargs) == ((delivery.id,), {})
+    assert b"98912" not in raw and "مریم".encode() not in raw
+
+
+def test_opted_out_member_gets_no_sms(
+    sms_pipeline: Callable[..., Harness], kavenegar_server: KavenegarServerHandle, tmp_path: Path
+) -> None:
+    h = sms_pipeline()
+    stays = add_member(h.engine, "C1", mobile="+989121234567")
+    leaves = add_member(h.engine, "C2", mobile="+989121234568")
+    h.send(sms_campaign(tmp_path))
+    assert leaves.id is not None
+    with Session(h.engine) as session:  # e.g. replied «لغو» after the campaign was expanded
+        opt_out(session, leaves.id, "sms", ConsentSource.SMS_KEYWORD)  # type: ignore[arg-type]
+        session.commit()
+    h.run_workers()
+
+    assert [m["receptor"] for m in kavenegar_server.sent()] == ["09121234567"]
+    by_member = {d.member_id: (d.status, d.error_message) for d in h.deliveries()}
+    assert by_member == {stays.id: ("sent", None), leaves.id: ("skipped", "opted out")}
+
+
+def test_a_repeated_job_sends_once(
+    sms_pipeline: Callable[..., Harness], kavenegar_server: KavenegarServerHandle, tmp_path: Path
+) -> None:
+    h = sms_pipeline()
+    add_member(h.engine, "C1", mobile="+989121234567")
+    h.send(sms_campaign(tmp_path))
+    [delivery] = h.deliveries()
+    h.actors["sms"].send(delivery.id)  # the at-least-once queue hands it out again
+    h.actors["sms"].send(delivery.id)
+    h.run_workers()
+    assert len(kavenegar_server.sent()) == 1
+    assert paths(kavenegar_server) == ["send"]
+    assert h.deliveries()[0].attempts == 1
+
+
+def test_a_timeout_after_kavenegar_accepted_does_not_send_twice(
+    sms_pipeline: Callable[..., Harness],
+    kavenegar_server: KavenegarServerHandle,
+    tmp_path: Path,
+    fast_retries: None,
+) -> None:
+    h = sms_pipeline(kavenegar_timeout=1.0)
+    add_member(h.engine, "C1", mobile="+989121234567")
+    kavenegar_server.accept_then_hang(seconds=3.0)  # accepted, then the answer is lost
+    h.send(sms_campaign(tmp_path))
+    h.run_workers()
+
+    [accepted] = kavenegar_server.sent()
+    [delivery] = h.deliveries()
+    assert paths(kavenegar_server) == ["send", "statuslocalmessageid"]  # asked, not resent
+    assert delivery.status == DeliveryStatus.SENT
+    assert delivery.provider_id == str(accepted["messageid"])
+    assert delivery.attempts == 2
+
+
+def test_451_is_retried_with_backoff_then_sent(
+    sms_pipeline: Callable[..., Harness],
+    kavenegar_server: KavenegarServerHandle,
+    tmp_path: Path,
+    fast_retries: None,
+) -> None:
+    h = sms_pipeline()
+    add_member(h.engine, "C1", mobile="+989121234567")
+    kavenegar_server.fail_next(451, count=2)
+    h.send(sms_campaign(tmp_path))
+    h.run_workers()
+
+    [delivery] = h.deliveries()
+    assert (delivery.status, delivery.attempts, delivery.error_code) == ("sent", 3, None)
+    assert len(kavenegar_server.sent()) == 1
+    assert paths(kavenegar_server) == [
+        "send",
+        "statuslocalmessageid",
+        "send",
+        "statuslocalmessageid",
+        "send",
+    ]
+
+
+def test_a_transient_error_on_the_last_attempt_fails_the_delivery(
+    sms_pipeline: Callable[..., Harness], kavenegar_server: KavenegarServerHandle, tmp_path: Path
+) -> None:
+    h = sms_pipeline()
+    add_member(h.engine, "C1", mobile="+989121234567")
+    h.send(sms_campaign(tmp_path))
+    [delivery] = h.deliveries()
+    assert delivery.id is not None
+    kavenegar_server.fail_next(409)
+    assert deliver_sms(h.runtime, delivery.id) == "failed"  # outside a worker: last attempt
+    [delivery] = h.deliveries()
+    assert delivery.error_code == 409
+    assert (delivery.error_message or "").startswith("retries exhausted")
+
+
+def test_no_credit_pauses_the_campaigns_sms_and_says_why(
+    sms_pipeline: Callable[..., Harness], kavenegar_server: KavenegarServerHandle, tmp_path: Path
+) -> None:
+    h = sms_pipeline()
+    for i in range(3):
+        add_member(h.engine, f"C{i}", mobile=f"+98912123456{i}")
+    kavenegar_server.set_credit(0)
+    h.send(sms_campaign(tmp_path))
+    h.run_workers()  # no exception escapes: no retry is spent on it
+
+    status = campaign_status(h.engine, "yalda-test")["sms"]
+    assert status["pending"] == 3 and status["failed"] == 0
+    assert "no credit" in status["paused"] and "418" in status["paused"]
+    # Jobs already running when the first 418 came (four worker threads) met it too;
+    # each handed its delivery back. None was retried.
+    tried = len(paths(kavenegar_server))
+    assert 1 <= tried <= 4 and sum(d.attempts for d in h.deliveries()) == tried
+    for d in h.deliveries():  # once paused, the jobs leave the deliveries alone
+        h.actors["sms"].send(d.id)
+    h.run_workers()
+    assert len(paths(kavenegar_server)) == tried
+
+    kavenegar_server.set_credit(1000)
+    [campaign_id] = {d.campaign_id for d in h.deliveries()}
+    assert resume_sms(h.engine, campaign_id)
+    for d in h.deliveries():
+        assert d.id is not None
+        assert deliver_sms(h.runtime, d.id) == "sent"
+    assert len(kavenegar_server.sent()) == 3
+    assert campaign_status(h.engine, "yalda-test")["sms"]["paused"] is None
+
+
+def test_a_rejected_api_key_pauses_the_campaign(
+    sms_pipeline: Callable[..., Harness],
+    kavenegar_server_factory: Callable[..., KavenegarServerHandle],
+    tmp_path: Path,
+) -> None:
+    server = kavenegar_server_factory(api_key="the-real-key")
+    h = sms_pipeline(server, kavenegar_api_key="a-revoked-key")
+    add_member(h.engine, "C1", mobile="+989121234567")
+    h.send(sms_campaign(tmp_path))
+    h.run_workers()
+    status = campaign_status(h.engine, "yalda-test")["sms"]
+    assert "API key is not valid" in status["paused"] and status["pending"] == 1
+
+
+def test_an_invalid_receptor_fails_the_delivery_and_flags_the_mobile(
+    sms_pipeline: Callable[..., Harness], kavenegar_server: KavenegarServerHandle, tmp_path: Path
+) -> None:
+    h = sms_pipeline()
+    bad = add_member(h.engine, "C1", mobile="+989120000000")
+    add_member(h.engine, "C2", mobile="+989121234567")
+    kavenegar_server.invalid_receptor("09120000000")
+    h.send(sms_campaign(tmp_path))
+    h.run_workers()
+
+    by_member = {d.member_id: d for d in h.deliveries()}
+    assert bad.id is not None
+    assert (by_member[bad.id].status, by_member[bad.id].error_code) == ("failed", 411)
+    assert member(h, bad.id).mobile_invalid
+    assert len(kavenegar_server.sent()) == 1
+    later = h.send(sms_campaign(tmp_path, slug="next-campaign"))
+    assert later.eligible == {"sms": 1}  # the flagged number is excluded from now on
+
+
+def test_another_4xx_fails_the_delivery_with_code_and_message(
+    sms_pipeline: Callable[..., Harness], kavenegar_server: KavenegarServerHandle, tmp_path: Path
+) -> None:
+    h = sms_pipeline()
+    add_member(h.engine, "C1", mobile="+989121234567")
+    kavenegar_server.fail_next(402)
+    h.send(sms_campaign(tmp_path))
+    h.run_workers()
+    [delivery] = h.deliveries()
+    assert (delivery.status, delivery.error_code) == ("failed", 402)
+    assert "402 عملیات ناموفق بود" in (delivery.error_message or "")
+
+
+def test_an_sms_due_at_23_tehran_waits_for_08(
+    sms_pipeline: Callable[..., Harness], kavenegar_server: KavenegarServerHandle, tmp_path: Path
+) -> None:
+    h = sms_pipeline()
+    h.runtime.clock = lambda: datetime(2025, 12, 21, 23, 0, tzinfo=TEHRAN)
+    for i in range(3):
+        add_member(h.engine, f"C{i}", mobile=f"+98912123456{i}")
+    h.send(sms_campaign(tmp_path, "email", "sms"))
+    h.run_workers()  # the messages are consumed, not parked in a delay queue
+
+    assert kavenegar_server.requests() == []
+    status = campaign_status(h.engine, "yalda-test")
+    assert status["email"]["sent"] == 3  # email has no legal hours
+    assert status["sms"]["pending"] == 3 and status["sms"]["sending"] == 0
+    assert status["sms"]["waiting_until"] == "2025-12-22T04:30:00+00:00"  # 08:00 Tehran
+    assert all(d.attempts == 0 for d in h.deliveries() if d.channel == "sms")
+    assert sum(len(q.queue) for q in h.broker.queues.values()) == 0
+
+    h.runtime.clock = lambda: datetime(2025, 12, 22, 7, 59, tzinfo=TEHRAN)
+    assert release_waiting_sms(h.runtime, h.broker, actor=h.actors["sms"]) == {}
+
+    h.runtime.clock = lambda: datetime(2025, 12, 22, 8, 0, tzinfo=TEHRAN)
+    released = release_waiting_sms(h.runtime, h.broker, actor=h.actors["sms"])
+    assert list(released.values()) == [3]
+    assert release_waiting_sms(h.runtime, h.broker, actor=h.actors["sms"]) == {}  # once
+    h.run_workers()
+    assert len(kavenegar_server.sent()) == 3
+    status = campaign_status(h.engine, "yalda-test")
+    assert status["sms"]["sent"] == 3 and status["sms"]["waiting_until"] is None
+
+
+def test_a_paused_campaign_is_not_released_by_the_window(
+    sms_pipeline: Callable[..., Harness], tmp_path: Path
+) -> None:
+    h = sms_pipeline()
+    h.runtime.clock = lambda: datetime(2025, 12, 21, 23, 0, tzinfo=TEHRAN)
+    add_member(h.engine, "C1", mobile="+989121234567")
+    h.send(sms_campaign(tmp_path))
+    h.run_workers()
+    with Session(h.engine) as session:
+        campaign = session.get(Campaign, h.deliveries()[0].campaign_id)
+        assert campaign is not None
+        campaign.sms_paused_reason = "the Kavenegar account has no credit left"
+        session.add(campaign)
+        session.commit()
+    h.runtime.clock = lambda: NOON.replace(day=22)
+    assert release_waiting_sms(h.runtime, h.broker, actor=h.actors["sms"]) == {}
+
+
+def test_outbox_mode_writes_json_lines_whatever_the_hour(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    h = pipeline()  # no KAVENEGAR_API_KEY: outbox mode, no phone is reached
+    h.runtime.clock = lambda: datetime(2025, 12, 21, 23, 0, tzinfo=TEHRAN)
+    add_member(h.engine, "C1", first_name="مریم", mobile="+989121234567")
+    h.send(sms_campaign(tmp_path))
+    h.run_workers()
+    [line] = (tmp_path / "outbox" / "sms" / "yalda-test.jsonl").read_text("utf-8").splitlines()
+    assert "مریم عزیز، حراج یلدا شروع شد\\nلغو11" in line
+    assert h.deliveries()[0].status == DeliveryStatus.SENT
+
+
+def test_logs_mask_mobiles_and_never_show_the_key(
+    sms_pipeline: Callable[..., Harness],
+    kavenegar_server_factory: Callable[..., KavenegarServerHandle],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    fast_retries: None,
+) -> None:
+    key = "Zq9SECRETkavenegarKEYx7"
+    server = kavenegar_server_factory(api_key=key)
+    h = sms_pipeline(server, kavenegar_timeout=1.0)
+    caplog.set_level(logging.DEBUG)
+    add_member(h.engine, "C1", mobile="+989121234567")
+    add_member(h.engine, "C2", mobile="+989120000000")
+    server.invalid_receptor("09120000000")
+    server.fail_next(451)
+    server.accept_then_hang(seconds=2.5)
+    h.send(sms_campaign(tmp_path))
+    h.run_workers()
+
+    assert key not in caplog.text
+    assert "+989121234567" not in caplog.text and "09121234567" not in caplog.text
+    assert "+98912***4567" in caplog.text
+    assert {d.status for d in h.deliveries()} == {"sent", "failed"}
+
+
+def test_the_clock_is_utc_aware_by_default(pipeline: Pipeline) -> None:
+    h = pipeline()
+    assert h.runtime.clock().tzinfo is not None
+    assert abs((h.runtime.clock() - datetime.now(UTC)).total_seconds()) < 5
