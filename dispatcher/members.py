@@ -406,8 +406,14 @@ def _load_members(conn: Connection, external_ids: Sequence[str]) -> dict[str, Ro
     found: dict[str, RowMapping] = {}
     columns = [_MEMBER.c[name] for name in _LOADED_COLUMNS]
     for condition in _among(conn, _MEMBER.c.external_id, external_ids):
-        # FOR NO KEY UPDATE: blocks opt-outs, not the inserts that reference members
-        stmt = sa.select(*columns).where(condition).with_for_update(key_share=True)
+        # FOR NO KEY UPDATE: blocks opt-outs, not the inserts that reference members;
+        # in id order, like any other writer that locks several members should.
+        stmt = (
+            sa.select(*columns)
+            .where(condition)
+            .order_by(_MEMBER.c.id)
+            .with_for_update(key_share=True)
+        )
         for member in conn.execute(stmt).mappings():
             found[member["external_id"]] = member
     return found

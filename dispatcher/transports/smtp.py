@@ -1,15 +1,25 @@
-"""SMTP over aiosmtplib: a small pool of connections kept open and reused.
+"""SMTP: a small pool of connections kept open and reused, with pipelined sends.
 
 Each worker process keeps `SMTP_CONNECTIONS` connections. A send borrows one, uses
 it, and returns it; a connection that failed is closed and reopened on next use.
 Reply codes are sorted into transient (4xx, timeouts, dropped connections) and
 permanent (5xx) errors, carrying the code.
+
+aiosmtplib opens each connection (TCP or TLS, EHLO, STARTTLS, AUTH); the messages
+then go through `_Pipe`, a small protocol of our own on the same transport, because
+the per-message exchange is where the time goes: with PIPELINING (RFC 2920) `MAIL`,
+`RCPT` and `DATA` leave in one write and the body in a second, two round trips per
+message instead of four, and none of aiosmtplib's per-message address parsing,
+line-ending rewriting and per-command timeout tasks (the bench measured about 330 us
+of CPU per message through `aiosmtplib.SMTP.sendmail` on loopback, most of it in the
+four socket writes). A relay without PIPELINING gets the commands one at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+from collections import deque
 
 import aiosmtplib
 
@@ -36,7 +46,7 @@ class SmtpTransport:
         self._password = password
         self.timeout = timeout
         self.size = connections
-        self._idle: asyncio.LifoQueue[aiosmtplib.SMTP] | None = None
+        self._idle: asyncio.LifoQueue[_Pipe] | None = None
         self._slots: asyncio.Semaphore | None = None
 
     @classmethod
@@ -55,76 +65,248 @@ class SmtpTransport:
     def __repr__(self) -> str:
         return f"SmtpTransport(host={self.host!r}, port={self.port}, security={self.security!r})"
 
-    async def _connect(self) -> aiosmtplib.SMTP:
+    async def _connect(self) -> _Pipe:
         client = aiosmtplib.SMTP(
             hostname=self.host,
             port=self.port,
             timeout=self.timeout,
             use_tls=self.security == "tls",
-            start_tls=True if self.security == "starttls" else False,
+            start_tls=self.security == "starttls",
             tls_context=ssl.create_default_context() if self.security != "none" else None,
         )
         await client.connect()
+        if client.last_ehlo_response is None:
+            await client.ehlo()
         if self._username:
             await client.login(self._username, self._password or "")
-        return client
+        assert client.transport is not None
+        return _Pipe(
+            client.transport,  # type: ignore[arg-type]
+            pipelining=client.supports_extension("pipelining"),
+            smtputf8=client.supports_extension("smtputf8"),
+        )
 
-    async def _borrow(self) -> aiosmtplib.SMTP | None:
+    async def _borrow(self) -> _Pipe | None:
         if self._idle is None or self._slots is None:
             self._idle = asyncio.LifoQueue()
             self._slots = asyncio.Semaphore(self.size)
         await self._slots.acquire()
         while not self._idle.empty():
-            client = self._idle.get_nowait()
-            if client.is_connected:
-                return client
+            pipe = self._idle.get_nowait()
+            if pipe.is_connected:
+                return pipe
         return None
 
-    def _give_back(self, client: aiosmtplib.SMTP | None) -> None:
+    def _give_back(self, pipe: _Pipe | None) -> None:
         assert self._idle is not None and self._slots is not None
-        if client is not None and client.is_connected:
-            self._idle.put_nowait(client)
+        if pipe is not None and pipe.is_connected:
+            self._idle.put_nowait(pipe)
         self._slots.release()
 
     async def send(self, *, sender: str, recipient: str, message: bytes, name: str) -> None:
-        client = await self._borrow()
+        pipe = await self._borrow()
         try:
-            if client is None:
-                client = await self._connect()
-            await client.sendmail(sender, [recipient], message)
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            refused = exc.recipients[0]
-            await _reset(client)
-            raise _classify(refused.code, refused.message) from None
-        except aiosmtplib.SMTPResponseException as exc:
-            await _reset(client)
-            raise _classify(exc.code, exc.message) from None
+            async with asyncio.timeout(self.timeout):
+                if pipe is None:
+                    pipe = await self._connect()
+                await pipe.transaction(sender, recipient, message)
+        except SmtpReply as exc:
+            if pipe is not None:
+                await pipe.reset(self.timeout)
+            raise _classify(exc.code, exc.text) from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            if client is not None:
-                client.close()
+            if pipe is not None:
+                pipe.close()
             raise TransientDeliveryError(f"connection problem: {type(exc).__name__}") from None
         finally:
-            self._give_back(client)
+            self._give_back(pipe)
 
     async def close(self) -> None:
         if self._idle is None:
             return
         while not self._idle.empty():
-            client = self._idle.get_nowait()
+            await self._idle.get_nowait().quit()
+
+
+class SmtpReply(Exception):
+    """Raised (inside this module) when the server refuses a command."""
+
+    def __init__(self, code: int, text: str) -> None:
+        self.code = code
+        self.text = text
+        super().__init__(f"{code} {text}")
+
+
+class _Pipe(asyncio.Protocol):
+    """One open SMTP connection after the greeting, EHLO, STARTTLS and AUTH.
+
+    Replies are parsed as they arrive and handed, in order, to the commands waiting
+    for them, so several commands can be in flight (PIPELINING).
+    """
+
+    def __init__(
+        self, transport: asyncio.WriteTransport, *, pipelining: bool, smtputf8: bool
+    ) -> None:
+        self.transport = transport
+        self.pipelining = pipelining
+        self.smtputf8 = smtputf8
+        self._loop = asyncio.get_running_loop()
+        self._buffer = bytearray()
+        self._waiters: deque[asyncio.Future[tuple[int, str]]] = deque()
+        self._lost: Exception | None = None
+        self._drained: asyncio.Future[None] | None = None
+        transport.set_protocol(self)
+
+    @property
+    def is_connected(self) -> bool:
+        return self._lost is None and not self.transport.is_closing()
+
+    # -- protocol callbacks ------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        if len(self._buffer) > 65_536:
+            self._fail(SmtpProtocolError("reply too long"))
+            return
+        while True:
+            reply = self._next_reply()
+            if reply is None:
+                return
+            if not self._waiters:
+                self._fail(SmtpProtocolError(f"unexpected reply {reply[0]}"))
+                return
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(reply)
+
+    def _next_reply(self) -> tuple[int, str] | None:
+        """The first complete (possibly multi-line) reply in the buffer, removed from it."""
+        buf, pos, lines = self._buffer, 0, []
+        while True:
+            end = buf.find(b"\n", pos)
+            if end < 0:
+                return None
+            line = bytes(buf[pos:end]).rstrip(b"\r")
+            pos = end + 1
+            lines.append(line[4:].decode("utf-8", "replace"))
+            if line[3:4] != b"-":
+                break
+        del buf[:pos]
+        try:
+            code = int(line[:3])
+        except ValueError:
+            code = 0
+        if not 200 <= code <= 599:
+            self._fail(SmtpProtocolError(f"malformed reply {line[:40]!r}"))
+            return None
+        return code, "\n".join(lines).strip()
+
+    def eof_received(self) -> bool:
+        self._fail(ConnectionResetError("the server closed the connection"))
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(exc or ConnectionResetError("connection lost"))
+
+    def pause_writing(self) -> None:
+        self._drained = self._loop.create_future()
+
+    def resume_writing(self) -> None:
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+        self._drained = None
+
+    def _fail(self, exc: Exception) -> None:
+        if self._lost is None:
+            self._lost = exc
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_exception(exc)
+                waiter.exception()  # retrieved: nobody may await it any more
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_exception(exc)
+            self._drained.exception()
+        self.transport.close()
+
+    # -- commands ----------------------------------------------------------------------------
+
+    def _write(self, data: bytes, replies: int) -> list[asyncio.Future[tuple[int, str]]]:
+        if self._lost is not None:
+            raise self._lost
+        futures = [self._loop.create_future() for _ in range(replies)]
+        self._waiters.extend(futures)
+        self.transport.write(data)
+        return futures
+
+    async def transaction(self, sender: str, recipient: str, message: bytes) -> None:
+        """MAIL, RCPT, DATA and the body; raises SmtpReply for a refusal."""
+        for address in (sender, recipient):
+            if any(c in address for c in "\r\n<> ") or not address:
+                raise SmtpReply(553, f"unusable address {address!r}")
+            if not address.isascii() and not self.smtputf8:
+                raise SmtpReply(553, "non-ASCII address and no SMTPUTF8 at the relay")
+        utf8 = "" if sender.isascii() and recipient.isascii() else " SMTPUTF8"
+        commands = [
+            f"MAIL FROM:<{sender}>{utf8}\r\n".encode(),
+            f"RCPT TO:<{recipient}>\r\n".encode(),
+            b"DATA\r\n",
+        ]
+        expected = (250, 250, 354)
+        if self.pipelining:
+            futures = self._write(b"".join(commands), 3)
+            replies = [await f for f in futures]
+        else:
+            replies = []
+            for command in commands:
+                replies.append(await self._write(command, 1)[0])
+                if replies[-1][0] != expected[len(replies) - 1]:
+                    break
+        for (code, text), want in zip(replies, expected, strict=False):
+            if code != want:
+                if replies[-1][0] == 354:  # DATA accepted after all: end it, empty
+                    await self._write(b".\r\n", 1)[0]
+                raise SmtpReply(code, text)
+        body = message.replace(b"\r\n.", b"\r\n..")
+        if body.startswith(b"."):
+            body = b"." + body
+        if not body.endswith(b"\r\n"):
+            body += b"\r\n"
+        [done] = self._write(body + b".\r\n", 1)
+        if self._drained is not None:
+            await self._drained
+        code, text = await done
+        if code != 250:
+            raise SmtpReply(code, text)
+
+    async def reset(self, timeout: float) -> None:
+        """After a refused command, RSET so the connection can be reused; else drop it."""
+        if not self.is_connected:
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                code, _text = await self._write(b"RSET\r\n", 1)[0]
+        except (OSError, TimeoutError, SmtpProtocolError):
+            self.close()
+            return
+        if code != 250:
+            self.close()
+
+    async def quit(self) -> None:
+        if self.is_connected:
             try:
-                await client.quit()
-            except (aiosmtplib.SMTPException, OSError):
-                client.close()
+                async with asyncio.timeout(5):
+                    await self._write(b"QUIT\r\n", 1)[0]
+            except (OSError, TimeoutError, SmtpProtocolError):
+                pass
+        self.close()
+
+    def close(self) -> None:
+        self._fail(ConnectionAbortedError("closed"))
 
 
-async def _reset(client: aiosmtplib.SMTP | None) -> None:
-    """After a refused command, RSET so the connection can be reused; else drop it."""
-    if client is None or not client.is_connected:
-        return
-    try:
-        await client.rset()
-    except (aiosmtplib.SMTPException, OSError):
-        client.close()
+class SmtpProtocolError(OSError):
+    """Raised when the server's replies do not make sense; the connection is dropped."""
 
 
 def _classify(code: int, message: str) -> TransientDeliveryError | PermanentDeliveryError:

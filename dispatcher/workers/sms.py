@@ -61,7 +61,8 @@ def _is_last_attempt() -> bool:
 def deliver_sms(rt: Runtime, delivery_id: int) -> str:
     """Run one SMS delivery; return its outcome. Raises TransientDeliveryError to retry.
 
-    Outcomes: `sent`, `failed`, `skipped`, `paused` and `waiting` (left pending),
+    Outcomes: `sent`, `failed`, `skipped`; `held` (campaign paused or cancelled),
+    `paused` (its SMS paused) and `waiting` (send window closed), all left pending;
     `duplicate` (another job has it), `missing`.
     """
     engine = rt.engine
@@ -129,7 +130,8 @@ def deliver_sms(rt: Runtime, delivery_id: int) -> str:
     except KavenegarAccountError as exc:
         delivery.release(engine, delivery_id, exc.code, str(exc))
         reason = f"{exc.problem} (Kavenegar {exc.code}: {exc.message})"
-        if pause_sms(engine, campaign.id or 0, reason):
+        assert campaign.id is not None
+        if pause_sms(engine, campaign.id, reason):
             log.warning("campaign %s: SMS paused: %s", campaign.slug, reason)
         return "paused"
     except PermanentDeliveryError as exc:
