@@ -78,6 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=60.0,
         help="how long the worker runs on the 10N queue for its memory reading",
     )
+    ap.add_argument(
+        "--sms-members", type=int, default=10_000, help="N for the SMS phase (default 10,000)"
+    )
     ap.add_argument("--write", action="store_true", help="update bench/RESULTS.md's table")
     ap.add_argument("--keep", action="store_true", help="keep the work folder (logs)")
     args = ap.parse_args(argv)
@@ -93,10 +96,6 @@ def procfile_threads() -> int:
     text = (h.REPO / "Procfile").read_text("utf-8")
     found = re.search(r"--threads\s+(\d+)", text)
     return int(found.group(1)) if found else 8
-
-
-def rate(n: int, seconds: float) -> str:
-    return f"{n / seconds:,.0f}/s" if seconds > 0 else "n/a"
 
 
 class Bench:
@@ -144,8 +143,11 @@ class Bench:
             ran = self.expand(db, n, slug, ["email"])
             engine = db.engine()
             enqueued = h.campaign_outcome(engine, slug).counts.get("pending", 0)
-            r.put("expansion: deliveries enqueued / s (wall, process start included)", label,
-                  f"{rate(enqueued, ran.seconds)} ({enqueued:,} in {ran.seconds:.2f}s)")
+            r.put(
+                "expansion: deliveries enqueued / s (wall, process start included)",
+                label,
+                f"{h.rate(enqueued, ran.seconds)} ({enqueued:,} in {ran.seconds:.2f}s)",
+            )
             r.put(f"memory: `campaign send` peak RSS, N={n:,}", label, f"{ran.peak_rss_mb:.0f} MB")
             if a.only & {"email", "memory"}:
                 late = h.opt_out_after_expansion(db, 1000)
@@ -172,10 +174,16 @@ class Bench:
             raise h.BenchError(f"{label}: unexpected outcome {out.counts} ({late} opted out late)")
         span = out.span
         self.email_rates[label] = sent / wall
-        r.put("email: messages / s, first to last delivery recorded", label,
-              f"{rate(sent, span)} ({sent:,} sent, {skipped} skipped at send time, {span:.1f}s)")
-        r.put("email: messages / s, worker start-up included (as the baseline)", label,
-              f"{rate(sent, wall)} ({wall:.1f}s)")
+        r.put(
+            "email: messages / s, first to last delivery recorded",
+            label,
+            f"{h.rate(sent, span)} ({sent:,} sent, {skipped} skipped at send time, {span:.1f}s)",
+        )
+        r.put(
+            "email: messages / s, worker start-up included (as the baseline)",
+            label,
+            f"{h.rate(sent, wall)} ({wall:.1f}s)",
+        )
         r.put(f"memory: worker process peak RSS, N={a.members:,}", label, f"{rss:.0f} MB")
 
     # -- baseline ----------------------------------------------------------------------------
@@ -205,11 +213,17 @@ class Bench:
             raise h.BenchError(f"baseline failed: {line}")
         sent, seconds = int(found.group(2)), float(found.group(3))
         base = sent / seconds
-        r.put("baseline (naive_peer, SQLite): messages / s, start-up included", "SQLite",
-              f"{base:,.0f}/s ({sent:,} sent in {seconds:.1f}s)")
+        r.put(
+            "baseline (naive_peer, SQLite): messages / s, start-up included",
+            "SQLite",
+            f"{base:,.0f}/s ({sent:,} sent in {seconds:.1f}s)",
+        )
         for label, ours in self.email_rates.items():
-            r.put("ratio: ours / baseline (start-up included, same N, same sink)", label,
-                  f"{ours / base:.1f}x")
+            r.put(
+                "ratio: ours / baseline (start-up included, same N, same sink)",
+                label,
+                f"{ours / base:.1f}x",
+            )
 
     # -- memory at 10N ------------------------------------------------------------------------
 
@@ -220,19 +234,26 @@ class Bench:
         slug = "bench-memory"
         try:
             ran = self.expand(db, n10, slug, ["email"])
-            r.put(f"memory: `campaign send` peak RSS, 10N={n10:,}", "SQLite",
-                  f"{ran.peak_rss_mb:.0f} MB ({ran.seconds:.1f}s)")
+            r.put(
+                f"memory: `campaign send` peak RSS, 10N={n10:,}",
+                "SQLite",
+                f"{ran.peak_rss_mb:.0f} MB ({ran.seconds:.1f}s)",
+            )
             engine = db.engine()
             before = h.outstanding(engine, slug)
-            with h.workers(self.env(db), self.work, processes=a.processes,
-                           threads=a.threads) as proc:
+            with h.workers(
+                self.env(db), self.work, processes=a.processes, threads=a.threads
+            ) as proc:
                 deadline = time.monotonic() + a.memory_seconds
                 while time.monotonic() < deadline and proc.poll() is None:
                     time.sleep(0.5)
                 rss = h.worker_peak_rss(proc)
             done = before - h.outstanding(engine, slug)
-            r.put(f"memory: worker process peak RSS, 10N={n10:,} queue", "SQLite",
-                  f"{rss:.0f} MB (after {done:,} messages in {a.memory_seconds:.0f}s)")
+            r.put(
+                f"memory: worker process peak RSS, 10N={n10:,} queue",
+                "SQLite",
+                f"{rss:.0f} MB (after {done:,} messages in {a.memory_seconds:.0f}s)",
+            )
             engine.dispose()
         finally:
             db.drop()
@@ -243,8 +264,11 @@ class Bench:
     def run(self) -> None:
         a = self.args
         self.sink = h.start_sink(a.sink, self.work / "sink.log")
-        print(f"sink: {self.sink.kind} on 127.0.0.1:{self.sink.port}; N = {a.members:,}; "
-              f"workers: {a.processes} processes x {a.threads} threads", flush=True)
+        print(
+            f"sink: {self.sink.kind} on 127.0.0.1:{self.sink.port}; N = {a.members:,}; "
+            f"workers: {a.processes} processes x {a.threads} threads",
+            flush=True,
+        )
         try:
             kinds = ["sqlite"] + ([] if a.skip_postgres else ["postgres"])
             for kind in kinds:
@@ -284,11 +308,12 @@ def machine() -> list[str]:
             return "unknown"
         return out.strip().splitlines()[0] if out.strip() else "unknown"
 
+    pg = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-tAc", "show server_version", "test"]
     return [
         f"- CPU: {os.cpu_count()} cores (`nproc`), {cpu}; memory {mem}",
         f"- {platform.system()} {platform.release()}; Python {platform.python_version()}",
         f"- SQLite {sqlite3.sqlite_version}; "
-        f"PostgreSQL {version(['psql', '-h', '127.0.0.1', '-U', 'postgres', '-tAc', 'show server_version', 'test'])}; "
+        f"PostgreSQL {version(pg)}; "
         f"Redis {version(['redis-server', '--version'])}",
     ]
 
@@ -319,8 +344,10 @@ def main(argv: list[str] | None = None) -> int:
     out = table(bench.report, labels)
     print()
     print("\n".join(machine()))
-    print(f"N = {args.members:,} members; workers {args.processes} x {args.threads} threads; "
-          f"sink: {bench.sink.kind if bench.sink else '?'}")
+    print(
+        f"N = {args.members:,} members; workers {args.processes} x {args.threads} threads; "
+        f"sink: {bench.sink.kind if bench.sink else '?'}"
+    )
     print()
     print(out)
     for note in bench.report.notes:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import select
 import shutil
 import signal
@@ -22,7 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Table, func, select as sql_select, text
+from sqlalchemy import Table, func, text
+from sqlalchemy import select as sql_select
 from sqlalchemy.engine import Engine
 
 from dispatcher.db import create_schema, make_engine
@@ -33,6 +33,10 @@ BIN = Path(sys.executable).parent
 SECRET = "bench-secret-0123456789abcdef"
 MAIL_FROM = "فروشگاه نمونه <news@shop.example>"
 OPTED_OUT_EVERY = 10  # like the baseline: one member in ten is not subscribed
+
+
+def rate(n: int, seconds: float) -> str:
+    return f"{n / seconds:,.0f}/s" if seconds > 0 else "n/a"
 
 
 class BenchError(RuntimeError):
@@ -366,7 +370,9 @@ def stop(proc: subprocess.Popen[Any], timeout: float = 15.0) -> None:
             proc.wait(5)
 
 
-def env_for(db: Database, *, redis_url: str, namespace: str, sink_port: int, **extra: str) -> dict[str, str]:
+def env_for(
+    db: Database, *, redis_url: str, namespace: str, sink_port: int, **extra: str
+) -> dict[str, str]:
     """The settings of the CLI and the workers, as environment variables."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SMTP_", "KAVENEGAR_"))}
     env.update(
@@ -413,7 +419,8 @@ def run_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float) -> 
     proc.returncode = os.waitstatus_to_exitcode(status)
     text_out = out.read_text("utf-8", errors="replace")
     if proc.returncode != 0:
-        raise BenchError(f"dispatcher {' '.join(args)} exited {proc.returncode}:\n{text_out[-3000:]}")
+        tail = text_out[-3000:]
+        raise BenchError(f"dispatcher {' '.join(args)} exited {proc.returncode}:\n{tail}")
     return Ran(seconds, usage.ru_maxrss / 1024, text_out)
 
 
@@ -443,7 +450,7 @@ def workers(
     env: dict[str, str], cwd: Path, *, processes: int, threads: int, extra: list[str] | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
     """`dramatiq dispatcher.workers` for the duration of the block."""
-    log = open(cwd / "workers.log", "ab")
+    log = open(cwd / "workers.log", "ab")  # noqa: SIM115 (closed in the finally below)
     proc = subprocess.Popen(
         [
             str(BIN / "dramatiq"),

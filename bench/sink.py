@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 
@@ -54,7 +55,7 @@ class SinkProtocol(asyncio.Protocol):
                 # The body ends with CRLF.CRLF (or is just ".\r\n" for an empty body).
                 end = buf.find(b"\r\n.\r\n", max(pos - 2, 0))
                 if end < 0:
-                    if buf[pos:pos + 3] == b".\r\n":
+                    if buf[pos : pos + 3] == b".\r\n":
                         end, stop = pos, pos + 3
                     else:
                         break
@@ -68,14 +69,14 @@ class SinkProtocol(asyncio.Protocol):
             nl = buf.find(b"\n", pos)
             if nl < 0:
                 break
-            verb = bytes(buf[pos:pos + 4]).upper()
+            verb = bytes(buf[pos : pos + 4]).upper()
             pos = nl + 1
             if verb in (b"EHLO", b"HELO"):
                 out.append(EHLO if verb == b"EHLO" else b"250 sink.localhost\r\n")
             elif verb == b"DATA":
                 self.in_data = True
                 out.append(b"354 End data with <CR><LF>.<CR><LF>\r\n")
-                if buf[pos:pos + 3] == b".\r\n":
+                if buf[pos : pos + 3] == b".\r\n":
                     continue
             elif verb == b"QUIT":
                 out.append(b"221 2.0.0 Bye\r\n")
@@ -119,10 +120,8 @@ def main() -> None:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     args = ap.parse_args()
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(args.host, args.port))
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

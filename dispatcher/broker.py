@@ -4,6 +4,8 @@ and pipelined enqueueing: a large audience must not pay a Redis round trip per m
 
 from __future__ import annotations
 
+import json
+import os
 import uuid
 from collections.abc import Iterable
 
@@ -12,7 +14,8 @@ from dramatiq import Actor, Broker, Message
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.common import current_millis
-from dramatiq.middleware import CurrentMessage
+from dramatiq.encoder import JSONEncoder
+from dramatiq.middleware import CurrentMessage, Middleware
 
 from dispatcher.errors import ConfigurationError
 from dispatcher.settings import Settings
@@ -122,3 +125,73 @@ def enqueue_many(broker: Broker, messages: Iterable[Message], *, batch: int = 20
         total += len(pending)
         flush()
     return total
+
+
+def enqueue_ids(broker: Broker, actor: Actor, ids: Iterable[int], *, batch: int = 2000) -> int:
+    """One message per id for `actor`, as `actor.send(id)` makes it; fast on Redis.
+
+    On Redis with Dramatiq's JSON encoder and no middleware that watches enqueues,
+    each batch is written as Dramatiq's own enqueue script leaves it (the encoded
+    message in the queue's `.msgs` hash under a fresh `redis_message_id`, that id
+    appended to the queue's list) with one HSET and one RPUSH in one MULTI, and the
+    JSON is put together from a template: byte for byte what `Message.encode` gives,
+    at a fraction of the cost of a Message, two `uuid4` and a script call per id.
+    Otherwise it falls back to `enqueue_many`.
+    """
+    if not _plain_redis(broker):
+        return enqueue_many(broker, (actor.message(i) for i in ids), batch=batch)
+    assert isinstance(broker, RedisBroker)
+    queue = f"{broker.namespace}:{actor.queue_name}"
+    head = (
+        f'{{"queue_name":{json.dumps(actor.queue_name)},'
+        f'"actor_name":{json.dumps(actor.actor_name)},"args":['
+    )
+    total = 0
+    chunk: list[int] = []
+
+    def flush() -> None:
+        now = str(current_millis())
+        rand = os.urandom(32 * len(chunk))
+        fields: dict[str, bytes] = {}
+        for k, delivery_id in enumerate(chunk):
+            redis_id = _uuid4(rand, 32 * k)
+            fields[redis_id] = (
+                f'{head}{int(delivery_id)}],"kwargs":{{}},'
+                f'"options":{{"redis_message_id":"{redis_id}"}},'
+                f'"message_id":"{_uuid4(rand, 32 * k + 16)}","message_timestamp":{now}}}'
+            ).encode()
+        pipe = broker.client.pipeline(transaction=True)
+        pipe.hset(f"{queue}.msgs", mapping=fields)  # type: ignore[arg-type]
+        pipe.rpush(queue, *fields)
+        pipe.execute()
+
+    for delivery_id in ids:
+        chunk.append(delivery_id)
+        if len(chunk) >= batch:
+            flush()
+            total += len(chunk)
+            chunk.clear()
+    if chunk:
+        flush()
+        total += len(chunk)
+    return total
+
+
+def _plain_redis(broker: Broker) -> bool:
+    """Redis, the default JSON encoder, and no middleware with enqueue hooks."""
+    if not isinstance(broker, RedisBroker) or type(dramatiq.get_encoder()) is not JSONEncoder:
+        return False
+    return all(
+        type(m).before_enqueue is Middleware.before_enqueue
+        and type(m).after_enqueue is Middleware.after_enqueue
+        for m in broker.middleware
+    )
+
+
+def _uuid4(rand: bytes, at: int) -> str:
+    """A version 4 UUID, as `str(uuid.uuid4())`, from 16 random bytes at `at`."""
+    raw = bytearray(rand[at : at + 16])
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

@@ -17,7 +17,7 @@ from sqlalchemy import ColumnElement, and_, exists, func, insert, literal, selec
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
-from dispatcher.broker import enqueue_many
+from dispatcher.broker import enqueue_ids
 from dispatcher.campaigns import CampaignSpec
 from dispatcher.models import (
     Campaign,
@@ -196,7 +196,7 @@ def enqueue_pending(
     for channel in campaign.channel_list():
         actor = actors[channel]
         for ids in pending_ids(engine, campaign.id, channel):
-            total += enqueue_many(broker, (actor.message(i) for i in ids))
+            total += enqueue_ids(broker, actor, ids)
             if on_progress:
                 on_progress(len(ids))
     return total

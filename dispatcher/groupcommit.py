@@ -147,7 +147,12 @@ class GroupCommit:
                     return
                 batch = self._queue[: self.max_batch]
                 del self._queue[: self.max_batch]
-            self._cycle(batch)
+            try:
+                self._cycle(batch)
+            except Exception as exc:  # a bug: its callers raise it, the thread goes on
+                for request in batch:
+                    if not request.future.done():
+                        request.future.set_exception(exc)
 
     def _cycle(self, batch: list[_Request]) -> None:
         self.cycles += 1

@@ -118,9 +118,10 @@ class Runtime:
         # A campaign loaded in a batch has its `spec` deferred: read it now, once.
         frozen = campaign.__dict__.get("spec")
         if frozen is None:
+            table = Campaign.__table__  # type: ignore[attr-defined]
             with self.engine.connect() as conn:
                 frozen = conn.execute(
-                    select(Campaign.spec).where(Campaign.id == campaign.id)  # type: ignore[arg-type]
+                    select(table.c.spec).where(table.c.id == campaign.id)
                 ).scalar_one()
         spec = CampaignSpec.from_json(frozen)
         headers = None

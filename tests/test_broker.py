@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import redis
+from dramatiq import Message
 
-from dispatcher.broker import build_broker, enqueue_many
+from dispatcher.broker import build_broker, enqueue_ids, enqueue_many
 from dispatcher.settings import Settings
 from tests.factories import add_member, harness, write_campaign
 from tests.servers.smtp_server import SmtpServerHandle
@@ -62,6 +65,37 @@ def test_enqueue_many_pipelines_in_batches(
         client = redis.Redis.from_url(redis_url)
         assert sent == 5_000
         assert client.llen(f"{redis_namespace}:email") == 5_000
-        first = json.loads(client.hget(f"{redis_namespace}:email.msgs", client.lindex(f"{redis_namespace}:email", 0)))  # type: ignore[arg-type]
+        first = json.loads(
+            client.hget(
+                f"{redis_namespace}:email.msgs", client.lindex(f"{redis_namespace}:email", 0)
+            )
+        )  # type: ignore[arg-type]
         assert first["args"] == [0]
+        client.close()
+
+
+def test_enqueue_ids_writes_byte_for_byte_what_dramatiq_would(
+    make_settings: Callable[..., Settings], redis_url: str, redis_namespace: str
+) -> None:
+    settings = make_settings(redis_url=redis_url)
+    broker = build_broker(settings, namespace=redis_namespace)
+    with harness(settings, broker) as h:
+        actor = h.actors["email"]
+        assert enqueue_ids(broker, actor, [7, 8, 9], batch=2) == 3
+        client = redis.Redis.from_url(redis_url)
+        queued = client.lrange(f"{redis_namespace}:email", 0, -1)
+        assert len(queued) == 3
+        for delivery_id, redis_id in zip([7, 8, 9], queued, strict=True):
+            raw = client.hget(f"{redis_namespace}:email.msgs", redis_id)
+            assert isinstance(raw, bytes)
+            got = Message.decode(raw)
+            assert got.options == {"redis_message_id": redis_id.decode()}
+            assert uuid.UUID(got.message_id).version == 4
+            assert uuid.UUID(redis_id.decode()).version == 4
+            same = dataclasses.replace(
+                actor.message(delivery_id).copy(options=got.options),
+                message_id=got.message_id,
+                message_timestamp=got.message_timestamp,
+            )
+            assert same.encode() == raw
         client.close()
