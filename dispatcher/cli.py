@@ -121,7 +121,7 @@ def members_subscribe(
     channel: Annotated[Channel, typer.Option("--channel", help="email or sms")],
 ) -> None:
     """Re-subscribe a member who opted out: the only way to undo a sticky opt-out."""
-    from dispatcher.members import subscribe
+    from dispatcher.consent import subscribe
 
     rt = runtime()
     try:
@@ -168,7 +168,7 @@ def members_optouts(
     """
     import csv
 
-    from dispatcher.members import list_optouts
+    from dispatcher.consent import list_optouts
 
     since_at = _since(since)
     rt = runtime()

@@ -13,7 +13,9 @@ spaces, with Persian, Arabic-Indic or Latin digits. Kavenegar marks what it hand
 out as read, so each reply is seen once.
 
 Both need Kavenegar (`KAVENEGAR_API_KEY`); they are run by `dispatcher sms sync`,
-`dispatcher sms inbox` and the `sms_housekeeping` actor.
+`dispatcher sms inbox` and by the scheduler (every `SMS_SYNC_INTERVAL` seconds). Each
+call to Kavenegar first waits for a slot of the shared `KAVENEGAR_RATE_LIMIT`, as the
+SMS actor's do, so that a large sync does not crowd out the sending.
 """
 
 from __future__ import annotations
@@ -27,10 +29,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import bindparam, or_, select, update
 from sqlmodel import Session, col
 
+from dispatcher.consent import opt_out
 from dispatcher.db import session_scope
 from dispatcher.errors import ConfigurationError
 from dispatcher.masking import mask_mobile, mask_text
-from dispatcher.members import normalise_mobile, opt_out
 from dispatcher.models import (
     Campaign,
     CampaignState,
@@ -41,7 +43,7 @@ from dispatcher.models import (
     Member,
     utcnow,
 )
-from dispatcher.normalise import to_ascii_digits
+from dispatcher.normalise import normalise_mobile, to_ascii_digits
 from dispatcher.runtime import Runtime
 from dispatcher.sms_hold import as_utc
 from dispatcher.transports.kavenegar import RECEIVE_PAGE, STATUS_BATCH, KavenegarTransport
@@ -140,6 +142,7 @@ def _sync_campaign(
             for delivery_id, member_id, provider_id in rows
             if str(provider_id).isdigit()
         }
+        rt.guard("kavenegar").before_send()  # one sms/status call (up to 500 ids)
         statuses = transport.statuses(list(by_message))
         counts["checked"] += len(rows)
         counts["unknown"] += len(by_message) - len(statuses)
@@ -193,6 +196,7 @@ def read_inbox(rt: Runtime) -> dict[str, int]:
     transport = _kavenegar(rt)
     counts: Counter[str] = Counter()
     for _ in range(MAX_INBOX_PAGES):
+        rt.guard("kavenegar").before_send()
         inbound = transport.receive()
         counts["received"] += len(inbound)
         with session_scope(rt.engine) as session:

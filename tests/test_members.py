@@ -11,17 +11,10 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from dispatcher.consent import list_optouts, opt_out, resubscribe, subscribe
 from dispatcher.db import session_scope
 from dispatcher.errors import InputError, NotFoundError
-from dispatcher.members import (
-    ImportReport,
-    RowError,
-    import_members,
-    list_optouts,
-    opt_out,
-    resubscribe,
-    subscribe,
-)
+from dispatcher.members import ImportReport, RowError, import_members
 from dispatcher.models import Channel, ConsentEvent, ConsentSource, Member, MemberTag
 
 HEADER = "external_id,first_name,last_name,email,mobile,email_opt_in,sms_opt_in,tags\n"

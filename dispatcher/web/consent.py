@@ -1,6 +1,6 @@
 """What the endpoint reads and writes: one member's consent on one channel.
 
-The writes are `dispatcher.members.opt_out` and `resubscribe`, in one short
+The writes are `dispatcher.consent.opt_out` and `resubscribe`, in one short
 transaction each; a member whose consent would not change costs one read, no write.
 These are blocking calls: `dispatcher.web.app` decides where they run.
 """
@@ -17,9 +17,9 @@ from sqlalchemy import Connection, Table, bindparam, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from dispatcher.consent import opt_out, resubscribe
 from dispatcher.errors import TokenError
 from dispatcher.masking import mask_email, mask_mobile
-from dispatcher.members import opt_out, resubscribe
 from dispatcher.models import Channel, ConsentSource, Member
 from dispatcher.tokens import TokenClaims
 

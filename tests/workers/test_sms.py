@@ -14,7 +14,7 @@ import pytest
 from dramatiq import Message
 from sqlmodel import Session
 
-from dispatcher.members import opt_out
+from dispatcher.consent import opt_out
 from dispatcher.models import Campaign, ConsentSource, DeliveryStatus, Member
 from dispatcher.sms_hold import release_waiting_sms, resume_sms
 from dispatcher.status import campaign_status
