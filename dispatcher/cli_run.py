@@ -213,7 +213,9 @@ def scheduler_cmd(
         bool, typer.Option("--once", help="One tick, then exit (cron, tests).")
     ] = False,
 ) -> None:
-    """Launch campaigns when due; re-enqueue what Redis lost; mark campaigns done."""
+    """Launch campaigns when due; re-enqueue what Redis lost; release SMS when the send
+    window opens; mark campaigns done; with Kavenegar, sync delivery reports and read
+    opt-out replies every SMS_SYNC_INTERVAL seconds."""
     from dispatcher.scheduler import Scheduler
     from dispatcher.workers import ACTORS, broker
 
@@ -224,7 +226,10 @@ def scheduler_cmd(
         tick = scheduler.tick()
         out.print(
             f"scheduler: launched {tick.launched}, reclaimed {tick.reclaimed}, "
-            f"requeued {tick.requeued}, finished {tick.finished}",
+            f"requeued {tick.requeued}, sms released {tick.released}, "
+            f"finished {tick.finished}"
+            + (f", sms sync {tick.sms_sync}" if tick.sms_sync is not None else "")
+            + (f", sms inbox {tick.sms_inbox}" if tick.sms_inbox is not None else ""),
             highlight=False,
         )
         rt.close()
@@ -238,7 +243,8 @@ def scheduler_cmd(
         signal.signal(sig, lambda *_: stop.set())
     err.print(
         f"scheduler: every {s.scheduler_interval:g}s, lease {s.send_lease_seconds}s, "
-        f"broker {s.broker_label}",
+        f"broker {s.broker_label}"
+        + ("" if s.sms_outbox else f", sms sync and inbox every {s.sms_sync_interval:g}s"),
         highlight=False,
     )
     scheduler.run(stop)

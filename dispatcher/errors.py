@@ -54,3 +54,7 @@ class TransientDeliveryError(DeliveryError):
 
 class PermanentDeliveryError(DeliveryError):
     """Raised when a send will never succeed for this recipient (5xx, invalid receptor)."""
+
+
+class RateLimiterUnavailable(TransientDeliveryError):
+    """Raised when the shared rate limiter's Redis cannot be reached (nothing was sent)."""

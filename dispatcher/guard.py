@@ -3,7 +3,7 @@
 
 An actor calls, around each send::
 
-    guard.before_send()                 # wait for a slot (never a retry)
+    guard.before_send()                 # wait for a slot, one per provider call (never a retry)
     ...send...
     guard.sent(campaign)                # the run of failures is over
     guard.failed(engine, campaign, exc) # count it; pause the campaign in a storm
@@ -55,6 +55,7 @@ class SendGuard:
     slow_down_codes: frozenset[int]
 
     def before_send(self) -> None:
+        """Wait for the next slot of the transport's shared rate (never refuses)."""
         self.limiter.acquire()
 
     def sent(self, campaign: Campaign) -> None:

@@ -18,9 +18,20 @@ Every `SCHEDULER_INTERVAL` seconds (default 5) one tick:
      campaign whose messages are all still queued costs two HLENs a tick, not a
      re-enqueue of its audience. A killed worker's messages are still in Redis and
      come back through Dramatiq's heartbeat requeue instead.
-   * SMS waiting for the send window are released once it opens
-     (`sms_hold.release_waiting_sms`); SMS paused for no credit are left alone.
-3. **Finish**: a `sending` campaign with nothing pending or sending becomes `done`.
+   * SMS paused for no credit, or waiting for the send window, are left alone here.
+3. **Release** the SMS that waited for the send window, once it opens
+   (`sms_hold.release_waiting_sms`; a conditional update per campaign decides which
+   scheduler enqueues them).
+4. **Finish**: a `sending` campaign with nothing pending or sending becomes `done`.
+5. **SMS housekeeping**, with Kavenegar (`KAVENEGAR_API_KEY`) only, at most every
+   `SMS_SYNC_INTERVAL` seconds (default 300) each: record Kavenegar's delivery reports
+   (`sms_sync.sync_statuses`, as `dispatcher sms sync`) and the opt-out replies
+   (`sms_sync.read_inbox`, as `dispatcher sms inbox`). With Redis, a key set with
+   `SET NX PX` (`{REDIS_NAMESPACE}:scheduler:sms-sync`, `...:sms-inbox`) makes one
+   scheduler run each job and the others skip it until the key expires; without
+   Redis (inline mode: one process) the scheduler keeps the time itself. A failed
+   job (Kavenegar down, a 451, which also slows the senders down) is logged and tried
+   again after the interval.
 
 `--once` runs one tick (cron, tests). In inline mode (no Redis) a launched campaign
 is sent in-process before the tick ends.
@@ -43,6 +54,7 @@ from sqlmodel import Session, col
 
 from dispatcher import control
 from dispatcher.broker import enqueue_many
+from dispatcher.errors import DeliveryError
 from dispatcher.expansion import enqueue_pending, launch, pending_ids
 from dispatcher.models import Campaign, CampaignState, Channel, Delivery, DeliveryStatus, utcnow
 from dispatcher.runtime import Runtime
@@ -59,10 +71,21 @@ class Tick:
     launched: list[str] = field(default_factory=list)
     reclaimed: dict[str, int] = field(default_factory=dict)
     requeued: dict[str, int] = field(default_factory=dict)
+    released: dict[str, int] = field(default_factory=dict)  # SMS let go by the window
     finished: list[str] = field(default_factory=list)
+    sms_sync: dict[str, int] | None = None  # counts, when this tick ran the sync
+    sms_inbox: dict[str, int] | None = None  # counts, when this tick read the inbox
 
     def __bool__(self) -> bool:
-        return bool(self.launched or self.reclaimed or self.requeued or self.finished)
+        return bool(
+            self.launched
+            or self.reclaimed
+            or self.requeued
+            or self.released
+            or self.finished
+            or any((self.sms_sync or {}).values())
+            or any((self.sms_inbox or {}).values())
+        )
 
 
 class Scheduler:
@@ -82,6 +105,7 @@ class Scheduler:
         self.clock = clock
         self.grace = grace
         self.lease = timedelta(seconds=rt.settings.send_lease_seconds)
+        self._next_run: dict[str, datetime] = {}  # without Redis: job -> when due again
 
     def run(self, stop: threading.Event, *, interval: float | None = None) -> None:
         """Tick until `stop` is set."""
@@ -98,12 +122,12 @@ class Scheduler:
         for campaign_id in self._ids(CampaignState.SENDING):
             self._recover(campaign_id, now, report)
         if Channel.SMS in self.actors:
-            from dispatcher.sms_hold import release_waiting_sms
-
-            release_waiting_sms(self.rt, self.broker, actor=self.actors[Channel.SMS], now=now)
+            self._release_sms(now, report)
         for campaign_id in self._ids(CampaignState.SENDING):
             if control.finish_if_done(self.engine, campaign_id, now=now):
                 report.finished.append(control.get(self.engine, campaign_id).slug)
+        if not self.rt.settings.sms_outbox:
+            self._sms_housekeeping(now, report)
         if report:
             log.info("scheduler: %s", report, extra={"outcome": "tick"})
         return report
@@ -172,6 +196,60 @@ class Scheduler:
                 channel,
                 extra={"campaign": campaign.slug, "outcome": "requeued"},
             )
+
+    def _release_sms(self, now: datetime, report: Tick) -> None:
+        from dispatcher.sms_hold import release_waiting_sms
+
+        actor = self.actors[Channel.SMS]
+        released = release_waiting_sms(self.rt, self.broker, actor=actor, now=now)
+        for campaign_id, n in released.items():
+            slug = control.get(self.engine, campaign_id).slug
+            report.released[slug] = n
+            log.info(
+                "campaign %s: the SMS send window is open; %d SMS enqueued",
+                slug,
+                n,
+                extra={"campaign": slug, "outcome": "released"},
+            )
+
+    def _sms_housekeeping(self, now: datetime, report: Tick) -> None:
+        from dispatcher.sms_sync import read_inbox, sync_statuses
+
+        if self._claim("sms-sync", now):
+            report.sms_sync = self._kavenegar("sms sync", lambda: sync_statuses(self.rt, now=now))
+        if self._claim("sms-inbox", now):
+            report.sms_inbox = self._kavenegar("sms inbox", lambda: read_inbox(self.rt))
+
+    def _kavenegar(self, name: str, job: Callable[[], dict[str, int]]) -> dict[str, int] | None:
+        """Run a Kavenegar job; a failure is logged (and a 451 slows the senders too)."""
+        try:
+            counts = job()
+        except DeliveryError as exc:
+            self.rt.guard("kavenegar").slow_down(exc)
+            log.warning(
+                "%s failed: %s; next try in %gs",
+                name,
+                exc,
+                self.rt.settings.sms_sync_interval,
+                extra={"outcome": "failed"},
+            )
+            return None
+        log.info("%s: %s", name, counts, extra={"outcome": name.replace(" ", "-")})
+        return counts
+
+    def _claim(self, job: str, now: datetime) -> bool:
+        """True for the one scheduler that runs `job` now; then for no one during
+        SMS_SYNC_INTERVAL (a key with a TTL in Redis; this process's memory without)."""
+        every = self.rt.settings.sms_sync_interval
+        if isinstance(self.broker, RedisBroker):
+            key = f"{self.rt.settings.redis_namespace}:scheduler:{job}"
+            ttl_ms = max(1, round(every * 1000))
+            return bool(self.broker.client.set(key, now.isoformat(), nx=True, px=ttl_ms))
+        due = self._next_run.get(job)
+        if due is not None and now < due:
+            return False
+        self._next_run[job] = now + timedelta(seconds=every)
+        return True
 
     def _queue_empty(self, queue: str) -> bool:
         """True when the broker holds no message of `queue`, queued, delayed or in flight."""

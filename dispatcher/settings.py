@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     sms_send_window: str = "08:00-21:00"
     sms_timezone: str = "Asia/Tehran"
     sms_optout_footer: str = "لغو11"
+    sms_sync_interval: float = Field(default=300.0, gt=0)  # seconds: scheduler's sync, inbox
 
     worker_threads: int = Field(default=8, ge=1)  # inline mode
 

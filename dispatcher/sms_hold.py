@@ -16,8 +16,8 @@ the broker either: Dramatiq keeps delayed messages in the memory of the worker t
 fetched them, so delaying a whole audience by ten hours would hold it in RAM (and
 lose nothing only thanks to requeueing). Instead the actor leaves the delivery
 pending, records the window's next opening on the campaign, and acks the message.
-`release_waiting_sms` (run periodically: `dispatcher sms release`, the
-`sms_housekeeping` actor or the scheduler) re-enqueues, once the window is open,
+`release_waiting_sms` (run on every tick of `dispatcher scheduler`, or by hand:
+`dispatcher sms release`) re-enqueues, once the window is open,
 the pending SMS deliveries of each waiting campaign, read from the database in
 keyset-paginated chunks. Queue messages still in flight when the
 window closes do the same, so nothing is lost and nothing is sent at night; a

@@ -1,24 +1,35 @@
-"""A sending rate that adapts to the provider: AIMD over the shared rate limiter.
+"""The sending rate of each transport: one limit shared by every worker process, that
+adapts to the provider (GCRA paced, AIMD adapted). The one rate limiter of the package.
 
-`dispatcher.rate_limit` keeps a fixed rate shared by every worker process (GCRA in
-Redis, waiting instead of refusing). A relay or API that answers "slow down" (SMTP
-421/450/451/454, Kavenegar 451) wants less than that, for a while. So:
+**Shared pacing.** `SMTP_RATE_LIMIT` and `KAVENEGAR_RATE_LIMIT` are properties of the
+relay and of the Kavenegar account, not of one process, so the limit lives in Redis:
+GCRA (the "generic cell rate algorithm", a token bucket kept as one timestamp, the
+next free slot) in a Lua script on Redis's clock, so that every process, whatever its
+own clock, agrees. `acquire()` never refuses: it *reserves* the next free slot and
+sleeps until it, so a busy limiter slows the workers down instead of raising, and
+costs no retry. Calls are spaced evenly, `1/rate` seconds apart: no one-second span
+sees more than `rate` of them.
+
+**Adaptation.** A relay or API that answers "slow down" (SMTP 421/450/451/454,
+Kavenegar 451) wants less than that, for a while. So:
 
 * **multiplicative decrease**: `backoff()` halves the transport's effective rate, at
   most once per second (twenty threads meeting the same 421 halve it once, not
   twenty times), down to `floor`;
 * **additive increase**: the rate then grows back by `step` messages/s each second
   (by default a twentieth of the ceiling: from half to full in ten seconds) until it
-  reaches the configured rate (`SMTP_RATE_LIMIT`, `KAVENEGAR_RATE_LIMIT`).
+  reaches the configured rate.
 
 The state is one Redis hash per transport (`{namespace}:rate:{transport}:aimd`: the
 rate after the last backoff and when), read by the same Lua script that reserves
-the GCRA slot, so pacing and adaptation cost one round trip per send, on Redis's
-clock. With no configured rate (SMTP_RATE_LIMIT unset) nothing is paced and no
-Redis call is made per send until the relay pushes back; the first backoff then
+the GCRA slot (`{namespace}:rate:{transport}`), so pacing and adaptation cost one
+round trip per call, on Redis's clock. With no configured rate (SMTP_RATE_LIMIT
+unset; Kavenegar in outbox mode, which reaches no provider) nothing is paced and no
+Redis call is made per send until the provider pushes back; the first backoff then
 starts from `UNLIMITED_START` messages/s, and the transport is unpaced again once
 the rate has grown back past it. Each process looks for another process's backoff
-once a second.
+once a second. Without Redis (inline mode: one process) `LocalAdaptiveRateLimiter`
+follows the same rules in memory.
 
 Refusals never reach the retry budget: the actor waits for its slot before claiming
 the delivery, and a delivery that met a "slow down" answer is handed back and sent
@@ -34,7 +45,7 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from dispatcher.rate_limit import RateLimiterUnavailable
+from dispatcher.errors import RateLimiterUnavailable
 
 if TYPE_CHECKING:
     from dispatcher.settings import Settings
@@ -99,8 +110,7 @@ def default_step(ceiling: float | None) -> float:
 class AdaptiveRateLimiter:
     """`acquire()` waits for the next slot at the current rate; `backoff()` halves it.
 
-    Shared by every process using the same Redis keys. Implements the
-    `dispatcher.rate_limit.RateLimiter` protocol.
+    Shared by every process using the same Redis keys.
     """
 
     def __init__(
@@ -249,10 +259,15 @@ def build_adaptive_limiter(
     settings: Settings, transport: str
 ) -> AdaptiveRateLimiter | LocalAdaptiveRateLimiter:
     """The adaptive limiter of "smtp" (SMTP_RATE_LIMIT, default none) or "kavenegar"
-    (KAVENEGAR_RATE_LIMIT): in Redis, shared by every process, when REDIS_URL is set."""
-    ceiling: float | None = (
-        settings.smtp_rate_limit if transport == "smtp" else float(settings.kavenegar_rate_limit)
-    )
+    (KAVENEGAR_RATE_LIMIT; none in outbox mode): in Redis, shared by every process,
+    when REDIS_URL is set."""
+    ceiling: float | None
+    if transport == "smtp":
+        ceiling = settings.smtp_rate_limit
+    elif transport == "kavenegar":
+        ceiling = None if settings.sms_outbox else float(settings.kavenegar_rate_limit)
+    else:
+        raise ValueError(f"unknown transport {transport!r}")
     if settings.redis_url is None:
         return LocalAdaptiveRateLimiter(ceiling=ceiling)
     client = redis.Redis.from_url(settings.redis_url, socket_timeout=5)

@@ -1,5 +1,6 @@
-"""Schedules: send times as people write them, the scheduler's launch, its race, and
-its repair of what Redis lost."""
+"""Schedules: send times as people write them, the scheduler's launch, its race, its
+repair of what Redis lost, and its SMS housekeeping (the send window, Kavenegar's
+delivery reports and opt-out replies) against the Kavenegar test server."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import redis
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from dispatcher.broker import build_broker
 from dispatcher.campaigns import load_campaign
@@ -18,12 +21,13 @@ from dispatcher.control import find
 from dispatcher.errors import InputError
 from dispatcher.expansion import expand
 from dispatcher.listing import list_campaigns
-from dispatcher.models import CampaignState, utcnow
+from dispatcher.models import CampaignState, Member, utcnow
 from dispatcher.runtime import Runtime
 from dispatcher.schedule import describe, parse_send_at
 from dispatcher.scheduler import Scheduler
 from dispatcher.settings import Settings
 from tests.factories import add_member, harness, write_campaign
+from tests.servers.kavenegar_server import KavenegarServerHandle
 
 TEHRAN = ZoneInfo("Asia/Tehran")
 YALDA = datetime(2026, 12, 20, 6, 30, tzinfo=UTC)  # 10:00 in Tehran
@@ -147,3 +151,170 @@ def test_the_scheduler_re_enqueues_pending_work_that_redis_lost(
         h.run_workers()
         assert scheduler.tick().finished == ["yalda-test"]
         assert find(h.engine, "yalda-test").state == CampaignState.DONE
+
+
+# -- SMS housekeeping: the send window, delivery reports, opt-out replies -------------------
+
+SENDER = "10004346"
+NOON = datetime(2025, 12, 21, 12, 0, tzinfo=TEHRAN)
+
+
+def kavenegar_settings(
+    make_settings: Callable[..., Settings],
+    database_url: str,
+    server: KavenegarServerHandle,
+    **extra: object,
+) -> Settings:
+    return make_settings(
+        database_url=database_url,
+        kavenegar_api_key=server.api_key,
+        kavenegar_sender=SENDER,
+        kavenegar_base_url=server.base_url,
+        **extra,
+    )
+
+
+def sms_campaign(tmp_path: Path) -> Path:
+    return write_campaign(tmp_path / "c", channels=("sms",), sms="حراج یلدا")
+
+
+def api_calls(server: KavenegarServerHandle, since: int = 0) -> list[str]:
+    return [r["path"].rsplit("/", 1)[1].removesuffix(".json") for r in server.requests()[since:]]
+
+
+def load_member(engine: Engine, member_id: int | None) -> Member:
+    with Session(engine) as session:
+        found = session.get(Member, member_id)
+        assert found is not None
+        return found
+
+
+def test_a_tick_after_08_tehran_releases_the_sms_held_overnight(
+    make_settings: Callable[..., Settings],
+    database_url: str,
+    kavenegar_server: KavenegarServerHandle,
+    tmp_path: Path,
+) -> None:
+    settings = kavenegar_settings(make_settings, database_url, kavenegar_server)
+    with harness(settings) as h:
+        for i in range(3):
+            add_member(h.engine, f"C{i}", mobile=f"+98912123456{i}")
+        h.runtime.clock = lambda: datetime(2025, 12, 21, 23, 0, tzinfo=TEHRAN)
+        h.send(sms_campaign(tmp_path))
+        h.run_workers()  # 23:00 in Tehran: every SMS waits, pending
+        assert kavenegar_server.sent() == []
+
+        at_0759 = datetime(2025, 12, 22, 7, 59, tzinfo=TEHRAN)
+        assert Scheduler(h.runtime, h.broker, h.actors, clock=lambda: at_0759).tick().released == {}
+
+        at_0800 = datetime(2025, 12, 22, 8, 0, tzinfo=TEHRAN)
+        h.runtime.clock = lambda: at_0800
+        scheduler = Scheduler(h.runtime, h.broker, h.actors, clock=lambda: at_0800)
+        assert scheduler.tick().released == {"yalda-test": 3}
+        assert scheduler.tick().released == {}  # released once
+        h.run_workers()
+        assert len(kavenegar_server.sent()) == 3
+        assert scheduler.tick().finished == ["yalda-test"]
+
+
+def test_one_of_two_schedulers_syncs_reports_and_replies_and_a_14_opts_out(
+    make_settings: Callable[..., Settings],
+    database_url: str,
+    redis_url: str,
+    redis_namespace: str,
+    kavenegar_server: KavenegarServerHandle,
+    tmp_path: Path,
+) -> None:
+    settings = kavenegar_settings(
+        make_settings,
+        database_url,
+        kavenegar_server,
+        redis_url=redis_url,
+        redis_namespace=redis_namespace,
+    )
+    with harness(settings, build_broker(settings)) as h:
+        delivered = add_member(h.engine, "C1", mobile="+989121234561")
+        blocks = add_member(h.engine, "C2", mobile="+989121234562")
+        replies = add_member(h.engine, "C3", mobile="+989121234563")
+        h.runtime.clock = lambda: NOON
+        h.send(sms_campaign(tmp_path))
+        h.run_workers()
+        messageids: dict[int | None, int] = {
+            d.member_id: int(d.provider_id or 0) for d in h.deliveries()
+        }
+        kavenegar_server.set_status(messageids[delivered.id], 10)
+        kavenegar_server.set_status(messageids[blocks.id], 14)  # blocks advertising SMS
+        kavenegar_server.add_inbox("09121234563", "لغو", line=SENDER)
+        before = len(kavenegar_server.requests())
+
+        other = Runtime.from_settings(settings)  # a second scheduler process
+        try:
+            schedulers = [
+                Scheduler(rt, h.broker, h.actors, clock=lambda: NOON) for rt in (h.runtime, other)
+            ]
+            ticks = [s.tick() for s in schedulers] + [s.tick() for s in schedulers]
+        finally:
+            other.close()
+
+        [synced] = [t.sms_sync for t in ticks if t.sms_sync is not None]
+        assert (synced["checked"], synced["delivered"], synced["blocked"]) == (3, 1, 1)
+        assert synced["opted_out"] == 1
+        [inbox] = [t.sms_inbox for t in ticks if t.sms_inbox is not None]
+        assert (inbox["opt_out_replies"], inbox["opted_out"]) == (1, 1)
+        assert sorted(api_calls(kavenegar_server, before)) == ["receive", "status"]  # once each
+        gone = load_member(h.engine, blocks.id)
+        assert (gone.sms_opt_in, gone.sms_optout_source) == (False, "provider")
+        replied = load_member(h.engine, replies.id)
+        assert (replied.sms_opt_in, replied.sms_optout_source) == (False, "sms-keyword")
+        assert load_member(h.engine, delivered.id).sms_opt_in
+        by_member: dict[int | None, int | None] = {
+            d.member_id: d.provider_status for d in h.deliveries()
+        }
+        assert (by_member[delivered.id], by_member[blocks.id]) == (10, 14)
+
+
+def test_without_redis_the_sync_runs_at_most_every_sms_sync_interval(
+    make_settings: Callable[..., Settings],
+    sqlite_url: str,
+    kavenegar_server: KavenegarServerHandle,
+) -> None:
+    settings = kavenegar_settings(make_settings, sqlite_url, kavenegar_server, sms_sync_interval=60)
+    with harness(settings) as h:
+        now = [NOON]
+        scheduler = Scheduler(h.runtime, h.broker, h.actors, clock=lambda: now[0])
+        assert scheduler.tick().sms_sync is not None
+        now[0] = NOON + timedelta(seconds=59)
+        tick = scheduler.tick()
+        assert (tick.sms_sync, tick.sms_inbox) == (None, None)
+        now[0] = NOON + timedelta(seconds=60)
+        assert scheduler.tick().sms_inbox is not None
+
+
+def test_a_451_during_the_sync_is_logged_and_slows_the_senders_down(
+    make_settings: Callable[..., Settings],
+    sqlite_url: str,
+    kavenegar_server: KavenegarServerHandle,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = kavenegar_settings(make_settings, sqlite_url, kavenegar_server)
+    with harness(settings) as h:
+        add_member(h.engine, "C1", mobile="+989121234561")
+        h.runtime.clock = lambda: NOON
+        h.send(sms_campaign(tmp_path))
+        h.run_workers()
+        kavenegar_server.fail_next(451, methods=["status"])
+        tick = Scheduler(h.runtime, h.broker, h.actors, clock=lambda: NOON).tick()
+        assert tick.sms_sync is None and tick.sms_inbox is not None  # the tick went on
+        assert tick.finished == ["yalda-test"]
+        assert "sms sync failed" in caplog.text and "451" in caplog.text
+        limiter = h.runtime.guard("kavenegar").limiter
+        assert limiter.current() is not None and limiter.current() < 50  # type: ignore[operator]
+
+
+def test_in_outbox_mode_the_scheduler_asks_kavenegar_nothing(
+    make_settings: Callable[..., Settings], sqlite_url: str
+) -> None:
+    with harness(make_settings(database_url=sqlite_url)) as h:
+        tick = Scheduler(h.runtime, h.broker, h.actors, clock=lambda: NOON).tick()
+        assert (tick.sms_sync, tick.sms_inbox) == (None, None)

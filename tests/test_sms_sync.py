@@ -177,27 +177,3 @@ def test_sync_and_inbox_need_kavenegar(pipeline_settings: Settings) -> None:
 @pytest.fixture
 def pipeline_settings(make_settings: Callable[..., Settings], sqlite_url: str) -> Settings:
     return make_settings(database_url=sqlite_url)
-
-
-def test_the_housekeeping_actor_releases_syncs_and_reads_the_inbox(
-    h: Harness, kavenegar_server: KavenegarServerHandle, tmp_path: Path
-) -> None:
-    from dispatcher.workers.sms import sms_housekeeping
-
-    member = add_member(h.engine, "C1", mobile="+989121234567")
-    h.runtime.clock = lambda: datetime(2025, 12, 21, 22, 0, tzinfo=TEHRAN)
-    send_sms_campaign(h, tmp_path)  # after hours: waits
-    assert kavenegar_server.sent() == []
-
-    h.runtime.clock = lambda: datetime(2025, 12, 22, 9, 0, tzinfo=TEHRAN)
-    sms_housekeeping.send()
-    h.run_workers()
-    [sent] = kavenegar_server.sent()
-    assert campaign_status(h.engine, "yalda-test")["sms"]["waiting_until"] is None
-
-    kavenegar_server.set_status(sent["messageid"], 10)
-    kavenegar_server.add_inbox("09121234567", "stop", line=SENDER)
-    sms_housekeeping.send()
-    h.run_workers()
-    assert h.deliveries()[0].provider_status == 10
-    assert not load_member(h, member.id).sms_opt_in

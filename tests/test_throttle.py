@@ -1,4 +1,6 @@
-"""Adaptive sending rates: shared through real Redis, and an SMTP 4xx storm end to end."""
+"""Sending rates: paced and shared through a real Redis (every process, whatever its
+connection), waiting instead of refusing, adapting (AIMD) to "slow down" answers; and
+an SMTP 4xx storm end to end. Kavenegar's 451 end to end: `tests/workers/test_sms.py`."""
 
 from __future__ import annotations
 
@@ -9,8 +11,11 @@ from pathlib import Path
 
 import pytest
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from dispatcher.broker import build_broker
+from dispatcher.errors import RateLimiterUnavailable, TransientDeliveryError
 from dispatcher.models import DeliveryStatus
 from dispatcher.settings import Settings
 from dispatcher.status import campaign_status
@@ -18,6 +23,7 @@ from dispatcher.throttle import (
     UNLIMITED_START,
     AdaptiveRateLimiter,
     LocalAdaptiveRateLimiter,
+    build_adaptive_limiter,
 )
 from tests.factories import add_member, harness, write_campaign
 from tests.servers.smtp_server import SmtpServerHandle
@@ -30,22 +36,80 @@ def client(redis_url: str) -> Iterator[redis.Redis]:
     c.close()
 
 
-def test_the_rate_is_shared_by_every_limiter_on_the_same_key(
-    client: redis.Redis, redis_namespace: str
-) -> None:
-    key = f"{redis_namespace}:rate:smtp"
-    limiters = [AdaptiveRateLimiter(client, key=key, ceiling=50) for _ in range(4)]
+@pytest.fixture
+def new_client(redis_url: str) -> Iterator[Callable[[], redis.Redis]]:
+    """`new_client()`: a separate Redis connection, as another worker process has."""
+    clients: list[redis.Redis] = []
+
+    def create() -> redis.Redis:
+        c = redis.Redis.from_url(redis_url)
+        clients.append(c)
+        return c
+
+    yield create
+    for c in clients:
+        c.close()
+
+
+def test_calls_are_spaced_evenly_to_the_rate(client: redis.Redis, redis_namespace: str) -> None:
+    limiter = AdaptiveRateLimiter(client, key=f"{redis_namespace}:rate:kavenegar", ceiling=50)
     start = time.monotonic()
-    threads = [
-        threading.Thread(target=lambda lim=lim: [lim.acquire() for _ in range(10)])
-        for lim in limiters
-    ]
+    for _ in range(26):
+        limiter.acquire()
+    elapsed = time.monotonic() - start
+    assert 0.5 * 0.95 <= elapsed < 5.0  # 25 intervals of 20 ms
+
+
+def test_the_rate_is_shared_by_every_process(
+    new_client: Callable[[], redis.Redis], redis_namespace: str
+) -> None:
+    """Four "processes" (own connection, own limiter object) share one budget: 40 calls
+    at 40 per second take about a second, not a quarter of one."""
+    key = f"{redis_namespace}:rate:kavenegar"
+    done: list[float] = []
+    lock = threading.Lock()
+
+    def process() -> None:
+        limiter = AdaptiveRateLimiter(new_client(), key=key, ceiling=40)
+        for _ in range(10):
+            limiter.acquire()
+            with lock:
+                done.append(time.monotonic())
+
+    threads = [threading.Thread(target=process) for _ in range(4)]
+    start = time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    # 40 calls at 50/s, evenly spaced: the last one 0.78 s after the first.
-    assert time.monotonic() - start >= 0.7
+
+    assert len(done) == 40
+    assert max(done) - start >= 39 / 40  # the 40th slot is 39 intervals after the first
+    assert max(done) - start < 5
+
+
+def test_a_busy_limiter_waits_instead_of_refusing(
+    client: redis.Redis, redis_namespace: str
+) -> None:
+    waits: list[float] = []
+    limiter = AdaptiveRateLimiter(
+        client, key=f"{redis_namespace}:rate:kavenegar", ceiling=1, sleep=waits.append
+    )
+    for _ in range(5):
+        limiter.acquire()  # never raises: the caller's retry budget is untouched
+    assert len(waits) == 4  # (the fake sleep returns at once: each call reserved a slot)
+    assert waits == pytest.approx([1, 2, 3, 4], abs=0.25)
+
+
+def test_redis_down_is_a_transient_error() -> None:
+    down = redis.Redis(
+        host="127.0.0.1", port=1, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0)
+    )
+    limiter = AdaptiveRateLimiter(down, key="unused", ceiling=50)
+    with pytest.raises(RateLimiterUnavailable) as caught:
+        limiter.acquire()
+    assert isinstance(caught.value, TransientDeliveryError)  # nothing sent, retried later
+    down.close()
 
 
 def test_a_backoff_halves_the_rate_once_a_second_and_it_grows_back(
@@ -73,6 +137,44 @@ def test_an_unlimited_transport_is_paced_only_after_the_relay_pushes_back(
     assert time.monotonic() - start < 0.5
     assert limiter.backoff() == UNLIMITED_START / 2
     assert limiter.current() == pytest.approx(UNLIMITED_START / 2, abs=1)
+
+
+def test_the_in_process_limiter_spaces_calls_in_one_process() -> None:
+    now = [100.0]
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(round(seconds, 6))
+        now[0] += seconds
+
+    limiter = LocalAdaptiveRateLimiter(ceiling=50, clock=lambda: now[0], sleep=sleep)
+    for _ in range(3):
+        limiter.acquire()
+    assert waits == [0.02, 0.02]
+
+
+def test_the_settings_choose_redis_or_local_with_keys_under_the_namespace(
+    make_settings: Callable[..., Settings], redis_url: str, redis_namespace: str
+) -> None:
+    kavenegar = {"kavenegar_api_key": "k", "kavenegar_sender": "10004346"}
+    shared = build_adaptive_limiter(
+        make_settings(
+            redis_url=redis_url,
+            redis_namespace=redis_namespace,
+            kavenegar_rate_limit=7,
+            smtp_rate_limit=30,
+            **kavenegar,
+        ),
+        "kavenegar",
+    )
+    assert isinstance(shared, AdaptiveRateLimiter)
+    assert (shared.key, shared.ceiling) == (f"{redis_namespace}:rate:kavenegar", 7)
+    shared.client.close()
+    local = build_adaptive_limiter(make_settings(kavenegar_rate_limit=7, **kavenegar), "kavenegar")
+    assert isinstance(local, LocalAdaptiveRateLimiter) and local.ceiling == 7
+    # SMS to the outbox reach no provider: not paced (until something says slow down).
+    assert build_adaptive_limiter(make_settings(), "kavenegar").ceiling is None
+    assert build_adaptive_limiter(make_settings(smtp_rate_limit=30), "smtp").ceiling == 30
 
 
 def test_the_in_process_limiter_follows_the_same_rules() -> None:

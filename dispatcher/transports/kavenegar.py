@@ -21,7 +21,9 @@ method that talks to the network, `_request`, to fix what the 1.1.2 release lack
   (`sms/sendarray`) and comma-joined to the others (`receptor` of `sms/send`,
   `messageid` of `sms/status`, ...).
 
-Calls pass through a rate limiter (`dispatcher.rate_limit`) when one is given.
+The client does not pace itself: the SMS actor and the status sync wait for a slot of
+the shared, adaptive `KAVENEGAR_RATE_LIMIT` (`Runtime.guard("kavenegar")`) before
+each call, and back it off on a 451.
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ from pydantic import SecretStr
 from requests.adapters import HTTPAdapter
 
 from dispatcher.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
-from dispatcher.rate_limit import RateLimiter
 from dispatcher.transports.sms import SmsResult
 
 if TYPE_CHECKING:
@@ -200,7 +201,6 @@ class KavenegarClient(KavenegarAPI):
         base_url: str = DEFAULT_BASE_URL,
         timeout: float = 10.0,
         pool_size: int = 8,
-        limiter: RateLimiter | None = None,
         session: requests.Session | None = None,
     ) -> None:
         super().__init__(REDACTED)  # the base class keeps `apikey` in plain sight
@@ -211,7 +211,6 @@ class KavenegarClient(KavenegarAPI):
         _protect(key.get_secret_value())
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        self.limiter = limiter
         self.headers = {"Accept": "application/json"}
         if session is None:
             session = requests.Session()
@@ -231,8 +230,6 @@ class KavenegarClient(KavenegarAPI):
     def _request(self, action: str, method: str, params: Mapping[str, Any] | None = None) -> Any:
         name = f"{action}/{method}"
         data = _encode(name, params or {})
-        if self.limiter is not None:
-            self.limiter.acquire()
         error: KavenegarError | None = None
         try:
             response = self.session.post(
@@ -304,8 +301,6 @@ class KavenegarTransport:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> KavenegarTransport:
-        from dispatcher.rate_limit import build_rate_limiter
-
         if settings.kavenegar_api_key is None or not settings.kavenegar_sender:
             raise ValueError("KAVENEGAR_API_KEY and KAVENEGAR_SENDER are required")
         client = KavenegarClient(
@@ -313,7 +308,6 @@ class KavenegarTransport:
             base_url=settings.kavenegar_base_url,
             timeout=settings.kavenegar_timeout,
             pool_size=max(settings.worker_threads, POOL_SIZE),
-            limiter=build_rate_limiter(settings),
         )
         return cls(client, sender=settings.kavenegar_sender)
 

@@ -12,8 +12,8 @@ broker = use_broker(build_broker(get_settings()))
 install_on_root(json_lines=get_settings().log_format == "json")
 
 from dispatcher.workers.email import send_email  # noqa: E402
-from dispatcher.workers.sms import send_sms, sms_housekeeping  # noqa: E402
+from dispatcher.workers.sms import send_sms  # noqa: E402
 
 ACTORS = {"email": send_email, "sms": send_sms}
 
-__all__ = ["ACTORS", "broker", "send_email", "send_sms", "sms_housekeeping"]
+__all__ = ["ACTORS", "broker", "send_email", "send_sms"]

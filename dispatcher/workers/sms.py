@@ -10,10 +10,18 @@ connection, a 451, a crash and a resume) first asks `sms/statuslocalmessageid`
 whether Kavenegar has the message already; if it does, the delivery is recorded as
 sent from that answer and nothing is sent again.
 
-Kavenegar's codes: 409, 451 and network errors are transient (the delivery goes
-back to pending, the message is retried with backoff); 411 fails the delivery and
-flags the member's mobile invalid; 418, 401 and 403 pause the campaign's SMS (see
+Pacing: before claiming, the actor waits for a slot of the shared, adaptive
+`KAVENEGAR_RATE_LIMIT` (`rt.guard("kavenegar")`, see `dispatcher.guard`): one slot
+per Kavenegar call, so two when a retry first asks `statuslocalmessageid`.
+
+Kavenegar's codes: 451 ("too many calls") halves the sending rate of every worker
+and hands the delivery back, to be sent again after a short delay as a new message,
+without using a retry; 409 and network errors are transient (the delivery goes back
+to pending, the message is retried with backoff); 411 fails the delivery and flags
+the member's mobile invalid; 418, 401 and 403 pause the campaign's SMS (see
 `dispatcher.sms_hold`); any other code fails the delivery with code and message.
+Failed sends (and 451s) count towards the error storm (`MAX_SEND_ERRORS`), as for
+email; a success ends the run.
 
 Outside `SMS_SEND_WINDOW` the delivery is left pending and the campaign is marked
 as waiting for the window (see `dispatcher.sms_hold`).
@@ -34,6 +42,7 @@ from dispatcher import delivery
 from dispatcher.broker import register
 from dispatcher.control import is_held
 from dispatcher.errors import PermanentDeliveryError, TransientDeliveryError
+from dispatcher.guard import SLOW_DOWN_DELAY_MS
 from dispatcher.masking import mask_mobile
 from dispatcher.models import Channel, DeliveryStatus, Member, utcnow
 from dispatcher.runtime import Runtime, get_runtime
@@ -63,7 +72,8 @@ def deliver_sms(rt: Runtime, delivery_id: int) -> str:
 
     Outcomes: `sent`, `failed`, `skipped`; `held` (campaign paused or cancelled),
     `paused` (its SMS paused) and `waiting` (send window closed), all left pending;
-    `duplicate` (another job has it), `missing`.
+    `slowed` (Kavenegar said 451: sent again later, no retry used); `duplicate`
+    (another job has it), `missing`.
     """
     engine = rt.engine
     loaded = delivery.load(engine, delivery_id)
@@ -100,6 +110,9 @@ def deliver_sms(rt: Runtime, delivery_id: int) -> str:
         return "waiting"
     compiled = rt.compiled(campaign)
     retrying = loaded.delivery.attempts > 0
+    guard = rt.guard("kavenegar")
+    for _ in range(2 if retrying else 1):
+        guard.before_send()  # waits for a slot of KAVENEGAR_RATE_LIMIT; costs no retry
     if not delivery.claim(engine, delivery_id):
         return "duplicate"
     assert member.id is not None and member.mobile
@@ -124,6 +137,7 @@ def deliver_sms(rt: Runtime, delivery_id: int) -> str:
             )
     except KavenegarReceptorError as exc:
         delivery.mark_failed(engine, delivery_id, exc.code, str(exc))
+        guard.failed(engine, campaign, exc)
         _flag_mobile_invalid(engine, member.id, mobile)
         log.info("delivery %s: failed, %s is not valid (%s)", delivery_id, mask_mobile(mobile), exc)
         return "failed"
@@ -136,9 +150,15 @@ def deliver_sms(rt: Runtime, delivery_id: int) -> str:
         return "paused"
     except PermanentDeliveryError as exc:
         delivery.mark_failed(engine, delivery_id, exc.code, str(exc))
+        guard.failed(engine, campaign, exc)
         log.info("delivery %s: failed (%s)", delivery_id, exc)
         return "failed"
     except TransientDeliveryError as exc:
+        guard.failed(engine, campaign, exc)
+        if guard.slow_down(exc):  # 451: back off; a new message, no retry
+            delivery.release(engine, delivery_id, exc.code, str(exc))
+            send_sms.send_with_options(args=(delivery_id,), delay=SLOW_DOWN_DELAY_MS)
+            return "slowed"
         if _is_last_attempt():
             delivery.mark_failed(engine, delivery_id, exc.code, f"retries exhausted: {exc}")
             log.warning("delivery %s: failed after retries (%s)", delivery_id, exc)
@@ -147,6 +167,7 @@ def deliver_sms(rt: Runtime, delivery_id: int) -> str:
         log.info("delivery %s: will retry (%s)", delivery_id, exc)
         raise
     _record_sent(engine, delivery_id, result)
+    guard.sent(campaign)
     log.info("delivery %s: sent to %s", delivery_id, mask_mobile(mobile))
     return "sent"
 
@@ -182,20 +203,3 @@ def _flag_mobile_invalid(engine: Engine, member_id: int, mobile: str) -> None:
 def send_sms(delivery_id: int) -> None:
     """Send one campaign SMS, by delivery id."""
     deliver_sms(get_runtime(), delivery_id)
-
-
-@register
-@dramatiq.actor(queue_name=QUEUE, max_retries=3, min_backoff=30_000)
-def sms_housekeeping() -> None:
-    """Release SMS whose send window has opened; with Kavenegar, also record delivery
-    reports and opt-out replies. Enqueue it every few minutes (cron or scheduler)."""
-    from dispatcher.sms_hold import release_waiting_sms
-    from dispatcher.sms_sync import read_inbox, sync_statuses
-
-    rt = get_runtime()
-    released = release_waiting_sms(rt, send_sms.broker, actor=send_sms)
-    if released:
-        log.info("released waiting SMS: %s", released)
-    if not rt.settings.sms_outbox:
-        log.info("sms sync: %s", sync_statuses(rt))
-        log.info("sms inbox: %s", read_inbox(rt))

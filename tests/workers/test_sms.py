@@ -4,13 +4,15 @@ process, a real Dramatiq Worker (StubBroker) or `deliver_sms` called directly.""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import redis
 from dramatiq import Message
 from sqlmodel import Session
 
@@ -163,11 +165,21 @@ def test_a_timeout_after_kavenegar_accepted_does_not_send_twice(
     assert delivery.attempts == 2
 
 
-def test_451_is_retried_with_backoff_then_sent(
+@pytest.fixture
+def no_retries() -> Iterator[None]:
+    """`send_sms` without retries: a delivery that needed one would fail."""
+    from dispatcher.workers.sms import send_sms
+
+    send_sms.options.update(max_retries=0)
+    yield
+    send_sms.options.pop("max_retries")
+
+
+def test_451_slows_down_and_sends_again_without_using_a_retry(
     sms_pipeline: Callable[..., Harness],
     kavenegar_server: KavenegarServerHandle,
     tmp_path: Path,
-    fast_retries: None,
+    no_retries: None,
 ) -> None:
     h = sms_pipeline()
     add_member(h.engine, "C1", mobile="+989121234567")
@@ -180,11 +192,46 @@ def test_451_is_retried_with_backoff_then_sent(
     assert len(kavenegar_server.sent()) == 1
     assert paths(kavenegar_server) == [
         "send",
-        "statuslocalmessageid",
+        "statuslocalmessageid",  # a 451 may mean "a repeated call": asked before resending
         "send",
         "statuslocalmessageid",
         "send",
     ]
+    limiter = h.runtime.guard("kavenegar").limiter
+    assert limiter.current() is not None and limiter.current() < 50  # type: ignore[operator]
+
+
+def test_kavenegar_451s_back_the_shared_rate_off_and_it_recovers(
+    sms_pipeline: Callable[..., Harness],
+    kavenegar_server: KavenegarServerHandle,
+    redis_url: str,
+    redis_namespace: str,
+    tmp_path: Path,
+    no_retries: None,
+) -> None:
+    """Real Redis broker and limiter: a burst of 451s halves KAVENEGAR_RATE_LIMIT for
+    every worker, each delivery is still sent exactly once with no retry spent, the
+    campaign is not paused, and the rate grows back."""
+    h = sms_pipeline(redis_url=redis_url, redis_namespace=redis_namespace, kavenegar_rate_limit=200)
+    for i in range(20):
+        add_member(h.engine, f"C{i}", mobile=f"+9891212345{i:02d}")
+    kavenegar_server.fail_next(451, count=12)
+    h.send(sms_campaign(tmp_path))
+    h.run_workers()
+
+    assert {d.status for d in h.deliveries()} == {DeliveryStatus.SENT}
+    receptors = sorted(m["receptor"] for m in kavenegar_server.sent())
+    assert receptors == [f"091212345{i:02d}" for i in range(20)]  # each once
+    assert campaign_status(h.engine, "yalda-test")["state"] == "sending"  # not paused
+    client = redis.Redis.from_url(redis_url)
+    assert client.exists(f"{redis_namespace}:rate:kavenegar:aimd")  # it did back off
+    client.close()
+    limiter = h.runtime.guard("kavenegar").limiter
+    slowed = limiter.current()
+    assert slowed is not None and slowed < 200
+    time.sleep(0.3)
+    recovering = limiter.current()
+    assert recovering is not None and slowed < recovering  # additive increase: +10/s
 
 
 def test_a_transient_error_on_the_last_attempt_fails_the_delivery(
@@ -278,6 +325,26 @@ def test_another_4xx_fails_the_delivery_with_code_and_message(
     [delivery] = h.deliveries()
     assert (delivery.status, delivery.error_code) == ("failed", 402)
     assert "402 عملیات ناموفق بود" in (delivery.error_message or "")
+
+
+def test_too_many_failed_sms_in_a_row_pause_the_campaign(
+    sms_pipeline: Callable[..., Harness], kavenegar_server: KavenegarServerHandle, tmp_path: Path
+) -> None:
+    h = sms_pipeline(max_send_errors=3)
+    for i in range(10):
+        add_member(h.engine, f"C{i}", mobile=f"+9891212345{i:02d}")
+    kavenegar_server.fail_next(402, count=10)
+    h.send(sms_campaign(tmp_path))
+    h.run_workers()
+
+    status = campaign_status(h.engine, "yalda-test")
+    assert (status["state"], status["paused_by"]) == ("paused", "error-storm")
+    assert "sms sends in a row failed" in status["pause_reason"]
+    assert "402" in status["pause_reason"]
+    # The fourth failure paused it; jobs already past the check (four threads) finish.
+    assert 4 <= status["sms"]["failed"] <= 7
+    assert status["sms"]["pending"] == 10 - status["sms"]["failed"]
+    assert kavenegar_server.sent() == []
 
 
 def test_an_sms_due_at_23_tehran_waits_for_08(
