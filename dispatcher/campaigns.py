@@ -319,13 +319,16 @@ def _check_templates(spec: CampaignSpec, base: Path, problems: _Problems) -> Non
                 '"email_layout.html" (or give a fragment, which is wrapped in it)',
                 file=file,
             )
-    if spec.email and wrap_in_layout(spec.email.html) is spec.email.html:
-        if "email_layout.html" not in spec.email.html:
-            problems.add(
-                "email.html",
-                'extends a layout other than "email_layout.html"',
-                file=base / spec.email.html_path,
-            )
+    if (
+        spec.email
+        and wrap_in_layout(spec.email.html) is spec.email.html
+        and "email_layout.html" not in spec.email.html
+    ):
+        problems.add(
+            "email.html",
+            'extends a layout other than "email_layout.html"',
+            file=base / spec.email.html_path,
+        )
 
 
 def _template_line(exc: BaseException, name: str) -> int | None:

@@ -35,7 +35,9 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 members_app = typer.Typer(help="Load members and manage their consent.", no_args_is_help=True)
-campaign_app = typer.Typer(help="Validate, preview, send and follow campaigns.", no_args_is_help=True)
+campaign_app = typer.Typer(
+    help="Validate, preview, send and follow campaigns.", no_args_is_help=True
+)
 app.add_typer(members_app, name="members")
 app.add_typer(campaign_app, name="campaign")
 sms_app = typer.Typer(
@@ -60,7 +62,7 @@ def settings() -> Settings:
         fail(str(exc))
 
 
-def runtime():  # type: ignore[no-untyped-def]
+def runtime() -> Runtime:
     """Build this process's runtime from the settings, with the schema in place."""
     from dispatcher.runtime import Runtime, set_runtime
     from dispatcher.schema import ensure_current
@@ -186,7 +188,7 @@ def members_optouts(
 # -- campaigns ------------------------------------------------------------------------------
 
 
-def _load(file: Path):  # type: ignore[no-untyped-def]
+def _load(file: Path) -> CampaignSpec:
     from dispatcher.campaigns import load_campaign
 
     try:
@@ -213,12 +215,14 @@ def campaign_validate(file: Path) -> None:
 @campaign_app.command("preview")
 def campaign_preview(
     file: Path,
-    member: Annotated[str | None, typer.Option("--member", help="external_id to render for")] = None,
+    member: Annotated[
+        str | None, typer.Option("--member", help="external_id to render for")
+    ] = None,
 ) -> None:
     """Render the subject, text and HTML for one member (or a sample member)."""
-    from dispatcher.campaigns import SAMPLE_MEMBER, SAMPLE_UNSUBSCRIBE_URL
     from sqlmodel import Session, select
 
+    from dispatcher.campaigns import SAMPLE_MEMBER, SAMPLE_UNSUBSCRIBE_URL
     from dispatcher.models import Member
 
     spec = _load(file)
@@ -303,9 +307,7 @@ def campaign_send(
         )
     with _progress() as progress:
         task = progress.add_task("enqueue", total=total)
-        enqueue_pending(
-            rt.engine, broker, campaign, ACTORS, lambda n: progress.advance(task, n)
-        )
+        enqueue_pending(rt.engine, broker, campaign, ACTORS, lambda n: progress.advance(task, n))
         if s.inline or wait:
             send_task = progress.add_task("send", total=total)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from dispatcher.models import Campaign, Delivery, DeliveryStatus, Member, utcnow
 
@@ -33,7 +33,7 @@ def load(engine: Engine, delivery_id: int) -> Loaded | None:
             select(Delivery, Member, Campaign)
             .join(Member, Member.id == Delivery.member_id)  # type: ignore[arg-type]
             .join(Campaign, Campaign.id == Delivery.campaign_id)  # type: ignore[arg-type]
-            .where(Delivery.id == delivery_id)
+            .where(col(Delivery.id) == delivery_id)
         ).first()
         if row is None:
             return None

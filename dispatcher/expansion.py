@@ -46,8 +46,8 @@ def audience_filter(tags: list[str] | None) -> ColumnElement[bool]:
     if not tags:
         return true()
     return exists(
-        select(MemberTag.member_id).where(
-            MemberTag.member_id == Member.id, col(MemberTag.tag).in_(tags)
+        select(col(MemberTag.member_id)).where(
+            col(MemberTag.member_id) == col(Member.id), col(MemberTag.tag).in_(tags)
         )
     )
 
@@ -55,11 +55,13 @@ def audience_filter(tags: list[str] | None) -> ColumnElement[bool]:
 def reachable(channel: Channel) -> ColumnElement[bool]:
     """Opted in to the channel, with an address for it."""
     if channel is Channel.EMAIL:
-        return and_(col(Member.email_opt_in), col(Member.email).is_not(None), Member.email != "")
+        return and_(
+            col(Member.email_opt_in), col(Member.email).is_not(None), col(Member.email) != ""
+        )
     return and_(
         col(Member.sms_opt_in),
         col(Member.mobile).is_not(None),
-        Member.mobile != "",
+        col(Member.mobile) != "",
         ~col(Member.mobile_invalid),
     )
 
@@ -73,7 +75,7 @@ def expand(engine: Engine, spec: CampaignSpec, *, send_at: datetime | None = Non
     send time: members who joined since are included, those who left are not.
     """
     with Session(engine, expire_on_commit=False) as session:
-        existing = session.exec(select(Campaign).where(Campaign.slug == spec.slug)).scalar()
+        existing = session.execute(select(Campaign).where(col(Campaign.slug) == spec.slug)).scalar()
         if existing is not None:
             return Expansion(campaign=existing, created=False, excluded=dict(existing.excluded))
         campaign = Campaign(
@@ -127,19 +129,19 @@ def _insert_deliveries(
 ) -> None:
     """One pending delivery per reachable member and channel, with `INSERT ... SELECT`."""
     audience = audience_filter(spec.audience_tags)
-    total = session.exec(select(func.count()).select_from(Member).where(audience)).scalar_one()
+    total = session.execute(select(func.count()).select_from(Member).where(audience)).scalar_one()
     for channel in spec.channels:
         chosen = (
             select(
                 literal(campaign.id),
-                Member.id,
+                col(Member.id),
                 literal(str(channel)),
                 literal(str(DeliveryStatus.PENDING)),
                 literal(0),
                 literal(utcnow()),
             )
             .where(audience, reachable(channel))
-            .order_by(Member.id)
+            .order_by(col(Member.id))
         )
         session.execute(
             insert(Delivery).from_select(
@@ -151,7 +153,7 @@ def _insert_deliveries(
         inserted = session.execute(
             select(func.count())
             .select_from(Delivery)
-            .where(Delivery.campaign_id == campaign.id, Delivery.channel == str(channel))
+            .where(col(Delivery.campaign_id) == campaign.id, col(Delivery.channel) == str(channel))
         ).scalar_one()
         result.eligible[str(channel)] = inserted
         result.excluded[str(channel)] = total - inserted
@@ -164,13 +166,13 @@ def pending_ids(engine: Engine, campaign_id: int, channel: str) -> Iterator[list
     last = 0
     while True:
         with engine.connect() as conn:
-            ids = list(
-                conn.execute(
-                    select(Delivery.id)
+            ids: list[int] = list(
+                conn.execute(  # type: ignore[arg-type]
+                    select(col(Delivery.id))
                     .where(
-                        Delivery.campaign_id == campaign_id,
-                        Delivery.channel == channel,
-                        Delivery.status == DeliveryStatus.PENDING,
+                        col(Delivery.campaign_id) == campaign_id,
+                        col(Delivery.channel) == channel,
+                        col(Delivery.status) == DeliveryStatus.PENDING,
                         col(Delivery.id) > last,
                     )
                     .order_by(col(Delivery.id))

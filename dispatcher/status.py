@@ -22,7 +22,7 @@ def campaign_status(engine: Engine, slug: str, zone: ZoneInfo | None = None) -> 
     with the schedule and any pause or cancel reason (`listing.schedule_fields`; local
     times in `zone`, default UTC)."""
     with Session(engine) as session:
-        campaign = session.exec(select(Campaign).where(Campaign.slug == slug)).scalar()
+        campaign = session.execute(select(Campaign).where(col(Campaign.slug) == slug)).scalar()
         if campaign is None:
             raise NotFoundError(f"no campaign with slug {slug!r}")
         assert campaign.id is not None
@@ -76,9 +76,9 @@ def sms_details(session: Session, campaign: Campaign) -> dict[str, Any]:
 
 def channel_counts(session: Session, campaign_id: int) -> dict[tuple[str, str], int]:
     rows = session.execute(
-        select(Delivery.channel, Delivery.status, func.count())
-        .where(Delivery.campaign_id == campaign_id)
-        .group_by(Delivery.channel, Delivery.status)
+        select(col(Delivery.channel), col(Delivery.status), func.count())
+        .where(col(Delivery.campaign_id) == campaign_id)
+        .group_by(col(Delivery.channel), col(Delivery.status))
     ).all()
     return {(ch, st): n for ch, st, n in rows}
 
@@ -90,8 +90,8 @@ def outstanding(engine: Engine, campaign_id: int) -> int:
             select(func.count())
             .select_from(Delivery)
             .where(
-                Delivery.campaign_id == campaign_id,
-                Delivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.SENDING]),  # type: ignore[attr-defined]
+                col(Delivery.campaign_id) == campaign_id,
+                col(Delivery.status).in_([DeliveryStatus.PENDING, DeliveryStatus.SENDING]),
             )
         ).scalar_one()
 

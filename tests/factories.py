@@ -73,7 +73,11 @@ def write_campaign(
     if tags is not None:
         lines += ["[audience]", "tags = [" + ", ".join(f'"{t}"' for t in tags) + "]"]
     if "email" in channels:
-        lines += ["[email]", 'subject = "{{ member.first_name }} عزیز، حراج یلدا"', 'html = "email.html"']
+        lines += [
+            "[email]",
+            'subject = "{{ member.first_name }} عزیز، حراج یلدا"',
+            'html = "email.html"',
+        ]
     if "sms" in channels:
         lines += ["[sms]", f'body = "{sms or "{{ member.first_name }} عزیز، حراج یلدا شروع شد"}"']
     path = folder / f"{slug}.toml"

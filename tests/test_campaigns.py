@@ -64,7 +64,9 @@ def test_unknown_keys_are_reported_with_their_section(tmp_path: Path) -> None:
 
 def test_missing_template_names_the_field_and_file(tmp_path: Path) -> None:
     problems = problems_of(write_campaign(tmp_path, GOOD))
-    assert problems == [f"{tmp_path / 'c.toml'}: email.html: template file 't/email.html' not found"]
+    assert problems == [
+        f"{tmp_path / 'c.toml'}: email.html: template file 't/email.html' not found"
+    ]
 
 
 def test_template_syntax_error_names_the_file_and_line(tmp_path: Path) -> None:

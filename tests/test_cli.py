@@ -55,8 +55,11 @@ def test_the_demo_sends_the_example_campaign_into_the_outbox(workdir: Path) -> N
 
 def test_validate_reports_problems_and_exits_non_zero(workdir: Path) -> None:
     bad = workdir / "campaigns" / "bad.toml"
-    bad.write_text('slug = "b"\nname = "n"\nchannels = ["email"]\n[email]\nsubject = "x"\n'
-                   'html = "missing.html"\n', encoding="utf-8")
+    bad.write_text(
+        'slug = "b"\nname = "n"\nchannels = ["email"]\n[email]\nsubject = "x"\n'
+        'html = "missing.html"\n',
+        encoding="utf-8",
+    )
     result = run(workdir, "campaign", "validate", str(bad))
     assert result.returncode == 1
     assert "email.html: template file 'missing.html' not found" in result.stderr

@@ -36,9 +36,9 @@ def test_html_is_autoescaped_but_subject_and_text_are_not() -> None:
 
 
 def test_text_is_derived_from_html_when_not_given_and_keeps_the_unsubscribe_url() -> None:
-    out = templates('<h1>یلدا</h1><p>بخرید <a href="https://shop.example/y">اینجا</a></p>').render_email(
-        MEMBER, URL
-    )
+    out = templates(
+        '<h1>یلدا</h1><p>بخرید <a href="https://shop.example/y">اینجا</a></p>'
+    ).render_email(MEMBER, URL)
     assert "یلدا" in out.text
     assert "اینجا (https://shop.example/y)" in out.text
     assert URL in out.text

@@ -39,7 +39,12 @@ def test_every_reachable_member_gets_exactly_one_email(
     assert received == ["ali@example.com", "maryam@example.com"]
     status = campaign_status(h.engine, "yalda-test")
     assert status["email"] == {
-        "pending": 0, "sending": 0, "sent": 2, "skipped": 0, "failed": 0, "excluded": 2
+        "pending": 0,
+        "sending": 0,
+        "sent": 2,
+        "skipped": 0,
+        "failed": 0,
+        "excluded": 2,
     }
 
 
