@@ -119,9 +119,7 @@ class Campaign(SQLModel, table=True):
     # The parsed campaign file and its template sources, frozen at send time so that
     # every worker renders the same thing wherever it runs.
     spec: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    excluded: dict[str, int] = Field(
-        default_factory=dict, sa_column=Column(JSON, nullable=False)
-    )
+    excluded: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
     # Why this campaign's SMS stopped (Kavenegar 418 no credit, 401/403 account or
