@@ -12,6 +12,11 @@ conditional `UPDATE ... RETURNING`, the other moves in one executemany) and comm
 once; then each caller is woken with its own result. While a cycle runs, the next
 one's requests gather, so batches grow with the load and cost nothing when idle.
 
+Each round trip to this thread wakes two threads, which on a busy machine costs more
+than the statements, so the email actor makes two per delivery: `begin` loads and
+claims in one cycle, and `mark_sent_later` is asked for by the event loop right after
+the send, the job waiting only for its commit.
+
 The guarantees are those of `dispatcher.delivery`, whose function names it offers
 (without the engine): a claim is still the conditional update `... WHERE status =
 'pending'`, and a caller returns only once the transaction holding its change has
@@ -25,6 +30,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -56,16 +62,24 @@ _LOAD = (
     .where(_T.c.id.in_(bindparam("ids", expanding=True)))
 )
 _CAMPAIGNS = select(*_CAMPAIGN_COLUMNS).where(_C.c.id.in_(bindparam("ids", expanding=True)))
+_CLAIM = (  # built once: a statement built per cycle costs more than it runs for
+    update(_T)
+    .where(_T.c.id.in_(bindparam("ids", expanding=True)), _T.c.status == DeliveryStatus.PENDING)
+    .values(status=DeliveryStatus.SENDING, attempts=_T.c.attempts + 1, updated_at=bindparam("now"))
+    .returning(_T.c.id)
+)
+_MOVES: dict[tuple[str, tuple[str, ...]], Any] = {}  # (src, value names) -> statement
 _Model = TypeVar("_Model", Delivery, Member, Campaign)
 
 
 @dataclass(slots=True)
 class _Request:
-    kind: str  # "load", "claim" or "move"
+    kind: str  # "load", "begin", "claim" or "move"
     delivery_id: int
     src: str = ""
     values: dict[str, Any] = field(default_factory=dict)
     future: Future[Any] = field(default_factory=Future)
+    sendable: Callable[[Loaded], bool] | None = None  # "begin": claim it if this says so
 
 
 class GroupCommit:
@@ -89,6 +103,19 @@ class GroupCommit:
         result: Loaded | None = self._call(_Request("load", delivery_id))
         return result
 
+    def begin(
+        self, delivery_id: int, sendable: Callable[[Loaded], bool]
+    ) -> tuple[Loaded | None, bool]:
+        """`load`, then `claim` in the same cycle if `sendable(loaded)`: one round trip.
+
+        Returns what was loaded and whether this caller claimed it. `sendable` runs on
+        the database thread, on the rows just read: it must be quick and not raise.
+        """
+        result: tuple[Loaded | None, bool] = self._call(
+            _Request("begin", delivery_id, sendable=sendable)
+        )
+        return result
+
     def claim(self, delivery_id: int) -> bool:
         """pending -> sending. False when another job got there first."""
         return bool(self._call(_Request("claim", delivery_id)))
@@ -100,8 +127,23 @@ class GroupCommit:
 
     def mark_sent(self, delivery_id: int, **values: Any) -> bool:
         """sending -> sent, with e.g. provider_id."""
-        return self._move(delivery_id, DeliveryStatus.SENDING, status=DeliveryStatus.SENT,
-                          error_code=None, error_message=None, **values)  # fmt: skip
+        return bool(self.mark_sent_later(delivery_id, **values).result(WAIT_S))
+
+    def mark_sent_later(
+        self, delivery_id: int, *, future: Future[bool] | None = None, **values: Any
+    ) -> Future[bool]:
+        """`mark_sent` without waiting: `future` (or a new one) is done once the change
+        is committed.
+
+        Any thread may ask (the event loop's, right after the send) and any thread may
+        wait: a job that waits for the future before returning is acknowledged only
+        after its delivery is recorded `sent`.
+        """
+        values = dict(status=DeliveryStatus.SENT, error_code=None, error_message=None, **values)
+        request = _Request("move", delivery_id, str(DeliveryStatus.SENDING), values)
+        if future is not None:
+            request.future = future
+        return self._submit(request)
 
     def mark_failed(self, delivery_id: int, code: int | None, reason: str) -> bool:
         """sending -> failed, with the code and reason."""
@@ -128,6 +170,9 @@ class GroupCommit:
         return bool(self._call(_Request("move", delivery_id, str(src), values)))
 
     def _call(self, request: _Request) -> Any:
+        return self._submit(request).result(WAIT_S)
+
+    def _submit(self, request: _Request) -> Future[Any]:
         with self._cond:
             if self._closed:
                 raise RuntimeError("the group commit is closed")
@@ -136,7 +181,7 @@ class GroupCommit:
                 self._thread = threading.Thread(target=self._run, name="dispatcher-db", daemon=True)
                 self._thread.start()
             self._cond.notify()
-        return request.future.result(WAIT_S)
+        return request.future
 
     def _run(self) -> None:
         while True:
@@ -177,18 +222,27 @@ def run_batch(conn: Connection, batch: list[_Request]) -> list[Any]:
     """Every request of the batch on one connection, in one transaction; results in order."""
     now = utcnow()
     results: dict[int, Any] = {}  # index in batch -> result
-    loads = [i for i, r in enumerate(batch) if r.kind == "load"]
+    loads = [i for i, r in enumerate(batch) if r.kind in ("load", "begin")]
+    found: dict[int, Loaded] = {}
     if loads:
         found = load_many(conn, {batch[i].delivery_id for i in loads})
         for i in loads:
             results[i] = found.get(batch[i].delivery_id)
-    claims = [i for i, r in enumerate(batch) if r.kind == "claim"]
+    claims = [
+        i
+        for i, r in enumerate(batch)
+        if r.kind == "claim"
+        or (r.kind == "begin" and results[i] is not None and _sendable(r, results[i]))
+    ]
     if claims:
         won = claim_many(conn, [batch[i].delivery_id for i in claims], now)
         for i in claims:
             # The same delivery claimed twice in one batch (a duplicate job): one wins.
             results[i] = batch[i].delivery_id in won
             won.discard(batch[i].delivery_id)
+    for i, r in enumerate(batch):
+        if r.kind == "begin":
+            results[i] = (found.get(r.delivery_id), results[i] is True)
     groups: dict[tuple[str, tuple[str, ...]], list[int]] = defaultdict(list)
     for i, r in enumerate(batch):
         if r.kind == "move":
@@ -199,6 +253,11 @@ def run_batch(conn: Connection, batch: list[_Request]) -> list[Any]:
             results[i] = batch[i].delivery_id in moved
             moved.discard(batch[i].delivery_id)
     return [results[i] for i in range(len(batch))]
+
+
+def _sendable(request: _Request, loaded: Loaded) -> bool:
+    assert request.sendable is not None
+    return request.sendable(loaded)
 
 
 def _values(cls: type[_Model], keys: list[str], row: Any) -> _Model:
@@ -237,27 +296,27 @@ def load_many(conn: Connection, ids: set[int]) -> dict[int, Loaded]:
 
 def claim_many(conn: Connection, ids: list[int], now: Any) -> set[int]:
     """pending -> sending for all of them at once; the ids that moved."""
-    stmt = (
-        update(_T)
-        .where(_T.c.id.in_(set(ids)), _T.c.status == DeliveryStatus.PENDING)
-        .values(status=DeliveryStatus.SENDING, attempts=_T.c.attempts + 1, updated_at=now)
-        .returning(_T.c.id)
-    )
-    return set(conn.execute(stmt).scalars())
+    return set(conn.execute(_CLAIM, {"ids": list(set(ids)), "now": now}).scalars())
 
 
 def move_many(
     conn: Connection, src: str, keys: tuple[str, ...], requests: list[_Request], now: Any
 ) -> set[int]:
     """src -> values for each request (same value names), one executemany; the ids moved."""
-    stmt = (
-        update(_T)
-        .where(_T.c.id == bindparam("b_id"), _T.c.status == src)
-        .values({k: bindparam(f"b_{k}") for k in keys})
-    )
-    if "updated_at" not in keys:
-        stmt = stmt.values(updated_at=now)
+    stmt = _MOVES.get((src, keys))
+    if stmt is None:
+        stmt = (
+            update(_T)
+            .where(_T.c.id == bindparam("b_id"), _T.c.status == src)
+            .values({k: bindparam(f"b_{k}") for k in keys})
+        )
+        if "updated_at" not in keys:
+            stmt = stmt.values(updated_at=bindparam("b_now"))
+        _MOVES[(src, keys)] = stmt
     rows = [{"b_id": r.delivery_id, **{f"b_{k}": r.values[k] for k in keys}} for r in requests]
+    if "updated_at" not in keys:
+        for row in rows:
+            row["b_now"] = now
     moved = conn.execute(stmt, rows).rowcount
     ids = {r.delivery_id for r in requests}
     if moved == len(rows) and len(ids) == len(rows):

@@ -7,7 +7,10 @@ opt-out or a changed address after expansion is honoured.
 
 from __future__ import annotations
 
+import functools
 import logging
+import time
+from concurrent.futures import Future
 from email.utils import parseaddr
 
 import dramatiq
@@ -16,7 +19,9 @@ from jinja2 import TemplateError
 
 from dispatcher.broker import register
 from dispatcher.control import is_held
+from dispatcher.delivery import Loaded
 from dispatcher.errors import ConfigurationError, PermanentDeliveryError, TransientDeliveryError
+from dispatcher.groupcommit import WAIT_S
 from dispatcher.guard import SLOW_DOWN_DELAY_MS
 from dispatcher.mime import build_message
 from dispatcher.models import Channel, DeliveryStatus
@@ -28,6 +33,9 @@ QUEUE = "email"
 MAX_RETRIES = 8
 MIN_BACKOFF_MS = 2_000
 MAX_BACKOFF_MS = 10 * 60_000
+CAREFUL_S = 10.0  # after an unsendable job, load before waiting for a rate slot this long
+
+_unsendable_at = -CAREFUL_S  # time.monotonic() of the last one in this process
 
 
 def _is_last_attempt() -> bool:
@@ -37,32 +45,74 @@ def _is_last_attempt() -> bool:
     return int(message.options.get("retries", 0)) >= MAX_RETRIES
 
 
+def _sendable(loaded: Loaded) -> bool:
+    """Whether `begin` may claim it at once: pending, campaign sending, member reachable."""
+    return (
+        loaded.delivery.status == DeliveryStatus.PENDING
+        and not is_held(loaded.campaign)
+        and loaded.member.opted_in(Channel.EMAIL)
+    )
+
+
+def _never(loaded: Loaded) -> bool:
+    return False
+
+
+@functools.lru_cache(maxsize=4)
+def _envelope_sender(mail_from: str) -> str:
+    return parseaddr(mail_from)[1]
+
+
 def deliver_email(rt: Runtime, delivery_id: int) -> str:
-    """Run one email delivery; return its outcome. Raises TransientDeliveryError to retry."""
+    """Run one email delivery; return its outcome. Raises TransientDeliveryError to retry.
+
+    Usually one round trip to the database thread loads and claims the delivery (after
+    the rate slot, which is then awaited first), and one more records it `sent`, asked
+    for by the event loop as soon as the relay accepted the message. A job whose
+    delivery turns out not to be sendable (its campaign paused, a duplicate job) would
+    have waited for a slot it does not use, so after meeting one, the process loads,
+    checks, waits and claims in that order for `CAREFUL_S`.
+    """
+    global _unsendable_at
     engine = rt.engine
     db = rt.deliveries  # dispatcher.delivery's steps, group-committed with other threads'
-    loaded = db.load(delivery_id)
+    guard = rt.guard("smtp")
+    fast = bool(rt.settings.mail_from) and time.monotonic() - _unsendable_at > CAREFUL_S
+    if fast:
+        guard.before_send()  # waits for a slot of SMTP_RATE_LIMIT; costs no retry
+    loaded, claimed = db.begin(delivery_id, _sendable if fast else _never)
     if loaded is None:
         log.warning("delivery %s: not found", delivery_id)
         return "missing"
-    if loaded.delivery.status != DeliveryStatus.PENDING:
-        return "duplicate"
-    if is_held(loaded.campaign):  # paused or cancelled: stays pending, resume re-enqueues
-        return "held"
     member = loaded.member
-    if not member.opted_in(Channel.EMAIL):
-        reason = "opted out" if not member.email_opt_in else "no email address"
-        db.skip(delivery_id, reason)
-        log.info("delivery %s: skipped (%s)", delivery_id, reason)
-        return "skipped"
-    compiled = rt.compiled(loaded.campaign)
-    if compiled.headers is None or not rt.settings.mail_from:
-        raise ConfigurationError("MAIL_FROM is required to send email")
-    guard = rt.guard("smtp")
-    guard.before_send()  # waits for a slot of SMTP_RATE_LIMIT; costs no retry
-    if not db.claim(delivery_id):
-        return "duplicate"
-    assert member.id is not None and member.email
+    if not claimed:
+        if loaded.delivery.status != DeliveryStatus.PENDING:
+            _unsendable_at = time.monotonic()
+            return "duplicate"
+        if is_held(loaded.campaign):  # paused or cancelled: stays pending, resume re-enqueues
+            _unsendable_at = time.monotonic()
+            return "held"
+        if not member.opted_in(Channel.EMAIL):
+            reason = "opted out" if not member.email_opt_in else "no email address"
+            db.skip(delivery_id, reason)
+            log.info("delivery %s: skipped (%s)", delivery_id, reason)
+            return "skipped"
+        if fast:  # sendable, but another job claimed it first
+            _unsendable_at = time.monotonic()
+            return "duplicate"
+        compiled = rt.compiled(loaded.campaign)
+        if compiled.headers is None or not rt.settings.mail_from:
+            raise ConfigurationError("MAIL_FROM is required to send email")
+        guard.before_send()
+        if not db.claim(delivery_id):
+            return "duplicate"
+    else:
+        try:
+            compiled = rt.compiled(loaded.campaign)
+        except BaseException:
+            db.release(delivery_id, None, "could not prepare the campaign")
+            raise
+    assert member.id is not None and member.email and compiled.headers is not None
     url = rt.unsubscribe_url(member.id, Channel.EMAIL)
     try:
         rendered = compiled.templates.render_email(member.template_context(), url)
@@ -79,16 +129,21 @@ def deliver_email(rt: Runtime, delivery_id: int) -> str:
         db.mark_failed(delivery_id, None, f"render: {exc}")
         log.warning("delivery %s: failed to render: %s", delivery_id, exc)
         return "failed"
-    sender = parseaddr(rt.settings.mail_from)[1]
-    try:
-        rt.loop.run(
-            rt.email_transport.send(
-                sender=sender,
-                recipient=member.email,
-                message=raw,
-                name=f"{compiled.slug}-{delivery_id}",
-            )
+    recorded: Future[bool] = Future()
+    rt.loop.submit(
+        _send_then_record(
+            rt,
+            recorded,
+            delivery_id,
+            sender=_envelope_sender(rt.settings.mail_from or ""),
+            recipient=member.email,
+            message=raw,
+            name=f"{compiled.slug}-{delivery_id}",
+            provider_id=compiled.headers.message_id(delivery_id),
         )
+    )
+    try:
+        recorded.result(WAIT_S)  # the job returns (and is acked) after the commit
     except PermanentDeliveryError as exc:
         db.mark_failed(delivery_id, exc.code, str(exc))
         guard.failed(engine, loaded.campaign, exc)
@@ -107,10 +162,34 @@ def deliver_email(rt: Runtime, delivery_id: int) -> str:
         db.release(delivery_id, exc.code, str(exc))
         log.info("delivery %s: will retry (%s)", delivery_id, exc)
         raise
-    db.mark_sent(delivery_id, provider_id=compiled.headers.message_id(delivery_id))
     guard.sent(loaded.campaign)
-    log.info("delivery %s: sent", delivery_id)
+    log.debug("delivery %s: sent", delivery_id)  # one line per send: DEBUG; the rest INFO+
     return "sent"
+
+
+async def _send_then_record(
+    rt: Runtime,
+    recorded: Future[bool],
+    delivery_id: int,
+    *,
+    sender: str,
+    recipient: str,
+    message: bytes,
+    name: str,
+    provider_id: str,
+) -> None:
+    """On the event loop: send, then hand `mark_sent` straight to the database thread,
+    which completes `recorded` once committed (the worker thread is woken once)."""
+    try:
+        await rt.email_transport.send(
+            sender=sender, recipient=recipient, message=message, name=name
+        )
+    except BaseException as exc:
+        recorded.set_exception(exc)
+        if not isinstance(exc, Exception):
+            raise
+        return
+    rt.deliveries.mark_sent_later(delivery_id, future=recorded, provider_id=provider_id)
 
 
 @register
