@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import false, insert, true, update
+from sqlalchemy import Connection, bindparam, false, insert, true, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -48,6 +48,34 @@ def subscribe(engine: Engine, external_id: str, channel: Channel) -> None:
         resubscribe(session, member_id, channel, ConsentSource.CLI)
 
 
+def _statements(channel: Channel) -> dict[str, Any]:
+    """The conditional updates of one channel, built once (statement building is most
+    of a consent write's CPU); values are bound per call."""
+    opt_name, source_name = CONSENT_COLUMNS[channel]
+    opt, source = _MEMBER.c[opt_name], _MEMBER.c[source_name]
+    by_id = _MEMBER.c.id == bindparam("member_id")
+    stamp: dict[str, Any] = {"updated_at": bindparam("now")}
+    return {
+        "out": update(_MEMBER).where(by_id, opt == true()).values({opt_name: False, **stamp}),
+        "out_sticky": update(_MEMBER)
+        .where(by_id, opt == true())
+        .values({opt_name: False, source_name: bindparam("source"), **stamp}),
+        "stick": update(_MEMBER)
+        .where(by_id, source.is_(None))
+        .values({source_name: bindparam("source")}),
+        "in": update(_MEMBER)
+        .where(by_id, opt == false())
+        .values({opt_name: True, source_name: None, **stamp}),
+        "unstick": update(_MEMBER).where(by_id, source.is_not(None)).values({source_name: None}),
+    }
+
+
+_MEMBER = Member.__table__  # type: ignore[attr-defined]
+_STATEMENTS = {channel: _statements(channel) for channel in CONSENT_COLUMNS}
+_EXISTS = select(_MEMBER.c.id).where(_MEMBER.c.id == bindparam("member_id"))
+_RECORD = insert(ConsentEvent.__table__)  # type: ignore[attr-defined]
+
+
 def opt_out(session: Session, member_id: int, channel: Channel, source: ConsentSource) -> bool:
     """Opt a member out of `channel`; return True if they were opted in.
 
@@ -63,24 +91,15 @@ def opt_out(session: Session, member_id: int, channel: Channel, source: ConsentS
     `NotFoundError` for an unknown member.
     """
     channel, source = Channel(channel), ConsentSource(source)
-    opt_column, source_column = _member_columns(channel)
-    now = utcnow()
-    values: dict[Any, Any] = {opt_column: False, Member.updated_at: now}
-    if source is not ConsentSource.IMPORT:
-        values[source_column] = source.value
-    result = session.exec(
-        update(Member).where(col(Member.id) == member_id, opt_column == true()).values(values)
-    )
-    if result.rowcount:
-        _record(session, member_id, channel, False, source, now)
+    statements, conn, now = _STATEMENTS[channel], session.connection(), utcnow()
+    params = {"member_id": member_id, "now": now, "source": source.value}
+    sticky = source is not ConsentSource.IMPORT
+    if conn.execute(statements["out_sticky" if sticky else "out"], params).rowcount:
+        _record(conn, member_id, channel, False, source, now)
         return True
-    _require_member(session, member_id)
-    if source is not ConsentSource.IMPORT:
-        session.exec(
-            update(Member)
-            .where(col(Member.id) == member_id, source_column.is_(None))
-            .values({source_column: source.value})
-        )
+    _require_member(conn, member_id)
+    if sticky:
+        conn.execute(statements["stick"], params)
     return False
 
 
@@ -92,22 +111,13 @@ def resubscribe(session: Session, member_id: int, channel: Channel, source: Cons
     Works inside the caller's transaction. Raises `NotFoundError` for an unknown member.
     """
     channel, source = Channel(channel), ConsentSource(source)
-    opt_column, source_column = _member_columns(channel)
-    now = utcnow()
-    result = session.exec(
-        update(Member)
-        .where(col(Member.id) == member_id, opt_column == false())
-        .values({opt_column: True, source_column: None, Member.updated_at: now})
-    )
-    if result.rowcount:
-        _record(session, member_id, channel, True, source, now)
+    statements, conn, now = _STATEMENTS[channel], session.connection(), utcnow()
+    params = {"member_id": member_id, "now": now}
+    if conn.execute(statements["in"], params).rowcount:
+        _record(conn, member_id, channel, True, source, now)
         return True
-    _require_member(session, member_id)
-    session.exec(  # an opted-in member never has a sticky opt-out source
-        update(Member)
-        .where(col(Member.id) == member_id, source_column.is_not(None))
-        .values({source_column: None})
-    )
+    _require_member(conn, member_id)
+    conn.execute(statements["unstick"], params)  # an opted-in member has no sticky source
     return False
 
 
@@ -151,30 +161,26 @@ def _utc(at: datetime) -> datetime:
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
-def _member_columns(channel: Channel) -> tuple[Any, Any]:
-    opt_name, source_name = CONSENT_COLUMNS[channel]
-    return col(getattr(Member, opt_name)), col(getattr(Member, source_name))
-
-
-def _require_member(session: Session, member_id: int) -> None:
-    if session.get(Member, member_id) is None:
+def _require_member(conn: Connection, member_id: int) -> None:
+    if conn.execute(_EXISTS, {"member_id": member_id}).first() is None:
         raise NotFoundError(f"no member with id {member_id}")
 
 
 def _record(
-    session: Session,
+    conn: Connection,
     member_id: int,
     channel: Channel,
     opted_in: bool,
     source: ConsentSource,
     at: datetime,
 ) -> None:
-    session.execute(
-        insert(ConsentEvent).values(
-            member_id=member_id,
-            channel=channel.value,
-            opted_in=opted_in,
-            source=source.value,
-            at=at,
-        )
+    conn.execute(
+        _RECORD,
+        {
+            "member_id": member_id,
+            "channel": channel.value,
+            "opted_in": opted_in,
+            "source": source.value,
+            "at": at,
+        },
     )
