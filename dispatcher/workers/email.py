@@ -14,7 +14,6 @@ from concurrent.futures import Future
 from email.utils import parseaddr
 
 import dramatiq
-from dramatiq.middleware import CurrentMessage
 from jinja2 import TemplateError
 
 from dispatcher.broker import register
@@ -26,6 +25,7 @@ from dispatcher.guard import SLOW_DOWN_DELAY_MS
 from dispatcher.mime import build_message
 from dispatcher.models import Channel, DeliveryStatus
 from dispatcher.runtime import Runtime, get_runtime
+from dispatcher.workers.retries import is_last_attempt
 
 log = logging.getLogger("dispatcher.email")
 
@@ -36,13 +36,6 @@ MAX_BACKOFF_MS = 10 * 60_000
 CAREFUL_S = 10.0  # after an unsendable job, load before waiting for a rate slot this long
 
 _unsendable_at = -CAREFUL_S  # time.monotonic() of the last one in this process
-
-
-def _is_last_attempt() -> bool:
-    message = CurrentMessage.get_current_message()
-    if message is None:
-        return True
-    return int(message.options.get("retries", 0)) >= MAX_RETRIES
 
 
 def _sendable(loaded: Loaded) -> bool:
@@ -155,7 +148,7 @@ def deliver_email(rt: Runtime, delivery_id: int) -> str:
             db.release(delivery_id, exc.code, str(exc))
             send_email.send_with_options(args=(delivery_id,), delay=SLOW_DOWN_DELAY_MS)
             return "slowed"
-        if _is_last_attempt():
+        if is_last_attempt(MAX_RETRIES):
             db.mark_failed(delivery_id, exc.code, f"retries exhausted: {exc}")
             log.warning("delivery %s: failed after retries (%s)", delivery_id, exc)
             return "failed"

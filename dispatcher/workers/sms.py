@@ -32,7 +32,6 @@ from __future__ import annotations
 import logging
 
 import dramatiq
-from dramatiq.middleware import CurrentMessage
 from jinja2 import TemplateError
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
@@ -51,6 +50,7 @@ from dispatcher.sms_hold import pause_sms, wait_for_window, window_closed_until
 from dispatcher.sms_text import with_footer
 from dispatcher.transports.kavenegar import KavenegarAccountError, KavenegarReceptorError
 from dispatcher.transports.sms import SmsResult
+from dispatcher.workers.retries import is_last_attempt
 
 log = logging.getLogger("dispatcher.sms")
 
@@ -58,13 +58,6 @@ QUEUE = "sms"
 MAX_RETRIES = 8
 MIN_BACKOFF_MS = 5_000
 MAX_BACKOFF_MS = 10 * 60_000
-
-
-def _is_last_attempt() -> bool:
-    message = CurrentMessage.get_current_message()
-    if message is None:
-        return True
-    return int(message.options.get("retries", 0)) >= MAX_RETRIES
 
 
 def deliver_sms(rt: Runtime, delivery_id: int) -> str:
@@ -159,7 +152,7 @@ def deliver_sms(rt: Runtime, delivery_id: int) -> str:
             delivery.release(engine, delivery_id, exc.code, str(exc))
             send_sms.send_with_options(args=(delivery_id,), delay=SLOW_DOWN_DELAY_MS)
             return "slowed"
-        if _is_last_attempt():
+        if is_last_attempt(MAX_RETRIES):
             delivery.mark_failed(engine, delivery_id, exc.code, f"retries exhausted: {exc}")
             log.warning("delivery %s: failed after retries (%s)", delivery_id, exc)
             return "failed"

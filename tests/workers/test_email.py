@@ -5,9 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
-from dispatcher.errors import TransientDeliveryError
 from dispatcher.models import DeliveryStatus
 from dispatcher.status import campaign_status
 from dispatcher.workers.email import deliver_email
@@ -148,30 +145,35 @@ def test_smtp_4xx_is_retried_and_then_sent(
     assert len(smtp_server.messages()) == 1
 
 
-def test_transient_failure_hands_the_delivery_back_for_the_retry(
+def test_a_dropped_connection_is_retried_and_sent_once(
+    pipeline: Pipeline, smtp_server: SmtpServerHandle, tmp_path: Path, fast_retries: None
+) -> None:
+    h = pipeline(**smtp(smtp_server))
+    add_member(h.engine, "C1")
+    smtp_server.drop_after_data(count=1)  # the relay hangs up before answering DATA
+    h.send(write_campaign(tmp_path / "c"))
+    h.run_workers()
+    [delivery] = h.deliveries()
+    assert delivery.status == DeliveryStatus.SENT
+    assert delivery.attempts == 2
+    assert len(smtp_server.messages()) == 1
+
+
+def test_a_transient_failure_with_no_retry_left_marks_the_delivery_failed(
     pipeline: Pipeline, smtp_server: SmtpServerHandle, tmp_path: Path
 ) -> None:
-    """Called outside a worker (no retries left to count), then as the retry would."""
+    """A direct call has no message to retry: its transient failure is final."""
     h = pipeline(**smtp(smtp_server))
     add_member(h.engine, "C1")
     h.send(write_campaign(tmp_path / "c"))
     [delivery] = h.deliveries()
     assert delivery.id is not None
-    smtp_server.drop_after_data(count=1)
-    from dispatcher.workers import email as email_worker
-
-    email_worker.MAX_RETRIES, saved = 99, email_worker.MAX_RETRIES
-    is_last_attempt = email_worker._is_last_attempt
-    try:
-        with pytest.raises(TransientDeliveryError):
-            email_worker._is_last_attempt = lambda: False  # type: ignore[assignment]
-            deliver_email(h.runtime, delivery.id)
-    finally:
-        email_worker.MAX_RETRIES = saved
-        email_worker._is_last_attempt = is_last_attempt  # later tests need the real one
-    assert h.deliveries()[0].status == DeliveryStatus.PENDING
-    assert deliver_email(h.runtime, delivery.id) == "sent"
-    assert len(smtp_server.messages()) == 1
+    smtp_server.drop_after_data(count=1)  # transient, and not a "slow down" answer
+    assert deliver_email(h.runtime, delivery.id) == "failed"
+    [failed] = h.deliveries()
+    assert failed.status == DeliveryStatus.FAILED
+    assert "retries exhausted" in (failed.error_message or "")
+    assert smtp_server.messages() == []
 
 
 def test_smtp_5xx_for_the_recipient_marks_the_delivery_failed_with_the_reason(
