@@ -1,3 +1,3 @@
-from dispatcher.cli import app
+from dispatcher.cli import run
 
-app(prog_name="dispatcher")
+run()

@@ -32,7 +32,7 @@ app = typer.Typer(
     help="Send the shop's newsletter by email and promotions by SMS; honour every opt-out.",
     no_args_is_help=True,
     add_completion=False,
-    pretty_exceptions_show_locals=False,
+    pretty_exceptions_enable=False,
 )
 members_app = typer.Typer(help="Load members and manage their consent.", no_args_is_help=True)
 campaign_app = typer.Typer(
@@ -88,6 +88,24 @@ def main(
         level=logging.INFO if verbose else logging.WARNING,
         json_lines=settings().log_format == "json",
     )
+
+
+def run() -> None:
+    """The console script. A database that cannot be opened or answered is one clear
+    line naming the (password-free) URL, not a traceback."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        app(prog_name="dispatcher")
+    except SQLAlchemyError as exc:
+        try:
+            url = make_url(get_settings().database_url).render_as_string(hide_password=True)
+        except (DispatcherError, SQLAlchemyError, ValueError):
+            url = "DATABASE_URL"
+        reason = getattr(exc, "orig", None) or (exc.args[0] if exc.args else type(exc).__name__)
+        err.print(f"[bold red]error:[/] database {url}: {reason}", highlight=False)
+        raise SystemExit(1) from None
 
 
 # -- members ------------------------------------------------------------------------------

@@ -48,6 +48,9 @@ def _mask_phone(match: re.Match[str]) -> str:
     return mask_mobile(value) if value.startswith("+") else mask_text(value)
 
 
+_FORMATTER = logging.Formatter()
+
+
 class MaskingFilter(logging.Filter):
     """Masks addresses in the rendered message and in the structured fields."""
 
@@ -59,6 +62,12 @@ class MaskingFilter(logging.Filter):
                 value = getattr(record, name, None)
                 if isinstance(value, str):
                     setattr(record, name, mask(value))
+            if record.exc_info and not record.exc_text:
+                # Formatter.format() prints exc_text when set: a relay's reply quoted in
+                # an exception (450 <someone@example.com>: busy) is masked there too.
+                record.exc_text = mask(_FORMATTER.formatException(record.exc_info))
+            if record.stack_info:
+                record.stack_info = mask(record.stack_info)
             record._masked = True
         return True
 
@@ -80,7 +89,9 @@ class JsonFormatter(logging.Formatter):
             value = getattr(record, name, None)
             if value is not None:
                 line[name] = value
-        if record.exc_info:
+        if record.exc_text:
+            line["exception"] = mask(record.exc_text)
+        elif record.exc_info:
             line["exception"] = mask(self.formatException(record.exc_info))
         return json.dumps(line, ensure_ascii=False, default=str)
 

@@ -27,8 +27,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 
-    database_url: str = "sqlite:///dispatcher.db"
-    redis_url: str | None = None
+    # URLs may carry passwords: kept out of the repr (and so out of logs and tracebacks)
+    database_url: str = Field(default="sqlite:///dispatcher.db", repr=False)
+    redis_url: str | None = Field(default=None, repr=False)
     redis_namespace: str = Field(default="dispatcher", min_length=1, pattern=r"^[\w.-]+$")
 
     smtp_host: str | None = None

@@ -91,3 +91,10 @@ def test_import_with_bad_rows_imports_the_rest_and_exits_non_zero(workdir: Path)
 def test_status_of_an_unknown_campaign_is_a_clear_error(workdir: Path) -> None:
     result = run(workdir, "campaign", "status", "nope")
     assert result.returncode == 1 and "no campaign with slug 'nope'" in result.stderr
+
+
+def test_a_database_that_cannot_be_opened_is_one_clear_line(workdir: Path) -> None:
+    result = run(workdir, "campaign", "status", "x", DATABASE_URL="sqlite:////no/such/dir/x.db")
+    assert result.returncode == 1
+    assert "database sqlite:////no/such/dir/x.db: unable to open database file" in result.stderr
+    assert "Traceback" not in result.stderr

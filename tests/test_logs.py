@@ -58,3 +58,19 @@ def test_the_actors_delivery_lines_give_delivery_and_outcome() -> None:
     )
     assert json.loads(JsonFormatter().format(record))["outcome"] == "sent"
     assert json.loads(JsonFormatter().format(record))["delivery"] == 42
+
+
+def test_an_exception_quoting_an_address_is_masked_in_text_logs() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    install(handler, json_lines=False)
+    log = logging.getLogger("test.masked.exception")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        raise RuntimeError("450 4.2.1 <ali.rezaei@gmail.com>: mailbox busy, call +989121234567")
+    except RuntimeError:
+        log.exception("delivery 7: will retry")
+    out = stream.getvalue()
+    assert "mailbox busy" in out and "Traceback" in out
+    assert "ali.rezaei@gmail.com" not in out and "+989121234567" not in out
