@@ -243,11 +243,12 @@ def run_batch(conn: Connection, batch: list[_Request]) -> list[Any]:
     for i, r in enumerate(batch):
         if r.kind == "begin":
             results[i] = (found.get(r.delivery_id), results[i] is True)
-    groups: dict[tuple[str, tuple[str, ...]], list[int]] = defaultdict(list)
+    # Grouped by target status too: `move_many` tells which rows moved by their status.
+    groups: dict[tuple[str, str, tuple[str, ...]], list[int]] = defaultdict(list)
     for i, r in enumerate(batch):
         if r.kind == "move":
-            groups[(r.src, tuple(sorted(r.values)))].append(i)
-    for (src, keys), members in groups.items():
+            groups[(r.src, str(r.values["status"]), tuple(sorted(r.values)))].append(i)
+    for (src, _dst, keys), members in groups.items():
         moved = move_many(conn, src, keys, [batch[i] for i in members], now)
         for i in members:
             results[i] = batch[i].delivery_id in moved
@@ -302,7 +303,8 @@ def claim_many(conn: Connection, ids: list[int], now: Any) -> set[int]:
 def move_many(
     conn: Connection, src: str, keys: tuple[str, ...], requests: list[_Request], now: Any
 ) -> set[int]:
-    """src -> values for each request (same value names), one executemany; the ids moved."""
+    """src -> values for each request (same value names, same target status), one
+    executemany; the ids moved."""
     stmt = _MOVES.get((src, keys))
     if stmt is None:
         stmt = (

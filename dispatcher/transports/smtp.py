@@ -24,6 +24,7 @@ from collections import deque
 import aiosmtplib
 
 from dispatcher.errors import PermanentDeliveryError, TransientDeliveryError
+from dispatcher.logs import mask
 from dispatcher.settings import Settings
 
 
@@ -104,9 +105,12 @@ class SmtpTransport:
         self._slots.release()
 
     async def send(self, *, sender: str, recipient: str, message: bytes, name: str) -> None:
-        pipe = await self._borrow()
+        pipe: _Pipe | None = None
+        borrowed = False
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(self.timeout):  # the wait for a free connection too
+                pipe = await self._borrow()
+                borrowed = True
                 if pipe is None:
                     pipe = await self._connect()
                 await pipe.transaction(sender, recipient, message)
@@ -118,8 +122,13 @@ class SmtpTransport:
             if pipe is not None:
                 pipe.close()
             raise TransientDeliveryError(f"connection problem: {type(exc).__name__}") from None
+        except BaseException:  # cancelled: replies may still be due, so the pipe is unusable
+            if pipe is not None:
+                pipe.close()
+            raise
         finally:
-            self._give_back(pipe)
+            if borrowed:
+                self._give_back(pipe)
 
     async def close(self) -> None:
         if self._idle is None:
@@ -243,7 +252,7 @@ class _Pipe(asyncio.Protocol):
         """MAIL, RCPT, DATA and the body; raises SmtpReply for a refusal."""
         for address in (sender, recipient):
             if any(c in address for c in "\r\n<> ") or not address:
-                raise SmtpReply(553, f"unusable address {address!r}")
+                raise SmtpReply(553, "unusable address")
             if not address.isascii() and not self.smtputf8:
                 raise SmtpReply(553, "non-ASCII address and no SMTPUTF8 at the relay")
         utf8 = "" if sender.isascii() and recipient.isascii() else " SMTPUTF8"
@@ -310,7 +319,7 @@ class SmtpProtocolError(OSError):
 
 
 def _classify(code: int, message: str) -> TransientDeliveryError | PermanentDeliveryError:
-    reason = f"{code} {message}".strip()[:400]
+    reason = mask(f"{code} {message}".strip())[:400]  # a relay may quote the recipient
     if 400 <= code < 500:
         return TransientDeliveryError(reason, code=code)
     return PermanentDeliveryError(reason, code=code)

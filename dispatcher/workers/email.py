@@ -7,6 +7,7 @@ opt-out or a changed address after expansion is honoured.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -14,16 +15,22 @@ from concurrent.futures import Future
 from email.utils import parseaddr
 
 import dramatiq
+import redis
 from jinja2 import TemplateError
 
 from dispatcher.broker import register
 from dispatcher.control import is_held
 from dispatcher.delivery import Loaded
-from dispatcher.errors import ConfigurationError, PermanentDeliveryError, TransientDeliveryError
-from dispatcher.groupcommit import WAIT_S
-from dispatcher.guard import SLOW_DOWN_DELAY_MS
+from dispatcher.errors import (
+    ConfigurationError,
+    DeliveryError,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
+from dispatcher.groupcommit import WAIT_S, GroupCommit
+from dispatcher.guard import SLOW_DOWN_DELAY_MS, SendGuard
 from dispatcher.mime import build_message
-from dispatcher.models import Channel, DeliveryStatus
+from dispatcher.models import Campaign, Channel, DeliveryStatus
 from dispatcher.runtime import Runtime, get_runtime
 from dispatcher.workers.retries import is_last_attempt
 
@@ -67,7 +74,6 @@ def deliver_email(rt: Runtime, delivery_id: int) -> str:
     checks, waits and claims in that order for `CAREFUL_S`.
     """
     global _unsendable_at
-    engine = rt.engine
     db = rt.deliveries  # dispatcher.delivery's steps, group-committed with other threads'
     guard = rt.guard("smtp")
     fast = bool(rt.settings.mail_from) and time.monotonic() - _unsendable_at > CAREFUL_S
@@ -77,34 +83,30 @@ def deliver_email(rt: Runtime, delivery_id: int) -> str:
     if loaded is None:
         log.warning("delivery %s: not found", delivery_id)
         return "missing"
-    member = loaded.member
     if not claimed:
-        if loaded.delivery.status != DeliveryStatus.PENDING:
-            _unsendable_at = time.monotonic()
-            return "duplicate"
-        if is_held(loaded.campaign):  # paused or cancelled: stays pending, resume re-enqueues
-            _unsendable_at = time.monotonic()
-            return "held"
-        if not member.opted_in(Channel.EMAIL):
-            reason = "opted out" if not member.email_opt_in else "no email address"
-            db.skip(delivery_id, reason)
-            log.info("delivery %s: skipped (%s)", delivery_id, reason)
-            return "skipped"
+        outcome = _unclaimed(db, delivery_id, loaded)
+        if outcome is not None:
+            return outcome
         if fast:  # sendable, but another job claimed it first
             _unsendable_at = time.monotonic()
             return "duplicate"
         compiled = rt.compiled(loaded.campaign)
         if compiled.headers is None or not rt.settings.mail_from:
             raise ConfigurationError("MAIL_FROM is required to send email")
-        guard.before_send()
-        if not db.claim(delivery_id):
-            return "duplicate"
+        guard.before_send()  # may wait long: consent and the campaign are read again
+        loaded, claimed = db.begin(delivery_id, _sendable)
+        if loaded is None:
+            log.warning("delivery %s: not found", delivery_id)
+            return "missing"
+        if not claimed:
+            return _unclaimed(db, delivery_id, loaded) or "duplicate"
     else:
         try:
             compiled = rt.compiled(loaded.campaign)
         except BaseException:
             db.release(delivery_id, None, "could not prepare the campaign")
             raise
+    member = loaded.member
     assert member.id is not None and member.email and compiled.headers is not None
     url = rt.unsubscribe_url(member.id, Channel.EMAIL)
     try:
@@ -123,7 +125,7 @@ def deliver_email(rt: Runtime, delivery_id: int) -> str:
         log.warning("delivery %s: failed to render: %s", delivery_id, exc)
         return "failed"
     recorded: Future[bool] = Future()
-    rt.loop.submit(
+    sending = asyncio.run_coroutine_threadsafe(
         _send_then_record(
             rt,
             recorded,
@@ -133,31 +135,82 @@ def deliver_email(rt: Runtime, delivery_id: int) -> str:
             message=raw,
             name=f"{compiled.slug}-{delivery_id}",
             provider_id=compiled.headers.message_id(delivery_id),
-        )
+        ),
+        rt.loop.loop,
     )
     try:
-        recorded.result(WAIT_S)  # the job returns (and is acked) after the commit
+        try:
+            marked = recorded.result(WAIT_S)  # the job returns (and is acked) after the commit
+        except TimeoutError:
+            if recorded.done():  # the send's own outcome, not our wait
+                raise
+            sending.cancel()  # no send may finish (and record) after the release
+            raise TransientDeliveryError(f"no outcome after {WAIT_S:.0f} s") from None
     except PermanentDeliveryError as exc:
         db.mark_failed(delivery_id, exc.code, str(exc))
-        guard.failed(engine, loaded.campaign, exc)
+        _count_failure(rt, guard, loaded.campaign, exc)
         log.info("delivery %s: failed (%s)", delivery_id, exc)
         return "failed"
     except TransientDeliveryError as exc:
-        guard.failed(engine, loaded.campaign, exc)
-        if guard.slow_down(exc):  # 421/450/451/454: back off; a new message, no retry
+        if exc.code in guard.slow_down_codes:  # 421/450/451/454: back off; a new message
             db.release(delivery_id, exc.code, str(exc))
+            _count_failure(rt, guard, loaded.campaign, exc, slow_down=True)
             send_email.send_with_options(args=(delivery_id,), delay=SLOW_DOWN_DELAY_MS)
             return "slowed"
         if is_last_attempt(MAX_RETRIES):
             db.mark_failed(delivery_id, exc.code, f"retries exhausted: {exc}")
+            _count_failure(rt, guard, loaded.campaign, exc)
             log.warning("delivery %s: failed after retries (%s)", delivery_id, exc)
             return "failed"
         db.release(delivery_id, exc.code, str(exc))
+        _count_failure(rt, guard, loaded.campaign, exc)
         log.info("delivery %s: will retry (%s)", delivery_id, exc)
         raise
-    guard.sent(loaded.campaign)
+    if not marked:  # e.g. the lease took it back while it was being sent
+        log.error("delivery %s: sent, but it was no longer 'sending' to record it", delivery_id)
+    try:
+        guard.sent(loaded.campaign)
+    except redis.RedisError as exc:
+        log.warning("delivery %s: could not reset the error count (%s)", delivery_id, exc)
     log.debug("delivery %s: sent", delivery_id)  # one line per send: DEBUG; the rest INFO+
     return "sent"
+
+
+def _unclaimed(db: GroupCommit, delivery_id: int, loaded: Loaded) -> str | None:
+    """Why `begin` did not claim it (and the skip, for a member not reachable); None
+    when it was sendable."""
+    global _unsendable_at
+    if loaded.delivery.status != DeliveryStatus.PENDING:
+        _unsendable_at = time.monotonic()
+        return "duplicate"
+    if is_held(loaded.campaign):  # paused or cancelled: stays pending, resume re-enqueues
+        _unsendable_at = time.monotonic()
+        return "held"
+    member = loaded.member
+    if not member.opted_in(Channel.EMAIL):
+        reason = "opted out" if not member.email_opt_in else "no email address"
+        db.skip(delivery_id, reason)
+        log.info("delivery %s: skipped (%s)", delivery_id, reason)
+        return "skipped"
+    return None
+
+
+def _count_failure(
+    rt: Runtime,
+    guard: SendGuard,
+    campaign: Campaign,
+    exc: DeliveryError,
+    *,
+    slow_down: bool = False,
+) -> None:
+    """The guard's part of a failed send, after the delivery's state is recorded: a
+    Redis error here must not leave the delivery `sending`."""
+    try:
+        guard.failed(rt.engine, campaign, exc)
+        if slow_down:
+            guard.slow_down(exc)
+    except redis.RedisError as err:
+        log.warning("could not count a failed email send (%s)", err)
 
 
 async def _send_then_record(

@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 
 import dramatiq
+import redis
 from jinja2 import TemplateError
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
@@ -40,10 +41,11 @@ from sqlmodel import col
 from dispatcher import delivery
 from dispatcher.broker import register
 from dispatcher.control import is_held
-from dispatcher.errors import PermanentDeliveryError, TransientDeliveryError
-from dispatcher.guard import SLOW_DOWN_DELAY_MS
+from dispatcher.delivery import Loaded
+from dispatcher.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from dispatcher.guard import SLOW_DOWN_DELAY_MS, SendGuard
 from dispatcher.masking import mask_mobile
-from dispatcher.models import Channel, DeliveryStatus, Member, utcnow
+from dispatcher.models import Campaign, Channel, DeliveryStatus, Member, utcnow
 from dispatcher.runtime import Runtime, get_runtime
 from dispatcher.send_window import describe
 from dispatcher.sms_hold import pause_sms, wait_for_window, window_closed_until
@@ -70,42 +72,22 @@ def deliver_sms(rt: Runtime, delivery_id: int) -> str:
     """
     engine = rt.engine
     loaded = delivery.load(engine, delivery_id)
-    if loaded is None:
-        log.warning("delivery %s: not found", delivery_id)
-        return "missing"
-    if loaded.delivery.status != DeliveryStatus.PENDING:
-        return "duplicate"
-    if is_held(loaded.campaign):  # paused or cancelled: stays pending, resume re-enqueues
-        return "held"
-    member, campaign = loaded.member, loaded.campaign
-    if not member.opted_in(Channel.SMS):
-        reason = (
-            "opted out"
-            if not member.sms_opt_in
-            else "mobile invalid"
-            if member.mobile_invalid
-            else "no mobile number"
-        )
-        delivery.skip(engine, delivery_id, reason)
-        log.info("delivery %s: skipped (%s)", delivery_id, reason)
-        return "skipped"
-    if campaign.sms_paused_reason:
-        log.info("delivery %s: campaign %s SMS paused", delivery_id, campaign.slug)
-        return "paused"
-    opening = window_closed_until(rt.settings, rt.clock())
-    if opening is not None:
-        if wait_for_window(engine, campaign, opening):
-            log.info(
-                "campaign %s: SMS wait for the send window (opens at %s)",
-                campaign.slug,
-                describe(opening, rt.settings.sms_zone),
-            )
-        return "waiting"
-    compiled = rt.compiled(campaign)
+    outcome = _unsendable(rt, delivery_id, loaded)
+    if outcome is not None:
+        return outcome
+    assert loaded is not None
+    compiled = rt.compiled(loaded.campaign)
     retrying = loaded.delivery.attempts > 0
     guard = rt.guard("kavenegar")
     for _ in range(2 if retrying else 1):
         guard.before_send()  # waits for a slot of KAVENEGAR_RATE_LIMIT; costs no retry
+    # The wait may be long: an opt-out, a pause or a changed number meanwhile counts.
+    loaded = delivery.load(engine, delivery_id)
+    outcome = _unsendable(rt, delivery_id, loaded)
+    if outcome is not None:
+        return outcome
+    assert loaded is not None
+    member, campaign = loaded.member, loaded.campaign
     if not delivery.claim(engine, delivery_id):
         return "duplicate"
     assert member.id is not None and member.mobile
@@ -130,8 +112,8 @@ def deliver_sms(rt: Runtime, delivery_id: int) -> str:
             )
     except KavenegarReceptorError as exc:
         delivery.mark_failed(engine, delivery_id, exc.code, str(exc))
-        guard.failed(engine, campaign, exc)
         _flag_mobile_invalid(engine, member.id, mobile)
+        _count_failure(engine, guard, campaign, exc)
         log.info("delivery %s: failed, %s is not valid (%s)", delivery_id, mask_mobile(mobile), exc)
         return "failed"
     except KavenegarAccountError as exc:
@@ -143,30 +125,91 @@ def deliver_sms(rt: Runtime, delivery_id: int) -> str:
         return "paused"
     except PermanentDeliveryError as exc:
         delivery.mark_failed(engine, delivery_id, exc.code, str(exc))
-        guard.failed(engine, campaign, exc)
+        _count_failure(engine, guard, campaign, exc)
         log.info("delivery %s: failed (%s)", delivery_id, exc)
         return "failed"
     except TransientDeliveryError as exc:
-        guard.failed(engine, campaign, exc)
-        if guard.slow_down(exc):  # 451: back off; a new message, no retry
+        if exc.code in guard.slow_down_codes:  # 451: back off; a new message, no retry
             delivery.release(engine, delivery_id, exc.code, str(exc))
+            _count_failure(engine, guard, campaign, exc, slow_down=True)
             send_sms.send_with_options(args=(delivery_id,), delay=SLOW_DOWN_DELAY_MS)
             return "slowed"
         if is_last_attempt(MAX_RETRIES):
             delivery.mark_failed(engine, delivery_id, exc.code, f"retries exhausted: {exc}")
+            _count_failure(engine, guard, campaign, exc)
             log.warning("delivery %s: failed after retries (%s)", delivery_id, exc)
             return "failed"
         delivery.release(engine, delivery_id, exc.code, str(exc))
+        _count_failure(engine, guard, campaign, exc)
         log.info("delivery %s: will retry (%s)", delivery_id, exc)
         raise
-    _record_sent(engine, delivery_id, result)
-    guard.sent(campaign)
+    if not _record_sent(engine, delivery_id, result):  # e.g. the lease took it back
+        log.error("delivery %s: sent, but it was no longer 'sending' to record it", delivery_id)
+    try:
+        guard.sent(campaign)
+    except redis.RedisError as exc:
+        log.warning("delivery %s: could not reset the error count (%s)", delivery_id, exc)
     log.info("delivery %s: sent to %s", delivery_id, mask_mobile(mobile))
     return "sent"
 
 
-def _record_sent(engine: Engine, delivery_id: int, result: SmsResult) -> None:
-    delivery.mark_sent(
+def _unsendable(rt: Runtime, delivery_id: int, loaded: Loaded | None) -> str | None:
+    """Why it is not to be sent now (after a skip or a wait for the window, as need
+    be), or None to send it."""
+    if loaded is None:
+        log.warning("delivery %s: not found", delivery_id)
+        return "missing"
+    if loaded.delivery.status != DeliveryStatus.PENDING:
+        return "duplicate"
+    if is_held(loaded.campaign):  # paused or cancelled: stays pending, resume re-enqueues
+        return "held"
+    member, campaign = loaded.member, loaded.campaign
+    if not member.opted_in(Channel.SMS):
+        reason = (
+            "opted out"
+            if not member.sms_opt_in
+            else "mobile invalid"
+            if member.mobile_invalid
+            else "no mobile number"
+        )
+        delivery.skip(rt.engine, delivery_id, reason)
+        log.info("delivery %s: skipped (%s)", delivery_id, reason)
+        return "skipped"
+    if campaign.sms_paused_reason:
+        log.info("delivery %s: campaign %s SMS paused", delivery_id, campaign.slug)
+        return "paused"
+    opening = window_closed_until(rt.settings, rt.clock())
+    if opening is not None:
+        if wait_for_window(rt.engine, campaign, opening):
+            log.info(
+                "campaign %s: SMS wait for the send window (opens at %s)",
+                campaign.slug,
+                describe(opening, rt.settings.sms_zone),
+            )
+        return "waiting"
+    return None
+
+
+def _count_failure(
+    engine: Engine,
+    guard: SendGuard,
+    campaign: Campaign,
+    exc: DeliveryError,
+    *,
+    slow_down: bool = False,
+) -> None:
+    """The guard's part of a failed send, after the delivery's state is recorded: a
+    Redis error here must not leave the delivery `sending`."""
+    try:
+        guard.failed(engine, campaign, exc)
+        if slow_down:
+            guard.slow_down(exc)
+    except redis.RedisError as err:
+        log.warning("could not count a failed SMS send (%s)", err)
+
+
+def _record_sent(engine: Engine, delivery_id: int, result: SmsResult) -> bool:
+    return delivery.mark_sent(
         engine,
         delivery_id,
         provider_id=str(result.messageid) if result.messageid is not None else None,

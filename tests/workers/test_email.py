@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
-from dispatcher.models import DeliveryStatus
+import pytest
+import redis
+from sqlalchemy import update
+from sqlmodel import col
+
+from dispatcher.models import Delivery, DeliveryStatus
 from dispatcher.status import campaign_status
+from dispatcher.workers import email as email_worker
 from dispatcher.workers.email import deliver_email
 from tests.factories import Harness, add_member, update_member, write_campaign
 from tests.servers.smtp_server import SmtpServerHandle
@@ -226,3 +235,115 @@ def test_outbox_mode_writes_one_eml_per_message(pipeline: Pipeline, tmp_path: Pa
     files = sorted((tmp_path / "outbox" / "email").glob("*.eml"))
     assert [f.name for f in files] == [f"yalda-test-{d.id}.eml" for d in h.deliveries()]
     assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in files[0].read_bytes()
+
+
+def only(h: Harness) -> int:
+    [delivery] = h.deliveries()
+    assert delivery.id is not None
+    return delivery.id
+
+
+def test_a_relay_reply_quoting_the_recipient_is_stored_masked(
+    pipeline: Pipeline, smtp_server: SmtpServerHandle, tmp_path: Path
+) -> None:
+    h = pipeline(**smtp(smtp_server))
+    add_member(h.engine, "C1", email="maryam.private@example.com")
+    h.send(write_campaign(tmp_path / "c"))
+    text = "5.1.1 <maryam.private@example.com>: mailbox unavailable"
+    smtp_server.inject_temp_failure(code=550, stage="rcpt", text=text)
+    assert deliver_email(h.runtime, only(h)) == "failed"
+    [failed] = h.deliveries()
+    assert failed.error_code == 550 and "mailbox unavailable" in (failed.error_message or "")
+    assert "maryam.private" not in (failed.error_message or "")
+
+
+def test_an_opt_out_during_the_wait_for_a_rate_slot_is_honoured(
+    pipeline: Pipeline,
+    smtp_server: SmtpServerHandle,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    h = pipeline(**smtp(smtp_server))
+    member = add_member(h.engine, "C1")
+    h.send(write_campaign(tmp_path / "c"))
+    assert member.id is not None
+    member_id = member.id
+    monkeypatch.setattr(email_worker, "_unsendable_at", time.monotonic())  # the careful path
+    guard = h.runtime.guard("smtp")
+
+    def opt_out_while_waiting() -> None:
+        update_member(h.engine, member_id, email_opt_in=False, email_optout_source="link")
+
+    monkeypatch.setattr(guard, "before_send", opt_out_while_waiting)
+    assert deliver_email(h.runtime, only(h)) == "skipped"
+    assert h.deliveries()[0].status == DeliveryStatus.SKIPPED
+    assert smtp_server.messages() == []
+
+
+def test_a_send_with_no_outcome_in_time_is_cancelled_and_handed_back(
+    pipeline: Pipeline,
+    smtp_server: SmtpServerHandle,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    h = pipeline(**smtp(smtp_server))
+    add_member(h.engine, "C1")
+    h.send(write_campaign(tmp_path / "c"))
+    monkeypatch.setattr(email_worker, "WAIT_S", 0.5)
+    smtp_server.delay_data(seconds=1.5)
+    assert deliver_email(h.runtime, only(h)) == "failed"  # a direct call: no retry left
+    [delivery] = h.deliveries()
+    assert delivery.status == DeliveryStatus.FAILED  # not left `sending`
+    assert "retries exhausted" in (delivery.error_message or "")
+    time.sleep(2.0)
+    assert smtp_server.messages() == []  # the send was cancelled, its connection closed
+    assert h.deliveries()[0].status == DeliveryStatus.FAILED
+
+
+def test_a_delivery_taken_back_during_its_send_is_logged(
+    pipeline: Pipeline,
+    smtp_server: SmtpServerHandle,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    h = pipeline(**smtp(smtp_server))
+    add_member(h.engine, "C1")
+    h.send(write_campaign(tmp_path / "c"))
+    delivery_id = only(h)
+    smtp_server.delay_data(seconds=1.0)
+
+    def take_back() -> None:  # as the lease does with a delivery `sending` for too long
+        with h.engine.begin() as conn:
+            conn.execute(
+                update(Delivery)
+                .where(col(Delivery.id) == delivery_id)
+                .values(status=DeliveryStatus.PENDING)
+            )
+
+    timer = threading.Timer(0.3, take_back)
+    timer.start()
+    with caplog.at_level(logging.ERROR, logger="dispatcher.email"):
+        assert deliver_email(h.runtime, delivery_id) == "sent"
+    timer.join()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == [
+        f"delivery {delivery_id}: sent, but it was no longer 'sending' to record it"
+    ]
+
+
+def test_a_redis_error_while_counting_a_failure_still_records_the_delivery(
+    pipeline: Pipeline,
+    smtp_server: SmtpServerHandle,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    h = pipeline(**smtp(smtp_server))
+    add_member(h.engine, "C1", email="gone@example.com")
+    smtp_server.reject_recipient("gone@example.com")
+    h.send(write_campaign(tmp_path / "c"))
+
+    def redis_down(*args: object) -> bool:
+        raise redis.ConnectionError("redis is down")
+
+    monkeypatch.setattr(h.runtime.guard("smtp"), "failed", redis_down)
+    assert deliver_email(h.runtime, only(h)) == "failed"
+    assert h.deliveries()[0].status == DeliveryStatus.FAILED

@@ -438,3 +438,49 @@ def test_the_clock_is_utc_aware_by_default(pipeline: Pipeline) -> None:
     h = pipeline()
     assert h.runtime.clock().tzinfo is not None
     assert abs((h.runtime.clock() - datetime.now(UTC)).total_seconds()) < 5
+
+
+def test_an_opt_out_during_the_wait_for_a_rate_slot_is_honoured(
+    sms_pipeline: Callable[..., Harness],
+    kavenegar_server: KavenegarServerHandle,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    h = sms_pipeline()
+    leaves = add_member(h.engine, "C1", mobile="+989121234567")
+    h.send(sms_campaign(tmp_path))
+    [delivery] = h.deliveries()
+    assert delivery.id is not None and leaves.id is not None
+    member_id = leaves.id
+
+    def opt_out_while_waiting() -> None:
+        with Session(h.engine) as session:
+            opt_out(session, member_id, "sms", ConsentSource.SMS_KEYWORD)  # type: ignore[arg-type]
+            session.commit()
+
+    monkeypatch.setattr(h.runtime.guard("kavenegar"), "before_send", opt_out_while_waiting)
+    assert deliver_sms(h.runtime, delivery.id) == "skipped"
+    assert kavenegar_server.sent() == []
+    assert (h.deliveries()[0].status, h.deliveries()[0].error_message) == ("skipped", "opted out")
+
+
+def test_a_redis_error_while_counting_a_failure_still_records_the_delivery(
+    sms_pipeline: Callable[..., Harness],
+    kavenegar_server: KavenegarServerHandle,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    h = sms_pipeline()
+    bad = add_member(h.engine, "C1", mobile="+989120000000")
+    kavenegar_server.invalid_receptor("09120000000")
+    h.send(sms_campaign(tmp_path))
+    [delivery] = h.deliveries()
+    assert delivery.id is not None
+
+    def redis_down(*args: object) -> bool:
+        raise redis.ConnectionError("redis is down")
+
+    monkeypatch.setattr(h.runtime.guard("kavenegar"), "failed", redis_down)
+    assert deliver_sms(h.runtime, delivery.id) == "failed"
+    assert (h.deliveries()[0].status, h.deliveries()[0].error_code) == ("failed", 411)
+    assert member(h, bad.id).mobile_invalid
