@@ -8,7 +8,6 @@ import logging
 import sys
 import time
 from datetime import datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -17,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from dispatcher.errors import CampaignError, DispatcherError, InputError
+from dispatcher.errors import CampaignError, DispatcherError
 from dispatcher.models import Channel
 from dispatcher.settings import Settings, get_settings
 
@@ -106,101 +105,6 @@ def run() -> None:
         reason = getattr(exc, "orig", None) or (exc.args[0] if exc.args else type(exc).__name__)
         err.print(f"[bold red]error:[/] database {url}: {reason}", highlight=False)
         raise SystemExit(1) from None
-
-
-# -- members ------------------------------------------------------------------------------
-
-
-@members_app.command("import")
-def members_import(
-    file: Annotated[Path, typer.Argument(help="CSV with a header row; external_id required.")],
-) -> None:
-    """Load or update members from CSV (upsert by external_id)."""
-    from dispatcher.members import import_members
-
-    rt = runtime()
-    try:
-        report = import_members(rt.engine, file)
-    except InputError as exc:
-        fail(str(exc))
-    out.print(
-        f"[green]imported[/] {file}: {report.created} created, {report.updated} updated, "
-        f"{report.unchanged} unchanged, {report.kept_opted_out} kept opted out "
-        f"(opted out through the dispatcher), {len(report.rejected)} rejected",
-        highlight=False,
-    )
-    for row in report.rejected:
-        err.print(f"[red]rejected[/] {row}", highlight=False)
-    if report.rejected:
-        raise typer.Exit(1)
-
-
-@members_app.command("subscribe")
-def members_subscribe(
-    external_id: str,
-    channel: Annotated[Channel, typer.Option("--channel", help="email or sms")],
-) -> None:
-    """Re-subscribe a member who opted out: the only way to undo a sticky opt-out."""
-    from dispatcher.consent import subscribe
-
-    rt = runtime()
-    try:
-        subscribe(rt.engine, external_id, channel)
-    except DispatcherError as exc:
-        fail(str(exc))
-    out.print(f"[green]subscribed[/] {external_id} to {channel}")
-
-
-class OptoutFormat(StrEnum):
-    CSV = "csv"
-    JSON = "json"
-
-
-def _since(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(
-            f"{value!r} is not an ISO 8601 date or time, e.g. 2025-03-01 or "
-            "2025-03-01T08:30:00+03:30",
-            param_hint="--since",
-        ) from None
-
-
-@members_app.command("optouts")
-def members_optouts(
-    since: Annotated[
-        str | None,
-        typer.Option(
-            "--since",
-            help="Only opt-outs at or after this date or time (ISO 8601; UTC unless it has "
-            "an offset). Passing the last `at` seen repeats that row, never misses one.",
-        ),
-    ] = None,
-    fmt: Annotated[OptoutFormat, typer.Option("--format", help="csv or json")] = OptoutFormat.CSV,
-) -> None:
-    """List opt-outs (external_id, channel, at, source), oldest first, to stdout.
-
-    Every opt-out is listed, whatever its source (link, one-click, sms-keyword,
-    provider, cli, import), so the shop can mirror them into its member profiles.
-    """
-    import csv
-
-    from dispatcher.consent import list_optouts
-
-    since_at = _since(since)
-    rt = runtime()
-    rows = list_optouts(rt.engine, since_at)
-    if fmt is OptoutFormat.JSON:
-        sys.stdout.write(json.dumps(rows, ensure_ascii=False) + "\n")
-        return
-    writer = csv.DictWriter(
-        sys.stdout, fieldnames=["external_id", "channel", "at", "source"], lineterminator="\n"
-    )
-    writer.writeheader()
-    writer.writerows(rows)
 
 
 # -- campaigns ------------------------------------------------------------------------------
@@ -467,7 +371,6 @@ class _SmsHoldWatch:
 
 
 def _print_sms_status(row: dict[str, Any], s: Settings) -> None:
-    from datetime import datetime
 
     from dispatcher.send_window import describe
 
@@ -557,6 +460,6 @@ def sms_release() -> None:
     rt.close()
 
 
-# The commands for running it for real (schedules, control, scheduler, db) live in
-# their own module, registered on the apps above.
-from dispatcher import cli_run  # noqa: E402, F401
+# The members commands, and those for running it for real (schedules, control,
+# scheduler, db), live in their own modules, registered on the apps above.
+from dispatcher import cli_members, cli_run  # noqa: E402, F401
