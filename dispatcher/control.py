@@ -34,9 +34,9 @@ from sqlalchemy import and_, exists, select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
-from dispatcher.broker import enqueue_many
+from dispatcher.broker import enqueue_ids
 from dispatcher.errors import ControlError, NotFoundError
-from dispatcher.expansion import CHUNK, pending_ids
+from dispatcher.expansion import CHUNK, enqueue_pending
 from dispatcher.models import (
     Campaign,
     CampaignState,
@@ -158,7 +158,7 @@ def resume(
     if campaign.state != CampaignState.SENDING:
         return Resumed(state=campaign.state, reclaimed=0, enqueued=0)
     reclaimed = reclaim_orphans(engine, campaign_id, lease=lease)
-    enqueued = enqueue_channels(engine, broker, campaign, actors, campaign.channel_list())
+    enqueued = enqueue_pending(engine, broker, campaign, actors)
     return Resumed(state=campaign.state, reclaimed=len(reclaimed), enqueued=enqueued)
 
 
@@ -208,23 +208,6 @@ def reclaim_orphans(engine: Engine, campaign_id: int, *, lease: timedelta) -> li
     return moved
 
 
-def enqueue_channels(
-    engine: Engine,
-    broker: Broker,
-    campaign: Campaign,
-    actors: dict[str, Actor],
-    channels: Iterable[str],
-) -> int:
-    """One message per pending delivery of these channels, from the database."""
-    assert campaign.id is not None
-    total = 0
-    for channel in channels:
-        actor = actors[str(channel)]
-        for ids in pending_ids(engine, campaign.id, str(channel)):
-            total += enqueue_many(broker, (actor.message(i) for i in ids))
-    return total
-
-
 def retry_failed(
     engine: Engine,
     broker: Broker,
@@ -254,7 +237,7 @@ def retry_failed(
                     .values(status=DeliveryStatus.PENDING, updated_at=utcnow())
                 )
             if get(engine, campaign_id).state == CampaignState.SENDING:
-                total += enqueue_many(broker, (actors[str(ch)].message(i) for i in ids))
+                total += enqueue_ids(broker, actors[str(ch)], ids)
             else:
                 total += len(ids)  # paused: `resume` will enqueue them
     return total

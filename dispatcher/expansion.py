@@ -8,7 +8,7 @@ keyset-paginated chunks and enqueued in pipelined batches.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -191,13 +191,16 @@ def enqueue_pending(
     campaign: Campaign,
     actors: dict[str, Actor],
     on_progress: Callable[[int], None] | None = None,
+    *,
+    channels: Iterable[str] | None = None,
 ) -> int:
-    """One message per pending delivery, carrying its id only."""
+    """One message per pending delivery (of `channels`, default all the campaign's),
+    carrying its id only."""
     assert campaign.id is not None
     total = 0
-    for channel in campaign.channel_list():
-        actor = actors[channel]
-        for ids in pending_ids(engine, campaign.id, channel):
+    for channel in channels if channels is not None else campaign.channel_list():
+        actor = actors[str(channel)]
+        for ids in pending_ids(engine, campaign.id, str(channel)):
             total += enqueue_ids(broker, actor, ids)
             if on_progress:
                 on_progress(len(ids))
