@@ -12,10 +12,11 @@ conditional `UPDATE ... RETURNING`, the other moves in one executemany) and comm
 once; then each caller is woken with its own result. While a cycle runs, the next
 one's requests gather, so batches grow with the load and cost nothing when idle.
 
-Each round trip to this thread wakes two threads, which on a busy machine costs more
-than the statements, so the email actor makes two per delivery: `begin` loads and
-claims in one cycle, and `mark_sent_later` is asked for by the event loop right after
-the send, the job waiting only for its commit.
+Each round trip from a thread wakes two threads, which on a busy machine costs more
+than the statements. So the email path asks from the process's event loop instead
+(`begin_async`, `mark_sent_async`): a cycle settles everything one loop asked for in
+one callback there, one wake-up per cycle rather than one per delivery; and `begin`
+loads and claims in one cycle.
 
 The guarantees are those of `dispatcher.delivery`, whose function names it offers
 (without the engine): a claim is still the conditional update `... WHERE status =
@@ -27,6 +28,8 @@ request fails only its caller.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 from collections import defaultdict
@@ -80,6 +83,7 @@ class _Request:
     values: dict[str, Any] = field(default_factory=dict)
     future: Future[Any] = field(default_factory=Future)
     sendable: Callable[[Loaded], bool] | None = None  # "begin": claim it if this says so
+    waiter: asyncio.Future[Any] | None = None  # asked from an event loop: settled there
 
 
 class GroupCommit:
@@ -116,6 +120,22 @@ class GroupCommit:
         )
         return result
 
+    async def begin_async(
+        self, delivery_id: int, sendable: Callable[[Loaded], bool]
+    ) -> tuple[Loaded | None, bool]:
+        """`begin`, awaited on an event loop instead of blocking a thread."""
+        result: tuple[Loaded | None, bool] = await self._await(
+            _Request("begin", delivery_id, sendable=sendable)
+        )
+        return result
+
+    async def mark_sent_async(self, delivery_id: int, **values: Any) -> bool:
+        """`mark_sent`, awaited on an event loop: done once the change is committed."""
+        values = dict(status=DeliveryStatus.SENT, error_code=None, error_message=None, **values)
+        return bool(
+            await self._await(_Request("move", delivery_id, str(DeliveryStatus.SENDING), values))
+        )
+
     def claim(self, delivery_id: int) -> bool:
         """pending -> sending. False when another job got there first."""
         return bool(self._call(_Request("claim", delivery_id)))
@@ -127,23 +147,8 @@ class GroupCommit:
 
     def mark_sent(self, delivery_id: int, **values: Any) -> bool:
         """sending -> sent, with e.g. provider_id."""
-        return bool(self.mark_sent_later(delivery_id, **values).result(WAIT_S))
-
-    def mark_sent_later(
-        self, delivery_id: int, *, future: Future[bool] | None = None, **values: Any
-    ) -> Future[bool]:
-        """`mark_sent` without waiting: `future` (or a new one) is done once the change
-        is committed.
-
-        Any thread may ask (the event loop's, right after the send) and any thread may
-        wait: a job that waits for the future before returning is acknowledged only
-        after its delivery is recorded `sent`.
-        """
-        values = dict(status=DeliveryStatus.SENT, error_code=None, error_message=None, **values)
-        request = _Request("move", delivery_id, str(DeliveryStatus.SENDING), values)
-        if future is not None:
-            request.future = future
-        return self._submit(request)
+        return self._move(delivery_id, DeliveryStatus.SENDING, status=DeliveryStatus.SENT,
+                          error_code=None, error_message=None, **values)  # fmt: skip
 
     def mark_failed(self, delivery_id: int, code: int | None, reason: str) -> bool:
         """sending -> failed, with the code and reason."""
@@ -172,6 +177,11 @@ class GroupCommit:
     def _call(self, request: _Request) -> Any:
         return self._submit(request).result(WAIT_S)
 
+    async def _await(self, request: _Request) -> Any:
+        request.waiter = asyncio.get_running_loop().create_future()
+        self._submit(request)
+        return await request.waiter
+
     def _submit(self, request: _Request) -> Future[Any]:
         with self._cond:
             if self._closed:
@@ -195,9 +205,7 @@ class GroupCommit:
             try:
                 self._cycle(batch)
             except Exception as exc:  # a bug: its callers raise it, the thread goes on
-                for request in batch:
-                    if not request.future.done():
-                        request.future.set_exception(exc)
+                _settle([(request, None, exc) for request in batch if not request.future.done()])
 
     def _cycle(self, batch: list[_Request]) -> None:
         self.cycles += 1
@@ -208,14 +216,43 @@ class GroupCommit:
                 conn.commit()
         except (SQLAlchemyError, OSError) as exc:
             if len(batch) == 1:
-                batch[0].future.set_exception(exc)
+                _settle([(batch[0], None, exc)])
                 return
             log.warning("group commit of %d requests failed (%s); one by one", len(batch), exc)
             for request in batch:
                 self._cycle([request])
             return
-        for request, result in zip(batch, results, strict=True):
+        _settle([(request, result, None) for request, result in zip(batch, results, strict=True)])
+
+
+def _settle(outcomes: list[tuple[_Request, Any, BaseException | None]]) -> None:
+    """Each request's result or exception to its caller: a thread's future at once (a
+    wake-up each), and everything asked from one event loop in one callback there (one
+    wake-up of the loop per cycle, however many coroutines wait)."""
+    on_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Request, Any, BaseException | None]]] = {}
+    for outcome in outcomes:
+        request, result, exc = outcome
+        if exc is None:
             request.future.set_result(result)
+        else:
+            request.future.set_exception(exc)
+        if request.waiter is not None:
+            on_loop.setdefault(request.waiter.get_loop(), []).append(outcome)
+    for loop, settled in on_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            loop.call_soon_threadsafe(_settle_waiters, settled)
+
+
+def _settle_waiters(outcomes: list[tuple[_Request, Any, BaseException | None]]) -> None:
+    for request, result, exc in outcomes:
+        waiter = request.waiter
+        assert waiter is not None
+        if waiter.done():  # cancelled: its caller gave up
+            continue
+        if exc is None:
+            waiter.set_result(result)
+        else:
+            waiter.set_exception(exc)
 
 
 def run_batch(conn: Connection, batch: list[_Request]) -> list[Any]:

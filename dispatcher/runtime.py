@@ -107,6 +107,11 @@ class Runtime:
     def shop(self) -> dict[str, str]:
         return {"name": shop_name(self.settings.mail_from)}
 
+    def compiled_if_cached(self, campaign: Campaign) -> CompiledCampaign | None:
+        """The campaign's compiled templates if this process has them, without waiting."""
+        with self._lock:
+            return self._campaigns.get(campaign.id)  # type: ignore[arg-type]
+
     def compiled(self, campaign: Campaign) -> CompiledCampaign:
         """The campaign's compiled templates, cached (a few campaigns per process)."""
         assert campaign.id is not None

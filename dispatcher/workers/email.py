@@ -11,8 +11,9 @@ import asyncio
 import functools
 import logging
 import time
-from concurrent.futures import Future
+from collections.abc import Coroutine
 from email.utils import parseaddr
+from typing import Any
 
 import dramatiq
 import redis
@@ -31,7 +32,7 @@ from dispatcher.groupcommit import WAIT_S, GroupCommit
 from dispatcher.guard import SLOW_DOWN_DELAY_MS, SendGuard
 from dispatcher.mime import build_message
 from dispatcher.models import Campaign, Channel, DeliveryStatus
-from dispatcher.runtime import Runtime, get_runtime
+from dispatcher.runtime import CompiledCampaign, Runtime, get_runtime
 from dispatcher.workers.retries import is_last_attempt
 
 log = logging.getLogger("dispatcher.email")
@@ -63,116 +64,190 @@ def _envelope_sender(mail_from: str) -> str:
     return parseaddr(mail_from)[1]
 
 
-def deliver_email(rt: Runtime, delivery_id: int) -> str:
-    """Run one email delivery; return its outcome. Raises TransientDeliveryError to retry.
+class _Job:
+    """One delivery's attempt: what the event loop found, for the worker thread's
+    bookkeeping when it ends in an error."""
 
-    Usually one round trip to the database thread loads and claims the delivery (after
-    the rate slot, which is then awaited first), and one more records it `sent`, asked
-    for by the event loop as soon as the relay accepted the message. A job whose
-    delivery turns out not to be sendable (its campaign paused, a duplicate job) would
-    have waited for a slot it does not use, so after meeting one, the process loads,
-    checks, waits and claims in that order for `CAREFUL_S`.
-    """
-    global _unsendable_at
-    db = rt.deliveries  # dispatcher.delivery's steps, group-committed with other threads'
-    guard = rt.guard("smtp")
-    fast = bool(rt.settings.mail_from) and time.monotonic() - _unsendable_at > CAREFUL_S
-    if fast:
-        guard.before_send()  # waits for a slot of SMTP_RATE_LIMIT; costs no retry
-    loaded, claimed = db.begin(delivery_id, _sendable if fast else _never)
-    if loaded is None:
-        log.warning("delivery %s: not found", delivery_id)
-        return "missing"
-    if not claimed:
-        outcome = _unclaimed(db, delivery_id, loaded)
-        if outcome is not None:
-            return outcome
-        if fast:  # sendable, but another job claimed it first
-            _unsendable_at = time.monotonic()
-            return "duplicate"
-        compiled = rt.compiled(loaded.campaign)
-        if compiled.headers is None or not rt.settings.mail_from:
-            raise ConfigurationError("MAIL_FROM is required to send email")
-        guard.before_send()  # may wait long: consent and the campaign are read again
-        loaded, claimed = db.begin(delivery_id, _sendable)
-        if loaded is None:
-            log.warning("delivery %s: not found", delivery_id)
-            return "missing"
-        if not claimed:
-            return _unclaimed(db, delivery_id, loaded) or "duplicate"
-    else:
-        try:
-            compiled = rt.compiled(loaded.campaign)
-        except BaseException:
-            db.release(delivery_id, None, "could not prepare the campaign")
-            raise
-    member = loaded.member
-    assert member.id is not None and member.email and compiled.headers is not None
-    url = rt.unsubscribe_url(member.id, Channel.EMAIL)
-    try:
-        rendered = compiled.templates.render_email(member.template_context(), url)
-        raw = build_message(
-            compiled.headers,
-            to=member.email,
-            subject=rendered.subject,
-            text=rendered.text,
-            html=rendered.html,
-            delivery_id=delivery_id,
-            unsubscribe_url=url,
+    __slots__ = ("claimed", "compiled", "delivery_id", "loaded", "rt")
+
+    def __init__(self, rt: Runtime, delivery_id: int) -> None:
+        self.rt = rt
+        self.delivery_id = delivery_id
+        self.loaded: Loaded | None = None
+        self.claimed = False
+        self.compiled: CompiledCampaign | None = None
+
+    async def begin_and_send(self) -> str | None:
+        """Load and claim in one database cycle, then send; None when not claimed (the
+        worker thread tells why)."""
+        self.loaded, self.claimed = await self.rt.deliveries.begin_async(
+            self.delivery_id, _sendable
         )
-    except (TemplateError, ValueError) as exc:
-        db.mark_failed(delivery_id, None, f"render: {exc}")
-        log.warning("delivery %s: failed to render: %s", delivery_id, exc)
-        return "failed"
-    recorded: Future[bool] = Future()
-    sending = asyncio.run_coroutine_threadsafe(
-        _send_then_record(
-            rt,
-            recorded,
-            delivery_id,
+        if not self.claimed:
+            return None
+        return await self.send()
+
+    async def send(self) -> str:
+        """Render, send and record a claimed delivery; its outcome."""
+        rt, loaded = self.rt, self.loaded
+        assert loaded is not None and self.claimed
+        compiled = rt.compiled_if_cached(loaded.campaign)
+        if compiled is None:  # once per campaign and process: it reads the database
+            compiled = await asyncio.get_running_loop().run_in_executor(
+                None, rt.compiled, loaded.campaign
+            )
+        self.compiled = compiled
+        member = loaded.member
+        assert member.id is not None and member.email and compiled.headers is not None
+        url = rt.unsubscribe_url(member.id, Channel.EMAIL)
+        try:
+            rendered = compiled.templates.render_email(member.template_context(), url)
+            raw = build_message(
+                compiled.headers,
+                to=member.email,
+                subject=rendered.subject,
+                text=rendered.text,
+                html=rendered.html,
+                delivery_id=self.delivery_id,
+                unsubscribe_url=url,
+            )
+        except (TemplateError, ValueError) as exc:
+            raise _RenderFailed(str(exc)) from None
+        await rt.email_transport.send(
             sender=_envelope_sender(rt.settings.mail_from or ""),
             recipient=member.email,
             message=raw,
-            name=f"{compiled.slug}-{delivery_id}",
-            provider_id=compiled.headers.message_id(delivery_id),
-        ),
-        rt.loop.loop,
-    )
+            name=f"{compiled.slug}-{self.delivery_id}",
+        )
+        marked = await rt.deliveries.mark_sent_async(
+            self.delivery_id, provider_id=compiled.headers.message_id(self.delivery_id)
+        )
+        return "sent" if marked else "unrecorded"
+
+
+class _RenderFailed(Exception):
+    pass
+
+
+def deliver_email(rt: Runtime, delivery_id: int) -> str:
+    """Run one email delivery; return its outcome. Raises TransientDeliveryError to retry.
+
+    The worker thread waits for the rate slot, then hands the delivery to the process's
+    event loop and waits once: there one database cycle loads and claims it (with
+    other jobs'), the message is rendered and sent over a kept-open connection, and a
+    second cycle records it `sent`; the job returns (and is acknowledged) after that
+    commit. A job whose delivery turns out not to be sendable (its campaign paused, a
+    duplicate job) would have waited for a slot it does not use, so after meeting one,
+    the process loads, checks, waits and claims in that order for `CAREFUL_S`.
+    """
+    guard = rt.guard("smtp")
+    job = _Job(rt, delivery_id)
+    if rt.settings.mail_from and time.monotonic() - _unsendable_at > CAREFUL_S:
+        guard.before_send()  # waits for a slot of SMTP_RATE_LIMIT; costs no retry
+        outcome = _on_loop(job, guard, job.begin_and_send())
+        if outcome is None:
+            return _not_claimed(job)
+        return _after_send(job, guard, outcome)
+    return _deliver_carefully(job, guard)
+
+
+def _deliver_carefully(job: _Job, guard: SendGuard) -> str:
+    """Load and check first, then wait for the rate slot, then claim and send."""
+    rt, db, delivery_id = job.rt, job.rt.deliveries, job.delivery_id
+    job.loaded, _ = db.begin(delivery_id, _never)
+    if job.loaded is None:
+        return _not_claimed(job)
+    outcome = _unclaimed(db, delivery_id, job.loaded)
+    if outcome is not None:
+        return outcome
+    compiled = rt.compiled(job.loaded.campaign)
+    if compiled.headers is None or not rt.settings.mail_from:
+        raise ConfigurationError("MAIL_FROM is required to send email")
+    guard.before_send()  # may wait long: consent and the campaign are read again
+    job.loaded, job.claimed = db.begin(delivery_id, _sendable)
+    if not job.claimed:
+        return _not_claimed(job)
+    outcome = _on_loop(job, guard, job.send())
+    assert outcome is not None
+    return _after_send(job, guard, outcome)
+
+
+def _not_claimed(job: _Job) -> str:
+    global _unsendable_at
+    if job.loaded is None:
+        log.warning("delivery %s: not found", job.delivery_id)
+        return "missing"
+    outcome = _unclaimed(job.rt.deliveries, job.delivery_id, job.loaded)
+    if outcome is not None:
+        return outcome
+    _unsendable_at = time.monotonic()  # sendable, but another job claimed it first
+    return "duplicate"
+
+
+def _on_loop(job: _Job, guard: SendGuard, step: Coroutine[Any, Any, str | None]) -> str | None:
+    """Run `step` on the event loop and wait for it; a failed send recorded here."""
+    db, delivery_id = job.rt.deliveries, job.delivery_id
+    running = asyncio.run_coroutine_threadsafe(step, job.rt.loop.loop)
     try:
         try:
-            marked = recorded.result(WAIT_S)  # the job returns (and is acked) after the commit
+            return running.result(WAIT_S)  # returns after the commit that records it
         except TimeoutError:
-            if recorded.done():  # the send's own outcome, not our wait
+            if running.done():  # the step's own outcome, not our wait
                 raise
-            sending.cancel()  # no send may finish (and record) after the release
+            running.cancel()  # no send may finish (and record) after the release
             raise TransientDeliveryError(f"no outcome after {WAIT_S:.0f} s") from None
-    except PermanentDeliveryError as exc:
+    except _RenderFailed as exc:
+        db.mark_failed(delivery_id, None, f"render: {exc}")
+        log.warning("delivery %s: failed to render: %s", delivery_id, exc)
+        return "failed"
+    except DeliveryError as exc:
+        if not job.claimed:  # e.g. no outcome of the claim itself: nothing to undo
+            raise
+        assert job.loaded is not None
+        return _failed(job, guard, exc)
+    except BaseException:
+        if job.claimed and job.compiled is None:  # the campaign could not be prepared
+            db.release(delivery_id, None, "could not prepare the campaign")
+        raise
+
+
+def _failed(job: _Job, guard: SendGuard, exc: DeliveryError) -> str:
+    """Record a failed send of a claimed delivery: failed, retried or slowed down."""
+    rt, db, delivery_id = job.rt, job.rt.deliveries, job.delivery_id
+    assert job.loaded is not None
+    campaign = job.loaded.campaign
+    if isinstance(exc, PermanentDeliveryError):
         db.mark_failed(delivery_id, exc.code, str(exc))
-        _count_failure(rt, guard, loaded.campaign, exc)
+        _count_failure(rt, guard, campaign, exc)
         log.info("delivery %s: failed (%s)", delivery_id, exc)
         return "failed"
-    except TransientDeliveryError as exc:
-        if exc.code in guard.slow_down_codes:  # 421/450/451/454: back off; a new message
-            db.release(delivery_id, exc.code, str(exc))
-            _count_failure(rt, guard, loaded.campaign, exc, slow_down=True)
-            send_email.send_with_options(args=(delivery_id,), delay=SLOW_DOWN_DELAY_MS)
-            return "slowed"
-        if is_last_attempt(MAX_RETRIES):
-            db.mark_failed(delivery_id, exc.code, f"retries exhausted: {exc}")
-            _count_failure(rt, guard, loaded.campaign, exc)
-            log.warning("delivery %s: failed after retries (%s)", delivery_id, exc)
-            return "failed"
+    if exc.code in guard.slow_down_codes:  # 421/450/451/454: back off; a new message
         db.release(delivery_id, exc.code, str(exc))
-        _count_failure(rt, guard, loaded.campaign, exc)
-        log.info("delivery %s: will retry (%s)", delivery_id, exc)
-        raise
-    if not marked:  # e.g. the lease took it back while it was being sent
-        log.error("delivery %s: sent, but it was no longer 'sending' to record it", delivery_id)
+        _count_failure(rt, guard, campaign, exc, slow_down=True)
+        send_email.send_with_options(args=(delivery_id,), delay=SLOW_DOWN_DELAY_MS)
+        return "slowed"
+    if is_last_attempt(MAX_RETRIES):
+        db.mark_failed(delivery_id, exc.code, f"retries exhausted: {exc}")
+        _count_failure(rt, guard, campaign, exc)
+        log.warning("delivery %s: failed after retries (%s)", delivery_id, exc)
+        return "failed"
+    db.release(delivery_id, exc.code, str(exc))
+    _count_failure(rt, guard, campaign, exc)
+    log.info("delivery %s: will retry (%s)", delivery_id, exc)
+    raise exc
+
+
+def _after_send(job: _Job, guard: SendGuard, outcome: str) -> str:
+    if outcome not in ("sent", "unrecorded"):  # failed, or slowed down
+        return outcome
+    if outcome == "unrecorded":  # e.g. the lease took it back while it was being sent
+        log.error("delivery %s: sent, but it was no longer 'sending' to record it", job.delivery_id)
+    assert job.loaded is not None
     try:
-        guard.sent(loaded.campaign)
+        guard.sent(job.loaded.campaign)
     except redis.RedisError as exc:
-        log.warning("delivery %s: could not reset the error count (%s)", delivery_id, exc)
-    log.debug("delivery %s: sent", delivery_id)  # one line per send: DEBUG; the rest INFO+
+        log.warning("delivery %s: could not reset the error count (%s)", job.delivery_id, exc)
+    log.debug("delivery %s: sent", job.delivery_id)  # one line per send: DEBUG; the rest INFO+
     return "sent"
 
 
@@ -211,31 +286,6 @@ def _count_failure(
             guard.slow_down(exc)
     except redis.RedisError as err:
         log.warning("could not count a failed email send (%s)", err)
-
-
-async def _send_then_record(
-    rt: Runtime,
-    recorded: Future[bool],
-    delivery_id: int,
-    *,
-    sender: str,
-    recipient: str,
-    message: bytes,
-    name: str,
-    provider_id: str,
-) -> None:
-    """On the event loop: send, then hand `mark_sent` straight to the database thread,
-    which completes `recorded` once committed (the worker thread is woken once)."""
-    try:
-        await rt.email_transport.send(
-            sender=sender, recipient=recipient, message=message, name=name
-        )
-    except BaseException as exc:
-        recorded.set_exception(exc)
-        if not isinstance(exc, Exception):
-            raise
-        return
-    rt.deliveries.mark_sent_later(delivery_id, future=recorded, provider_id=provider_id)
 
 
 @register

@@ -17,7 +17,7 @@ from dispatcher.models import Delivery, DeliveryStatus
 from dispatcher.status import campaign_status
 from dispatcher.workers import email as email_worker
 from dispatcher.workers.email import deliver_email
-from tests.factories import Harness, add_member, update_member, write_campaign
+from tests.factories import HTML, Harness, add_member, update_member, write_campaign
 from tests.servers.smtp_server import SmtpServerHandle
 
 Pipeline = Callable[..., Harness]
@@ -347,3 +347,43 @@ def test_a_redis_error_while_counting_a_failure_still_records_the_delivery(
     monkeypatch.setattr(h.runtime.guard("smtp"), "failed", redis_down)
     assert deliver_email(h.runtime, only(h)) == "failed"
     assert h.deliveries()[0].status == DeliveryStatus.FAILED
+
+
+def test_a_template_that_fails_for_one_member_fails_only_that_delivery(
+    pipeline: Pipeline, smtp_server: SmtpServerHandle, tmp_path: Path
+) -> None:
+    h = pipeline(**smtp(smtp_server))
+    fine = add_member(h.engine, "C1", email="fine@example.com")
+    odd = add_member(h.engine, "C2", email="odd@example.com", first_name="Odd")
+    html = HTML.replace("</p>", '{% if member.first_name == "Odd" %}{{ nope }}{% endif %}</p>', 1)
+    h.send(write_campaign(tmp_path / "c", html=html))
+    h.run_workers()
+
+    assert [m.rcpt_to for m in smtp_server.wait_for(1)] == ["fine@example.com"]
+    by_member = {d.member_id: d for d in h.deliveries()}
+    assert by_member[fine.id].status == "sent"
+    assert by_member[odd.id].status == "failed"
+    assert (by_member[odd.id].error_message or "").startswith("render: ")
+
+
+def test_a_campaign_that_cannot_be_prepared_hands_its_delivery_back(
+    pipeline: Pipeline,
+    smtp_server: SmtpServerHandle,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    h = pipeline(**smtp(smtp_server))
+    add_member(h.engine, "C1")
+    h.send(write_campaign(tmp_path / "c"))
+
+    def broken(campaign: object) -> None:
+        raise RuntimeError("templates unreadable")
+
+    monkeypatch.setattr(h.runtime, "compiled_if_cached", lambda campaign: None)
+    monkeypatch.setattr(h.runtime, "compiled", broken)
+    with pytest.raises(RuntimeError, match="templates unreadable"):
+        deliver_email(h.runtime, only(h))  # raised: Dramatiq retries the job
+    [delivery] = h.deliveries()
+    assert delivery.status == DeliveryStatus.PENDING  # claimable by that retry
+    assert delivery.error_message == "could not prepare the campaign"
+    assert smtp_server.messages() == []

@@ -1,11 +1,18 @@
-"""Group commit: moves of different kinds in one batch."""
+"""Group commit: moves of different kinds in one batch; callers on an event loop."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from dispatcher import delivery
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from dispatcher import delivery, groupcommit
+from dispatcher.delivery import Loaded
 from dispatcher.groupcommit import GroupCommit, _Request, run_batch
 from dispatcher.models import DeliveryStatus
 from tests.factories import Harness, add_member, write_campaign
@@ -45,3 +52,88 @@ def test_releases_and_failures_in_one_batch_report_each_row(
         "failed",
         "pending",
     ]
+
+
+def _sendable(loaded: Loaded) -> bool:
+    return True
+
+
+def test_coroutines_on_one_loop_are_answered_together_and_one_claim_wins(
+    pipeline: Callable[..., Harness], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = pipeline()
+    for i in range(40):
+        add_member(h.engine, f"C{i}")
+    h.send(write_campaign(tmp_path / "c"))
+    ids = [d.id for d in h.deliveries() if d.id is not None]
+    db = GroupCommit(h.engine)
+    callbacks: list[int] = []
+    real = groupcommit._settle_waiters
+
+    def counted(outcomes: list[Any]) -> None:
+        callbacks.append(len(outcomes))
+        real(outcomes)
+
+    monkeypatch.setattr(groupcommit, "_settle_waiters", counted)
+
+    async def both() -> tuple[list[tuple[Any, bool]], list[bool]]:
+        # Every delivery asked for twice (a duplicate job): one of the two claims wins.
+        begun = await asyncio.gather(*(db.begin_async(i, _sendable) for i in ids + ids))
+        sent = await asyncio.gather(*(db.mark_sent_async(i, provider_id=f"<{i}@x>") for i in ids))
+        return begun, sent
+
+    try:
+        begun, sent = asyncio.run(both())
+    finally:
+        db.close()
+    claimed_by = {i: 0 for i in ids}
+    for i, (loaded, claimed) in zip(ids + ids, begun, strict=True):
+        assert loaded is not None and loaded.delivery.id == i and loaded.member.email
+        claimed_by[i] += claimed
+    assert set(claimed_by.values()) == {1}
+    assert sent == [True] * len(ids)
+    assert {d.status for d in h.deliveries()} == {"sent"}
+    # One callback on the loop per database cycle, not one per request.
+    assert sum(callbacks) == 3 * len(ids) and len(callbacks) == db.cycles < 3 * len(ids)
+
+
+def test_a_database_error_reaches_the_awaiting_coroutine(
+    pipeline: Callable[..., Harness], tmp_path: Path
+) -> None:
+    h = pipeline()
+    add_member(h.engine, "C1")
+    h.send(write_campaign(tmp_path / "c"))
+    [delivery_id] = [d.id for d in h.deliveries()]
+    assert delivery_id is not None
+    broken = create_engine("sqlite:///" + str(tmp_path / "missing" / "no.db"))
+    db = GroupCommit(broken)
+    try:
+        with pytest.raises(SQLAlchemyError):
+            asyncio.run(db.begin_async(delivery_id, _sendable))
+    finally:
+        db.close()
+    assert h.deliveries()[0].status == "pending"
+
+
+def test_a_caller_that_gave_up_does_not_disturb_the_others(
+    pipeline: Callable[..., Harness], tmp_path: Path
+) -> None:
+    h = pipeline()
+    for i in range(2):
+        add_member(h.engine, f"C{i}")
+    h.send(write_campaign(tmp_path / "c"))
+    first, second = (d.id for d in h.deliveries())
+    assert first is not None and second is not None
+    db = GroupCommit(h.engine)
+
+    async def one_cancelled() -> tuple[Any, bool]:
+        gone = asyncio.ensure_future(db.begin_async(first, _sendable))
+        await asyncio.sleep(0)  # asked
+        gone.cancel()
+        return await db.begin_async(second, _sendable)
+
+    try:
+        loaded, claimed = asyncio.run(one_cancelled())
+    finally:
+        db.close()
+    assert loaded is not None and loaded.delivery.id == second and claimed
