@@ -9,6 +9,7 @@ import os
 import threading
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import dramatiq
@@ -221,33 +222,55 @@ def enqueue_ids(broker: Broker, actor: Actor, ids: Iterable[int], *, batch: int 
     )
     total = 0
     chunk: list[int] = []
+    writer = ThreadPoolExecutor(1, thread_name_prefix="dispatcher-enqueue")
+    writing: Future[Any] | None = None  # the previous batch, written while this one is built
 
     def flush() -> None:
+        nonlocal writing
         now = str(current_millis())
-        rand = os.urandom(32 * len(chunk))
+        hexes = os.urandom(32 * len(chunk)).hex()  # two UUIDs a message, 32 hex digits each
         fields: dict[str, bytes] = {}
         for k, delivery_id in enumerate(chunk):
-            redis_id = _uuid4(rand, 32 * k)
+            a = hexes[64 * k : 64 * k + 32]  # version 4: fixed version and variant digits
+            b = hexes[64 * k + 32 : 64 * k + 64]
+            redis_id = f"{a[:8]}-{a[8:12]}-4{a[13:16]}-{_VARIANT[a[16]]}{a[17:20]}-{a[20:]}"
             fields[redis_id] = (
                 f'{head}{int(delivery_id)}],"kwargs":{{}},'
                 f'"options":{{"redis_message_id":"{redis_id}"}},'
-                f'"message_id":"{_uuid4(rand, 32 * k + 16)}","message_timestamp":{now}}}'
+                f'"message_id":"{b[:8]}-{b[8:12]}-4{b[13:16]}-{_VARIANT[b[16]]}{b[17:20]}-{b[20:]}",'
+                f'"message_timestamp":{now}}}'
             ).encode()
-        pipe = broker.client.pipeline(transaction=True)
-        pipe.hset(f"{queue}.msgs", mapping=fields)  # type: ignore[arg-type]
-        pipe.rpush(queue, *fields)
-        pipe.execute()
+        if writing is not None:
+            writing.result()  # in order, and an error stops the next batch
+        writing = writer.submit(_write_batch, broker.client, queue, fields)
 
-    for delivery_id in ids:
-        chunk.append(delivery_id)
-        if len(chunk) >= batch:
+    try:
+        for delivery_id in ids:
+            chunk.append(delivery_id)
+            if len(chunk) >= batch:
+                flush()
+                total += len(chunk)
+                chunk.clear()
+        if chunk:
             flush()
             total += len(chunk)
-            chunk.clear()
-    if chunk:
-        flush()
-        total += len(chunk)
+        if writing is not None:
+            writing.result()
+    finally:
+        writer.shutdown(wait=True)
     return total
+
+
+def _write_batch(client: redis.Redis, queue: str, fields: dict[str, bytes]) -> None:
+    """One batch as Dramatiq's enqueue script leaves it: HSET and RPUSH in one MULTI."""
+    pipe = client.pipeline(transaction=True)
+    pipe.hset(f"{queue}.msgs", mapping=fields)  # type: ignore[arg-type]
+    pipe.rpush(queue, *fields)
+    pipe.execute()
+
+
+# The variant digit of a version 4 UUID (10xx in binary), from a random hex digit.
+_VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
 
 
 def _plain_redis(broker: Broker) -> bool:
@@ -259,12 +282,3 @@ def _plain_redis(broker: Broker) -> bool:
         and type(m).after_enqueue is Middleware.after_enqueue
         for m in broker.middleware
     )
-
-
-def _uuid4(rand: bytes, at: int) -> str:
-    """A version 4 UUID, as `str(uuid.uuid4())`, from 16 random bytes at `at`."""
-    raw = bytearray(rand[at : at + 16])
-    raw[6] = (raw[6] & 0x0F) | 0x40
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

@@ -145,7 +145,8 @@ class Campaign(SQLModel, table=True):
 class Delivery(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("campaign_id", "member_id", "channel", name="uq_delivery"),
-        Index("ix_delivery_campaign_status", "campaign_id", "channel", "status"),
+        # Ends with the id: `enqueue_pending` reads pending ids in order, a chunk at a time.
+        Index("ix_delivery_campaign_status", "campaign_id", "channel", "status", "id"),
     )
     id: int | None = Field(default=None, primary_key=True)
     campaign_id: int = Field(foreign_key="campaign.id")

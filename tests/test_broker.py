@@ -8,9 +8,11 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import redis
 from dramatiq import Message
 
+from dispatcher import broker as broker_module
 from dispatcher.broker import build_broker, enqueue_ids, enqueue_many
 from dispatcher.settings import Settings
 from tests.factories import add_member, harness, write_campaign
@@ -98,4 +100,35 @@ def test_enqueue_ids_writes_byte_for_byte_what_dramatiq_would(
                 message_timestamp=got.message_timestamp,
             )
             assert same.encode() == raw
+        client.close()
+
+
+def test_enqueue_ids_stops_at_the_first_batch_redis_refuses(
+    make_settings: Callable[..., Settings],
+    redis_url: str,
+    redis_namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = make_settings(redis_url=redis_url)
+    broker = build_broker(settings, namespace=redis_namespace)
+    written: list[int] = []
+    real = broker_module._write_batch
+
+    def second_fails(client: redis.Redis, queue: str, fields: dict[str, bytes]) -> None:
+        if len(written) == 1:
+            raise redis.ConnectionError("gone")
+        real(client, queue, fields)
+        written.append(len(fields))
+
+    monkeypatch.setattr(broker_module, "_write_batch", second_fails)
+    with harness(settings, broker) as h:
+        with pytest.raises(redis.ConnectionError):
+            enqueue_ids(broker, h.actors["email"], range(1, 11), batch=3)
+        client = redis.Redis.from_url(redis_url)
+        assert written == [3]  # the batches after the refused one were not written
+        assert client.llen(f"{redis_namespace}:email") == 3
+        assert all(
+            uuid.UUID(k.decode()).version == 4
+            for k in client.hkeys(f"{redis_namespace}:email.msgs")
+        )
         client.close()
