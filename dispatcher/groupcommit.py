@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -50,6 +51,7 @@ log = logging.getLogger("dispatcher.groupcommit")
 
 MAX_BATCH = 1000  # requests per cycle (SQLite allows 32,766 bound parameters)
 WAIT_S = 300.0  # a caller gives up (and its job is retried) after this
+IDLE_S = 5.0  # a connection unused this long goes back to the pool (which checks it)
 
 _T = Delivery.__table__  # type: ignore[attr-defined]
 _M = Member.__table__  # type: ignore[attr-defined]
@@ -96,6 +98,8 @@ class GroupCommit:
         self._queue: list[_Request] = []
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._conn: Connection | None = None  # the database thread's own, kept between cycles
+        self._used_at = 0.0
         self._closed = False
         self.cycles = 0
         self.requests = 0
@@ -199,6 +203,7 @@ class GroupCommit:
                 while not self._queue and not self._closed:
                     self._cond.wait()
                 if not self._queue:
+                    self._drop_connection()
                     return
                 batch = self._queue[: self.max_batch]
                 del self._queue[: self.max_batch]
@@ -211,10 +216,13 @@ class GroupCommit:
         self.cycles += 1
         self.requests += len(batch)
         try:
-            with self.engine.connect() as conn:
-                results = run_batch(conn, batch)
-                conn.commit()
-        except (SQLAlchemyError, OSError) as exc:
+            conn = self._connection()
+            results = run_batch(conn, batch)
+            conn.commit()
+        except BaseException as exc:
+            self._drop_connection()  # rolled back; the next cycle checks out a fresh one
+            if not isinstance(exc, SQLAlchemyError | OSError):
+                raise
             if len(batch) == 1:
                 _settle([(batch[0], None, exc)])
                 return
@@ -223,6 +231,24 @@ class GroupCommit:
                 self._cycle([request])
             return
         _settle([(request, result, None) for request, result in zip(batch, results, strict=True)])
+
+    def _connection(self) -> Connection:
+        """The thread's connection, kept open between busy cycles: checking one out of the
+        pool each cycle cost a round trip (the pool's liveness ping) per cycle. After a
+        pause it goes back, and the pool checks the next one."""
+        now = time.monotonic()
+        if self._conn is not None and (self._conn.invalidated or now - self._used_at > IDLE_S):
+            self._drop_connection()
+        if self._conn is None:
+            self._conn = self.engine.connect()
+        self._used_at = now
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(SQLAlchemyError, OSError):
+                conn.close()
 
 
 def _settle(outcomes: list[tuple[_Request, Any, BaseException | None]]) -> None:

@@ -137,3 +137,34 @@ def test_a_caller_that_gave_up_does_not_disturb_the_others(
     finally:
         db.close()
     assert loaded is not None and loaded.delivery.id == second and claimed
+
+
+def test_a_connection_lost_between_cycles_is_replaced(
+    pipeline: Callable[..., Harness], tmp_path: Path, database_url: str
+) -> None:
+    if not database_url.startswith("postgresql"):
+        pytest.skip("needs a server to drop the connection")
+    h = pipeline()
+    for i in range(3):
+        add_member(h.engine, f"C{i}")
+    h.send(write_campaign(tmp_path / "c"))
+    first, second, third = (d.id for d in h.deliveries())
+    assert first is not None and second is not None and third is not None
+    db = GroupCommit(h.engine)
+    try:
+        assert db.claim(first)
+        assert db._conn is not None  # kept for the next cycle
+        pid = db._conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+        db._conn.rollback()
+        with h.engine.connect() as admin:  # as a server restart would
+            admin.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+        with pytest.raises(SQLAlchemyError):  # that cycle fails: its job is retried
+            db.claim(second)
+        assert db.claim(second) and db.claim(third)  # and the next cycle reconnects
+    finally:
+        db.close()
+    assert {d.id: d.status for d in h.deliveries()} == {
+        first: "sending",
+        second: "sending",
+        third: "sending",
+    }
