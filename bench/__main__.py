@@ -228,19 +228,32 @@ class Bench:
     # -- memory at 10N ------------------------------------------------------------------------
 
     def memory_10n(self) -> None:
+        kinds = ["sqlite"] + ([] if self.args.skip_postgres else ["postgres"])
+        for kind in kinds:
+            self.memory_10n_on(kind)
+
+    def memory_10n_on(self, kind: str) -> None:
+        """`campaign send` at 10N (its memory, and the expansion rate at that size), then
+        the workers on that queue for a while (their memory)."""
         a, r = self.args, self.report
+        label = "SQLite" if kind == "sqlite" else "PostgreSQL"
         n10 = a.members * 10
-        db = self.database("sqlite", "memory")
+        db = self.database(kind, "memory")
         slug = "bench-memory"
         try:
             ran = self.expand(db, n10, slug, ["email"])
-            r.put(
-                f"memory: `campaign send` peak RSS, 10N={n10:,}",
-                "SQLite",
-                f"{ran.peak_rss_mb:.0f} MB ({ran.seconds:.1f}s)",
-            )
             engine = db.engine()
             before = h.outstanding(engine, slug)
+            r.put(
+                f"memory: `campaign send` peak RSS, 10N={n10:,}",
+                label,
+                f"{ran.peak_rss_mb:.0f} MB ({ran.seconds:.1f}s)",
+            )
+            r.put(
+                f"expansion at 10N={n10:,}: deliveries enqueued / s (wall, process start included)",
+                label,
+                f"{h.rate(before, ran.seconds)} ({before:,} in {ran.seconds:.1f}s)",
+            )
             with h.workers(
                 self.env(db), self.work, processes=a.processes, threads=a.threads
             ) as proc:
@@ -251,7 +264,7 @@ class Bench:
             done = before - h.outstanding(engine, slug)
             r.put(
                 f"memory: worker process peak RSS, 10N={n10:,} queue",
-                "SQLite",
+                label,
                 f"{rss:.0f} MB (after {done:,} messages in {a.memory_seconds:.0f}s)",
             )
             engine.dispose()
