@@ -26,6 +26,10 @@ class Loaded:
     campaign: Campaign
 
 
+# The reason of a delivery failed because its last retry failed too (then the reason).
+RETRIES_EXHAUSTED = "retries exhausted"
+
+
 def load(engine: Engine, delivery_id: int) -> Loaded | None:
     """The delivery with its member and campaign, read now, in one query."""
     with Session(engine, expire_on_commit=False) as session:

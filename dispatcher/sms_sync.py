@@ -6,6 +6,12 @@ final state is not known yet and records what Kavenegar says in
 and 14, *the recipient blocks advertising SMS*, which also opts the member out of
 SMS (source `provider`), as the operator will refuse every later one anyway.
 
+It also settles the SMS whose last attempt got no answer at all (a timeout, a
+dropped connection): those were recorded failed, but Kavenegar may have accepted
+them. It is asked once, by `localid` (the delivery id): one it has is recorded
+`sent`, as it was; one it does not know keeps `failed`, with `provider_status` 100
+so that it is not asked again.
+
 `read_inbox` reads the unread replies on `KAVENEGAR_SENDER` (`sms/receive`) and opts
 out of SMS (source `sms-keyword`) every member whose number sent an opt-out word:
 `لغو`, `11`, `stop`, or the footer itself (`لغو11`), in any case, with or without
@@ -31,6 +37,7 @@ from sqlmodel import Session, col
 
 from dispatcher.consent import opt_out
 from dispatcher.db import session_scope
+from dispatcher.delivery import RETRIES_EXHAUSTED
 from dispatcher.errors import ConfigurationError
 from dispatcher.masking import mask_mobile, mask_text
 from dispatcher.models import (
@@ -46,7 +53,12 @@ from dispatcher.models import (
 from dispatcher.normalise import normalise_mobile, to_ascii_digits
 from dispatcher.runtime import Runtime
 from dispatcher.sms_hold import as_utc
-from dispatcher.transports.kavenegar import RECEIVE_PAGE, STATUS_BATCH, KavenegarTransport
+from dispatcher.transports.kavenegar import (
+    RECEIVE_PAGE,
+    STATUS_BATCH,
+    UNKNOWN_MESSAGE,
+    KavenegarTransport,
+)
 
 log = logging.getLogger("dispatcher.sms")
 
@@ -99,11 +111,78 @@ def sync_statuses(
         )
     for campaign_id in campaigns:
         assert campaign_id is not None
+        _settle_unanswered(rt, transport, campaign_id, counts)
         _sync_campaign(rt, transport, campaign_id, counts)
     return {key: counts[key] for key in _SYNC_KEYS}
 
 
-_SYNC_KEYS = ("checked", *FINAL_STATUSES.values(), "in_progress", "unknown", "opted_out")
+_SYNC_KEYS = (
+    "checked",
+    *FINAL_STATUSES.values(),
+    "in_progress",
+    "unknown",
+    "opted_out",
+    "found_sent",
+)
+
+_FOUND_SENT = (  # failed -> sent: Kavenegar had accepted it after all
+    update(Delivery)
+    .where(col(Delivery.id) == bindparam("b_id"), col(Delivery.status) == DeliveryStatus.FAILED)
+    .values(
+        status=DeliveryStatus.SENT,
+        provider_id=bindparam("b_messageid"),
+        provider_status=bindparam("b_status"),
+        error_code=None,
+        error_message=None,
+        updated_at=bindparam("b_at"),
+    )
+)
+_NOT_THERE = (  # still failed, and known not to be at Kavenegar: not asked again
+    update(Delivery)
+    .where(col(Delivery.id) == bindparam("b_id"), col(Delivery.status) == DeliveryStatus.FAILED)
+    .values(provider_status=UNKNOWN_MESSAGE, updated_at=bindparam("b_at"))
+)
+
+
+def _settle_unanswered(
+    rt: Runtime, transport: KavenegarTransport, campaign_id: int, counts: Counter[str]
+) -> None:
+    """Ask Kavenegar about the campaign's SMS that failed with no answer on their last
+    attempt (no error code: a timeout or a lost connection, not a refusal)."""
+    with Session(rt.engine) as session:
+        ids = list(
+            session.execute(
+                select(col(Delivery.id)).where(
+                    col(Delivery.campaign_id) == campaign_id,
+                    col(Delivery.channel) == Channel.SMS,
+                    col(Delivery.status) == DeliveryStatus.FAILED,
+                    col(Delivery.error_code).is_(None),
+                    col(Delivery.error_message).startswith(RETRIES_EXHAUSTED),
+                    col(Delivery.provider_status).is_(None),
+                )
+            ).scalars()
+        )
+    for delivery_id in ids:
+        assert delivery_id is not None
+        rt.guard("kavenegar").before_send()  # one sms/statuslocalmessageid call each
+        result = transport.status_by_localid(delivery_id)
+        with session_scope(rt.engine) as session:
+            if result is None:
+                session.connection().execute(_NOT_THERE, {"b_id": delivery_id, "b_at": utcnow()})
+                continue
+            found = session.connection().execute(
+                _FOUND_SENT,
+                {
+                    "b_id": delivery_id,
+                    "b_messageid": str(result.messageid),
+                    "b_status": result.status,
+                    "b_at": utcnow(),
+                },
+            )
+        if found.rowcount == 1:
+            counts["found_sent"] += 1
+            log.info("delivery %s: Kavenegar had accepted it; recorded sent", delivery_id)
+
 
 _SET_STATUS = (
     update(Delivery)

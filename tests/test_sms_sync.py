@@ -11,11 +11,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlmodel import Session, select
 
+from dispatcher import delivery
 from dispatcher.errors import ConfigurationError
 from dispatcher.models import Campaign, ConsentEvent, Member
 from dispatcher.settings import Settings
 from dispatcher.sms_sync import is_opt_out_reply, read_inbox, sync_statuses
 from dispatcher.status import campaign_status
+from dispatcher.workers.sms import deliver_sms
 from tests.factories import Harness, add_member, harness, write_campaign
 from tests.servers.kavenegar_server import KavenegarServerHandle
 
@@ -84,6 +86,7 @@ def test_sync_records_final_states_and_14_opts_the_member_out(
         "in_progress": 1,
         "unknown": 0,
         "opted_out": 1,
+        "found_sent": 0,
     }
     by_member = {d.member_id: d.provider_status for d in h.deliveries()}
     assert by_member == {got.id: 10, missed.id: 11, blocks.id: 14, queued.id: 4}
@@ -177,3 +180,69 @@ def test_sync_and_inbox_need_kavenegar(pipeline_settings: Settings) -> None:
 @pytest.fixture
 def pipeline_settings(make_settings: Callable[..., Settings], sqlite_url: str) -> Settings:
     return make_settings(database_url=sqlite_url)
+
+
+@pytest.fixture
+def impatient(
+    make_settings: Callable[..., Settings],
+    database_url: str,
+    kavenegar_server: KavenegarServerHandle,
+) -> Iterator[Harness]:
+    """A harness that gives Kavenegar one second to answer."""
+    settings = make_settings(
+        database_url=database_url,
+        kavenegar_api_key=kavenegar_server.api_key,
+        kavenegar_sender=SENDER,
+        kavenegar_base_url=kavenegar_server.base_url,
+        kavenegar_timeout=1.0,
+    )
+    with harness(settings) as created:
+        created.runtime.clock = lambda: NOON
+        yield created
+
+
+def test_an_sms_accepted_but_unanswered_on_its_last_attempt_is_found_sent(
+    impatient: Harness, kavenegar_server: KavenegarServerHandle, tmp_path: Path
+) -> None:
+    h = impatient
+    add_member(h.engine, "C1", mobile="+989121234561")
+    h.send(write_campaign(tmp_path / "c", channels=("sms",), sms="حراج یلدا"))
+    [delivery] = h.deliveries()
+    assert delivery.id is not None
+    kavenegar_server.accept_then_hang(seconds=2.0)  # accepted, then the answer is lost
+    assert deliver_sms(h.runtime, delivery.id) == "failed"  # outside a worker: last attempt
+    [delivery] = h.deliveries()
+    assert delivery.error_code is None
+    assert (delivery.error_message or "").startswith("retries exhausted")
+
+    counts = sync_statuses(h.runtime)
+
+    [accepted] = kavenegar_server.sent()
+    [delivery] = h.deliveries()
+    assert counts["found_sent"] == 1
+    assert delivery.status == "sent"
+    assert delivery.provider_id == str(accepted["messageid"])
+    assert (delivery.error_code, delivery.error_message) == (None, None)
+    assert campaign_status(h.engine, "yalda-test")["sms"]["sent"] == 1
+
+
+def test_an_sms_kavenegar_never_got_stays_failed_and_is_asked_about_once(
+    h: Harness, kavenegar_server: KavenegarServerHandle, tmp_path: Path
+) -> None:
+    add_member(h.engine, "C1", mobile="+989121234561")
+    add_member(h.engine, "C2", mobile="+989121234562")
+    h.send(write_campaign(tmp_path / "c", channels=("sms",), sms="حراج یلدا"))
+    lost, refused = (d.id for d in h.deliveries())
+    assert lost is not None and refused is not None
+    for delivery_id, code in ((lost, None), (refused, 409)):  # no answer / an answer
+        assert delivery.claim(h.engine, delivery_id)
+        delivery.mark_failed(h.engine, delivery_id, code, "retries exhausted: connection")
+
+    def asked() -> int:
+        return sum("statuslocalmessageid" in r["path"] for r in kavenegar_server.requests())
+
+    assert sync_statuses(h.runtime)["found_sent"] == 0
+    assert asked() == 1  # about the unanswered one only: a 409 was Kavenegar refusing
+    assert {d.status for d in h.deliveries()} == {"failed"}
+    assert sync_statuses(h.runtime)["found_sent"] == 0
+    assert asked() == 1  # not again

@@ -21,7 +21,7 @@ from jinja2 import TemplateError
 
 from dispatcher.broker import register
 from dispatcher.control import is_held
-from dispatcher.delivery import Loaded
+from dispatcher.delivery import RETRIES_EXHAUSTED, Loaded
 from dispatcher.errors import (
     ConfigurationError,
     DeliveryError,
@@ -227,7 +227,7 @@ def _failed(job: _Job, guard: SendGuard, exc: DeliveryError) -> str:
         send_email.send_with_options(args=(delivery_id,), delay=SLOW_DOWN_DELAY_MS)
         return "slowed"
     if is_last_attempt(MAX_RETRIES):
-        db.mark_failed(delivery_id, exc.code, f"retries exhausted: {exc}")
+        db.mark_failed(delivery_id, exc.code, f"{RETRIES_EXHAUSTED}: {exc}")
         _count_failure(rt, guard, campaign, exc)
         log.warning("delivery %s: failed after retries (%s)", delivery_id, exc)
         return "failed"

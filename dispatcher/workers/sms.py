@@ -135,7 +135,8 @@ def deliver_sms(rt: Runtime, delivery_id: int) -> str:
             send_sms.send_with_options(args=(delivery_id,), delay=SLOW_DOWN_DELAY_MS)
             return "slowed"
         if is_last_attempt(MAX_RETRIES):
-            delivery.mark_failed(engine, delivery_id, exc.code, f"retries exhausted: {exc}")
+            reason = f"{delivery.RETRIES_EXHAUSTED}: {exc}"
+            delivery.mark_failed(engine, delivery_id, exc.code, reason)
             _count_failure(engine, guard, campaign, exc)
             log.warning("delivery %s: failed after retries (%s)", delivery_id, exc)
             return "failed"
