@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -21,8 +19,6 @@ from dispatcher.models import Channel
 from dispatcher.settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
-
     from dispatcher.campaigns import CampaignSpec
     from dispatcher.rendering import CampaignTemplates
     from dispatcher.runtime import Runtime
@@ -233,19 +229,13 @@ def campaign_send(
         if s.inline or wait:
             send_task = progress.add_task("send", total=total)
 
-            held = _SmsHoldWatch(rt.engine, campaign.id)
-
             def tick(left: int) -> None:
                 progress.update(send_task, completed=total - left)
-                held.check(left)
 
-            with contextlib.suppress(_SmsHeld):
-                if s.inline:
-                    run_inline(
-                        broker, rt.engine, campaign.id, threads=s.worker_threads, on_tick=tick
-                    )
-                else:
-                    wait_for(rt.engine, campaign.id, tick)
+            if s.inline:
+                run_inline(broker, rt.engine, campaign.id, threads=s.worker_threads, on_tick=tick)
+            else:
+                wait_for(rt.engine, campaign.id, tick)
     mark_done_if_finished(rt.engine, campaign.id)
     rt.close()
     _print_status(spec.slug)
@@ -346,30 +336,6 @@ def _audience_parts(spec: CampaignSpec, templates: CampaignTemplates, s: Setting
     return f"{total.members} members, {total.parts} SMS parts in all"
 
 
-class _SmsHeld(Exception):
-    """Ends waiting for a campaign whose only outstanding deliveries are held SMS."""
-
-
-class _SmsHoldWatch:
-    """Stops `campaign send` from waiting on SMS that wait for the send window or a
-    resume: checked at most once a second, from the progress tick."""
-
-    def __init__(self, engine: Engine, campaign_id: int) -> None:
-        self.engine = engine
-        self.campaign_id = campaign_id
-        self.next_check = 0.0
-
-    def check(self, left: int) -> None:
-        from dispatcher.sms_hold import held_sms
-
-        if left == 0 or time.monotonic() < self.next_check:
-            return
-        self.next_check = time.monotonic() + 1.0
-        hold = held_sms(self.engine, self.campaign_id)
-        if hold is not None and hold.pending >= left:
-            raise _SmsHeld
-
-
 def _print_sms_status(row: dict[str, Any], s: Settings) -> None:
 
     from dispatcher.send_window import describe
@@ -451,11 +417,7 @@ def sms_release() -> None:
     out.print(f"sms release: {sum(released.values())} SMS enqueued", highlight=False)
     if s.inline:
         for campaign_id in released:
-            held = _SmsHoldWatch(rt.engine, campaign_id)
-            with contextlib.suppress(_SmsHeld):
-                run_inline(
-                    broker, rt.engine, campaign_id, threads=s.worker_threads, on_tick=held.check
-                )
+            run_inline(broker, rt.engine, campaign_id, threads=s.worker_threads)
             mark_done_if_finished(rt.engine, campaign_id)
     rt.close()
 

@@ -10,7 +10,26 @@ from dramatiq.brokers.stub import StubBroker
 from sqlalchemy.engine import Engine
 
 from dispatcher.control import get, is_held
+from dispatcher.sms_hold import held_sms
 from dispatcher.status import outstanding
+
+
+class _SmsHoldCheck:
+    """Whether all that is left of a campaign are SMS held back (waiting for the send
+    window, or paused for the account): nothing to wait for then. Read at most once a
+    second."""
+
+    def __init__(self, engine: Engine, campaign_id: int) -> None:
+        self.engine = engine
+        self.campaign_id = campaign_id
+        self.next_check = 0.0
+
+    def only_held_left(self, left: int) -> bool:
+        if left == 0 or time.monotonic() < self.next_check:
+            return False
+        self.next_check = time.monotonic() + 1.0
+        hold = held_sms(self.engine, self.campaign_id)
+        return hold is not None and hold.pending >= left
 
 
 def run_inline(
@@ -21,9 +40,11 @@ def run_inline(
     threads: int = 8,
     on_tick: Callable[[int], None] | None = None,
 ) -> None:
-    """Start an in-process Worker and return once the campaign has nothing outstanding
-    and the queues are drained."""
+    """Start an in-process Worker and return once the queues are drained and the
+    campaign has nothing outstanding, or is paused or cancelled, or has only SMS left
+    that wait for the send window or a resume (they stay pending)."""
     assert isinstance(broker, StubBroker)
+    held = _SmsHoldCheck(engine, campaign_id)
     worker = Worker(broker, worker_threads=threads, worker_timeout=100)
     worker.start()
     try:
@@ -31,8 +52,10 @@ def run_inline(
             left = outstanding(engine, campaign_id)
             if on_tick:
                 on_tick(left)
-            if _drained(broker) and (left == 0 or is_held(get(engine, campaign_id))):
-                break  # done, or paused/cancelled: what is left stays pending
+            if _drained(broker) and (
+                left == 0 or is_held(get(engine, campaign_id)) or held.only_held_left(left)
+            ):
+                break  # done, or paused/cancelled/held: what is left stays pending
             if worker.consumers and not any(
                 t.is_alive() for t in worker.consumers.values()
             ):  # pragma: no cover - a dead worker would otherwise hang us
@@ -48,10 +71,12 @@ def _drained(broker: StubBroker) -> bool:
 
 
 def wait_for(engine: Engine, campaign_id: int, on_tick: Callable[[int], None]) -> None:
-    """Poll the database until the campaign has nothing outstanding (Redis mode)."""
+    """Poll the database until the campaign has nothing outstanding, or is paused or
+    cancelled, or has only held SMS left (Redis mode)."""
+    held = _SmsHoldCheck(engine, campaign_id)
     while True:
         left = outstanding(engine, campaign_id)
         on_tick(left)
-        if left == 0 or is_held(get(engine, campaign_id)):
+        if left == 0 or is_held(get(engine, campaign_id)) or held.only_held_left(left):
             return
         time.sleep(0.5)

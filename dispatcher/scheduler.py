@@ -152,12 +152,16 @@ class Scheduler:
             extra={"campaign": campaign.slug, "outcome": "launched"},
         )
         enqueue_pending(self.engine, self.broker, campaign, self.actors)
+        assert campaign.id is not None
+        self._send_inline(campaign.id)
+
+    def _send_inline(self, campaign_id: int) -> None:
+        """Inline mode (no Redis, so no workers): send what was just enqueued, here."""
         if isinstance(self.broker, StubBroker):
             from dispatcher.inline import run_inline
 
-            assert campaign.id is not None
             run_inline(
-                self.broker, self.engine, campaign.id, threads=self.rt.settings.worker_threads
+                self.broker, self.engine, campaign_id, threads=self.rt.settings.worker_threads
             )
 
     def _recover(self, campaign_id: int, now: datetime, report: Tick) -> None:
@@ -211,6 +215,7 @@ class Scheduler:
                 n,
                 extra={"campaign": slug, "outcome": "released"},
             )
+            self._send_inline(campaign_id)
 
     def _sms_housekeeping(self, now: datetime, report: Tick) -> None:
         from dispatcher.sms_sync import read_inbox, sync_statuses

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -210,11 +211,40 @@ def test_a_tick_after_08_tehran_releases_the_sms_held_overnight(
         at_0800 = datetime(2025, 12, 22, 8, 0, tzinfo=TEHRAN)
         h.runtime.clock = lambda: at_0800
         scheduler = Scheduler(h.runtime, h.broker, h.actors, clock=lambda: at_0800)
-        assert scheduler.tick().released == {"yalda-test": 3}
-        assert scheduler.tick().released == {}  # released once
-        h.run_workers()
+        released = scheduler.tick()
+        assert released.released == {"yalda-test": 3}
+        # Inline mode (no Redis, no worker processes): the tick has sent them itself,
+        # and found the campaign done.
         assert len(kavenegar_server.sent()) == 3
-        assert scheduler.tick().finished == ["yalda-test"]
+        assert released.finished == ["yalda-test"]
+        assert scheduler.tick().released == {}  # released once
+
+
+def test_inline_a_launch_at_night_returns_and_leaves_its_sms_for_the_morning(
+    make_settings: Callable[..., Settings],
+    database_url: str,
+    kavenegar_server: KavenegarServerHandle,
+    tmp_path: Path,
+) -> None:
+    settings = kavenegar_settings(make_settings, database_url, kavenegar_server)
+    with harness(settings) as h:
+        for i in range(2):
+            add_member(h.engine, f"C{i}", mobile=f"+98912123456{i}")
+        night = datetime(2025, 12, 21, 23, 0, tzinfo=TEHRAN)
+        h.runtime.clock = lambda: night
+        expand(h.engine, load_campaign(sms_campaign(tmp_path)), send_at=night)
+        ticks: list[Any] = []
+
+        def tick() -> None:
+            ticks.append(Scheduler(h.runtime, h.broker, h.actors, clock=lambda: night).tick())
+
+        thread = threading.Thread(target=tick, daemon=True)
+        thread.start()
+        thread.join(30)
+        assert ticks, "the tick is still waiting for SMS held until the morning"
+        assert ticks[0].launched == ["yalda-test"]
+        assert kavenegar_server.sent() == []
+        assert {d.status for d in h.deliveries()} == {"pending"}
 
 
 def test_one_of_two_schedulers_syncs_reports_and_replies_and_a_14_opts_out(
