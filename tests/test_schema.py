@@ -91,3 +91,7 @@ def test_the_first_versions_tables_without_alembic_upgrade_in_place(empty_engine
     assert schema.upgrade(empty_engine) == (schema.FIRST, schema.head())
     with empty_engine.connect() as conn:
         assert schema.differences(conn) == []
+
+
+def test_the_head_the_commands_check_is_the_newest_migration() -> None:
+    assert schema.head() == schema.scripts_head()  # bump schema.HEAD with each migration
