@@ -41,7 +41,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import configure_mappers
 
 from dispatcher.delivery import Loaded
@@ -216,8 +216,18 @@ class GroupCommit:
         self.cycles += 1
         self.requests += len(batch)
         try:
-            conn = self._connection()
-            results = run_batch(conn, batch)
+            try:
+                kept = self._conn is not None
+                conn = self._connection()
+                results = run_batch(conn, batch)
+            except DBAPIError as exc:
+                if not (kept and exc.connection_invalidated):
+                    raise
+                # The kept connection died since the last cycle (nothing of this one
+                # was committed): once more on a fresh one, as the pool's ping would.
+                self._drop_connection()
+                conn = self._connection()
+                results = run_batch(conn, batch)
             conn.commit()
         except BaseException as exc:
             self._drop_connection()  # rolled back; the next cycle checks out a fresh one

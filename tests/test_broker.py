@@ -103,30 +103,32 @@ def test_enqueue_ids_writes_byte_for_byte_what_dramatiq_would(
         client.close()
 
 
+@pytest.mark.parametrize("refused", [2, 4], ids=["a middle batch", "the last batch"])
 def test_enqueue_ids_stops_at_the_first_batch_redis_refuses(
     make_settings: Callable[..., Settings],
     redis_url: str,
     redis_namespace: str,
     monkeypatch: pytest.MonkeyPatch,
+    refused: int,
 ) -> None:
     settings = make_settings(redis_url=redis_url)
     broker = build_broker(settings, namespace=redis_namespace)
     written: list[int] = []
     real = broker_module._write_batch
 
-    def second_fails(client: redis.Redis, queue: str, fields: dict[str, bytes]) -> None:
-        if len(written) == 1:
+    def refuses(client: redis.Redis, queue: str, fields: dict[str, bytes]) -> None:
+        if len(written) == refused - 1:
             raise redis.ConnectionError("gone")
         real(client, queue, fields)
         written.append(len(fields))
 
-    monkeypatch.setattr(broker_module, "_write_batch", second_fails)
+    monkeypatch.setattr(broker_module, "_write_batch", refuses)
     with harness(settings, broker) as h:
-        with pytest.raises(redis.ConnectionError):
+        with pytest.raises(redis.ConnectionError):  # 10 ids, batches of 3: 3, 3, 3, 1
             enqueue_ids(broker, h.actors["email"], range(1, 11), batch=3)
         client = redis.Redis.from_url(redis_url)
-        assert written == [3]  # the batches after the refused one were not written
-        assert client.llen(f"{redis_namespace}:email") == 3
+        assert written == [3] * (refused - 1)  # none after the refused one
+        assert client.llen(f"{redis_namespace}:email") == 3 * (refused - 1)
         assert all(
             uuid.UUID(k.decode()).version == 4
             for k in client.hkeys(f"{redis_namespace}:email.msgs")

@@ -12,6 +12,7 @@ import functools
 import logging
 import time
 from collections.abc import Coroutine
+from concurrent.futures import Future
 from email.utils import parseaddr
 from typing import Any
 
@@ -41,6 +42,7 @@ QUEUE = "email"
 MAX_RETRIES = 8
 MIN_BACKOFF_MS = 2_000
 MAX_BACKOFF_MS = 10 * 60_000
+CANCEL_WAIT_S = 10.0  # for a send that timed out to stop, before it is handed back
 CAREFUL_S = 10.0  # after an unsendable job, load before waiting for a rate slot this long
 
 _unsendable_at = -CAREFUL_S  # time.monotonic() of the last one in this process
@@ -68,7 +70,7 @@ class _Job:
     """One delivery's attempt: what the event loop found, for the worker thread's
     bookkeeping when it ends in an error."""
 
-    __slots__ = ("claimed", "compiled", "delivery_id", "loaded", "rt")
+    __slots__ = ("claimed", "compiled", "delivery_id", "error", "loaded", "outcome", "rt")
 
     def __init__(self, rt: Runtime, delivery_id: int) -> None:
         self.rt = rt
@@ -76,6 +78,8 @@ class _Job:
         self.loaded: Loaded | None = None
         self.claimed = False
         self.compiled: CompiledCampaign | None = None
+        self.outcome: str | None = None  # how the step on the event loop ended ...
+        self.error: BaseException | None = None  # ... or what it raised
 
     async def begin_and_send(self) -> str | None:
         """Load and claim in one database cycle, then send; None when not claimed (the
@@ -185,30 +189,69 @@ def _not_claimed(job: _Job) -> str:
 
 
 def _on_loop(job: _Job, guard: SendGuard, step: Coroutine[Any, Any, str | None]) -> str | None:
-    """Run `step` on the event loop and wait for it; a failed send recorded here."""
-    db, delivery_id = job.rt.deliveries, job.delivery_id
-    running = asyncio.run_coroutine_threadsafe(step, job.rt.loop.loop)
+    """Run `step` on the event loop, wait until it has ended, then record a failure.
+
+    The bookkeeping starts only once the step has really ended (after a cancel too),
+    so what it reads of the job (claimed? compiled?) is final, and a send cannot
+    finish after its delivery was handed back.
+    """
+    ended: Future[None] = Future()
+    running = asyncio.run_coroutine_threadsafe(_until_ended(job, step, ended), job.rt.loop.loop)
+    interrupted: BaseException | None = None
     try:
-        try:
-            return running.result(WAIT_S)  # returns after the commit that records it
-        except TimeoutError:
-            if running.done():  # the step's own outcome, not our wait
-                raise
-            running.cancel()  # no send may finish (and record) after the release
+        ended.result(WAIT_S)  # set after the commit that records the delivery
+    except TimeoutError:
+        if not _cancel(running, ended, job):
             raise TransientDeliveryError(f"no outcome after {WAIT_S:.0f} s") from None
-    except _RenderFailed as exc:
-        db.mark_failed(delivery_id, None, f"render: {exc}")
-        log.warning("delivery %s: failed to render: %s", delivery_id, exc)
-        return "failed"
-    except DeliveryError as exc:
-        if not job.claimed:  # e.g. no outcome of the claim itself: nothing to undo
+    except BaseException as exc:  # raised into this thread: a time limit, a shutdown
+        interrupted = exc
+        if not _cancel(running, ended, job):
             raise
-        assert job.loaded is not None
-        return _failed(job, guard, exc)
-    except BaseException:
-        if job.claimed and job.compiled is None:  # the campaign could not be prepared
-            db.release(delivery_id, None, "could not prepare the campaign")
-        raise
+    outcome = _record_error(job, guard)
+    if interrupted is not None:
+        raise interrupted
+    return outcome
+
+
+async def _until_ended(
+    job: _Job, step: Coroutine[Any, Any, str | None], ended: Future[None]
+) -> None:
+    """`step`, with its outcome or error kept in the job, whatever ends it."""
+    try:
+        job.outcome = await step
+    except BaseException as exc:  # cancelled too: the worker thread records it
+        job.error = exc
+    finally:
+        ended.set_result(None)
+
+
+def _cancel(running: Future[None], ended: Future[None], job: _Job) -> bool:
+    """Cancel the step and wait for it to end; False if it would not end."""
+    running.cancel()
+    try:
+        ended.result(CANCEL_WAIT_S)
+    except TimeoutError:  # stuck: left `sending`, for the lease to take back
+        log.error("delivery %s: its send would not stop", job.delivery_id)
+        return False
+    return True
+
+
+def _record_error(job: _Job, guard: SendGuard) -> str | None:
+    """The step's outcome; or its error recorded (failed, handed back) or raised."""
+    db, delivery_id, error = job.rt.deliveries, job.delivery_id, job.error
+    if error is None:
+        return job.outcome
+    if isinstance(error, asyncio.CancelledError):
+        error = TransientDeliveryError(f"no outcome after {WAIT_S:.0f} s")
+    if isinstance(error, _RenderFailed):
+        db.mark_failed(delivery_id, None, f"render: {error}")
+        log.warning("delivery %s: failed to render: %s", delivery_id, error)
+        return "failed"
+    if isinstance(error, DeliveryError) and job.claimed:
+        return _failed(job, guard, error)
+    if job.claimed and job.compiled is None:  # the campaign could not be prepared
+        db.release(delivery_id, None, "could not prepare the campaign")
+    raise error  # not claimed (e.g. no outcome of the claim itself): nothing to undo
 
 
 def _failed(job: _Job, guard: SendGuard, exc: DeliveryError) -> str:

@@ -379,6 +379,7 @@ def test_a_campaign_that_cannot_be_prepared_hands_its_delivery_back(
     def broken(campaign: object) -> None:
         raise RuntimeError("templates unreadable")
 
+    monkeypatch.setattr(email_worker, "_unsendable_at", -email_worker.CAREFUL_S)  # the fast way
     monkeypatch.setattr(h.runtime, "compiled_if_cached", lambda campaign: None)
     monkeypatch.setattr(h.runtime, "compiled", broken)
     with pytest.raises(RuntimeError, match="templates unreadable"):

@@ -127,19 +127,24 @@ def test_a_caller_that_gave_up_does_not_disturb_the_others(
     db = GroupCommit(h.engine)
 
     async def one_cancelled() -> tuple[Any, bool]:
-        gone = asyncio.ensure_future(db.begin_async(first, _sendable))
-        await asyncio.sleep(0)  # asked
-        gone.cancel()
-        return await db.begin_async(second, _sendable)
+        with db._cond:  # the database thread waits: both requests go in one cycle
+            gone = asyncio.ensure_future(db.begin_async(first, _sendable))
+            kept = asyncio.ensure_future(db.begin_async(second, _sendable))
+            await asyncio.sleep(0)  # both asked
+            assert len(db._queue) == 2
+            gone.cancel()
+        return await asyncio.wait_for(kept, 10)
 
     try:
         loaded, claimed = asyncio.run(one_cancelled())
     finally:
         db.close()
     assert loaded is not None and loaded.delivery.id == second and claimed
+    status = {d.id: d.status for d in h.deliveries()}
+    assert status == {first: "sending", second: "sending"}  # the cycle ran both claims
 
 
-def test_a_connection_lost_between_cycles_is_replaced(
+def test_a_connection_lost_between_cycles_is_replaced_unnoticed(
     pipeline: Callable[..., Harness], tmp_path: Path, database_url: str
 ) -> None:
     if not database_url.startswith("postgresql"):
@@ -158,9 +163,8 @@ def test_a_connection_lost_between_cycles_is_replaced(
         db._conn.rollback()
         with h.engine.connect() as admin:  # as a server restart would
             admin.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
-        with pytest.raises(SQLAlchemyError):  # that cycle fails: its job is retried
-            db.claim(second)
-        assert db.claim(second) and db.claim(third)  # and the next cycle reconnects
+        assert db.claim(second)  # once more on a fresh connection, as a ping would
+        assert db.claim(third)
     finally:
         db.close()
     assert {d.id: d.status for d in h.deliveries()} == {
@@ -168,3 +172,32 @@ def test_a_connection_lost_between_cycles_is_replaced(
         second: "sending",
         third: "sending",
     }
+
+
+def test_a_failed_cycle_leaves_no_transaction_behind_on_the_kept_connection(
+    pipeline: Callable[..., Harness], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = pipeline()
+    for i in range(2):
+        add_member(h.engine, f"C{i}")
+    h.send(write_campaign(tmp_path / "c"))
+    first, second = (d.id for d in h.deliveries())
+    assert first is not None and second is not None
+    real = groupcommit.run_batch
+    calls: list[int] = []
+
+    def fails_once(conn: Any, batch: list[_Request]) -> list[Any]:
+        calls.append(len(batch))
+        if len(calls) == 1:  # a statement error: on PostgreSQL the transaction is aborted
+            conn.exec_driver_sql("SELECT no_such_column FROM delivery")
+        return real(conn, batch)
+
+    monkeypatch.setattr(groupcommit, "run_batch", fails_once)
+    db = GroupCommit(h.engine)
+    try:
+        with pytest.raises(SQLAlchemyError):
+            db.claim(first)
+        assert db.claim(second)  # not "current transaction is aborted"
+        assert db.claim(first)
+    finally:
+        db.close()
