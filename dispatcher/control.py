@@ -35,6 +35,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from dispatcher.broker import enqueue_ids
+from dispatcher.delivery import RETRIES_EXHAUSTED
 from dispatcher.errors import ControlError, NotFoundError
 from dispatcher.expansion import CHUNK, enqueue_pending
 from dispatcher.models import (
@@ -47,10 +48,6 @@ from dispatcher.models import (
     utcnow,
 )
 
-# What an actor writes into `error_message` when a transient failure used up the
-# retries (`mark_failed(..., f"{RETRIES_EXHAUSTED}: ...")`): the only failures that
-# `retry_failed` re-queues. A 5xx, an invalid number or a broken template is final.
-RETRIES_EXHAUSTED = "retries exhausted"
 LIVE = (CampaignState.SCHEDULED, CampaignState.SENDING, CampaignState.PAUSED)
 
 
@@ -234,7 +231,11 @@ def retry_failed(
                         col(Delivery.id).in_(ids),
                         col(Delivery.status) == DeliveryStatus.FAILED,
                     )
-                    .values(status=DeliveryStatus.PENDING, updated_at=utcnow())
+                    # provider_status: what Kavenegar said of the failed attempt is
+                    # not the new attempt's (`sms sync` looks that one up afresh).
+                    .values(
+                        status=DeliveryStatus.PENDING, provider_status=None, updated_at=utcnow()
+                    )
                 )
             if get(engine, campaign_id).state == CampaignState.SENDING:
                 total += enqueue_ids(broker, actors[str(ch)], ids)

@@ -26,7 +26,10 @@ class Loaded:
     campaign: Campaign
 
 
-# The reason of a delivery failed because its last retry failed too (then the reason).
+# What an actor writes into `error_message` when a transient failure used up the
+# retries (`mark_failed(..., f"{RETRIES_EXHAUSTED}: ...")`): the only failures that
+# `retry_failed` re-queues and `sms sync` looks up. A 5xx, an invalid number or a
+# broken template is final.
 RETRIES_EXHAUSTED = "retries exhausted"
 
 

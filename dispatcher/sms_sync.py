@@ -6,11 +6,12 @@ final state is not known yet and records what Kavenegar says in
 and 14, *the recipient blocks advertising SMS*, which also opts the member out of
 SMS (source `provider`), as the operator will refuse every later one anyway.
 
-It also settles the SMS whose last attempt got no answer at all (a timeout, a
-dropped connection): those were recorded failed, but Kavenegar may have accepted
-them. It is asked once, by `localid` (the delivery id): one it has is recorded
-`sent`, as it was; one it does not know keeps `failed`, with `provider_status` 100
-so that it is not asked again.
+It also settles the SMS whose retries ran out on a transient error (a timeout, a
+dropped connection, a cut-off answer, a 5xx): those were recorded failed, but
+Kavenegar may have accepted one of the attempts. Once `SETTLE_AFTER` has passed, it
+is asked once, by `localid` (the delivery id): one it has is recorded `sent`, as it
+was; one it does not know keeps `failed`, with `provider_status` 100 so that it is
+not asked again (`retry-failed` clears that).
 
 `read_inbox` reads the unread replies on `KAVENEGAR_SENDER` (`sms/receive`) and opts
 out of SMS (source `sms-keyword`) every member whose number sent an opt-out word:
@@ -57,6 +58,7 @@ from dispatcher.transports.kavenegar import (
     RECEIVE_PAGE,
     STATUS_BATCH,
     UNKNOWN_MESSAGE,
+    KavenegarError,
     KavenegarTransport,
 )
 
@@ -66,6 +68,8 @@ FINAL_STATUSES = {10: "delivered", 11: "undelivered", 6: "failed", 13: "cancelle
 BLOCKED = 14
 LOOKBACK = timedelta(days=3)
 MAX_INBOX_PAGES = 100
+SETTLE_AFTER = timedelta(minutes=10)  # Kavenegar may still be taking an attempt in
+MAX_LOOKUPS = 100  # per campaign and run, each a call (after an outage there may be many)
 
 _OPT_OUT = re.compile(r"(?:لغو|11|stop)+")
 _OPT_OUT_WORD = re.compile(r"لغو|11|stop")
@@ -85,7 +89,11 @@ def _kavenegar(rt: Runtime) -> KavenegarTransport:
 
 
 def sync_statuses(
-    rt: Runtime, *, now: datetime | None = None, lookback: timedelta = LOOKBACK
+    rt: Runtime,
+    *,
+    now: datetime | None = None,
+    lookback: timedelta = LOOKBACK,
+    settle_after: timedelta = SETTLE_AFTER,
 ) -> dict[str, int]:
     """Record Kavenegar's status of recent SMS; return counts by outcome.
 
@@ -111,7 +119,7 @@ def sync_statuses(
         )
     for campaign_id in campaigns:
         assert campaign_id is not None
-        _settle_unanswered(rt, transport, campaign_id, counts)
+        _settle_unanswered(rt, transport, campaign_id, counts, utcnow() - settle_after)
         _sync_campaign(rt, transport, campaign_id, counts)
     return {key: counts[key] for key in _SYNC_KEYS}
 
@@ -145,27 +153,38 @@ _NOT_THERE = (  # still failed, and known not to be at Kavenegar: not asked agai
 
 
 def _settle_unanswered(
-    rt: Runtime, transport: KavenegarTransport, campaign_id: int, counts: Counter[str]
+    rt: Runtime,
+    transport: KavenegarTransport,
+    campaign_id: int,
+    counts: Counter[str],
+    before: datetime,
 ) -> None:
-    """Ask Kavenegar about the campaign's SMS that failed with no answer on their last
-    attempt (no error code: a timeout or a lost connection, not a refusal)."""
+    """Ask Kavenegar about the campaign's SMS whose retries ran out on a transient
+    error and were last touched `before`, at most `MAX_LOOKUPS` of them a run."""
     with Session(rt.engine) as session:
         ids = list(
             session.execute(
-                select(col(Delivery.id)).where(
+                select(col(Delivery.id))
+                .where(
                     col(Delivery.campaign_id) == campaign_id,
                     col(Delivery.channel) == Channel.SMS,
                     col(Delivery.status) == DeliveryStatus.FAILED,
-                    col(Delivery.error_code).is_(None),
                     col(Delivery.error_message).startswith(RETRIES_EXHAUSTED),
                     col(Delivery.provider_status).is_(None),
+                    col(Delivery.updated_at) <= before,
                 )
+                .order_by(col(Delivery.id))
+                .limit(MAX_LOOKUPS)
             ).scalars()
         )
     for delivery_id in ids:
         assert delivery_id is not None
         rt.guard("kavenegar").before_send()  # one sms/statuslocalmessageid call each
-        result = transport.status_by_localid(delivery_id)
+        try:
+            result = transport.status_by_localid(delivery_id)
+        except KavenegarError as exc:  # the delivery reports still go ahead
+            log.warning("sms sync: could not look up delivery %s (%s)", delivery_id, exc)
+            return
         with session_scope(rt.engine) as session:
             if result is None:
                 session.connection().execute(_NOT_THERE, {"b_id": delivery_id, "b_at": utcnow()})

@@ -12,6 +12,7 @@ import pytest
 from sqlmodel import Session, select
 
 from dispatcher import delivery
+from dispatcher.control import find, retry_failed
 from dispatcher.errors import ConfigurationError
 from dispatcher.models import Campaign, ConsentEvent, Member
 from dispatcher.settings import Settings
@@ -215,7 +216,8 @@ def test_an_sms_accepted_but_unanswered_on_its_last_attempt_is_found_sent(
     assert delivery.error_code is None
     assert (delivery.error_message or "").startswith("retries exhausted")
 
-    counts = sync_statuses(h.runtime)
+    assert sync_statuses(h.runtime)["found_sent"] == 0  # not yet: Kavenegar may be at it
+    counts = sync_statuses(h.runtime, settle_after=timedelta(0))
 
     [accepted] = kavenegar_server.sent()
     [delivery] = h.deliveries()
@@ -231,18 +233,25 @@ def test_an_sms_kavenegar_never_got_stays_failed_and_is_asked_about_once(
 ) -> None:
     add_member(h.engine, "C1", mobile="+989121234561")
     add_member(h.engine, "C2", mobile="+989121234562")
+    add_member(h.engine, "C3", mobile="+989121234563")
     h.send(write_campaign(tmp_path / "c", channels=("sms",), sms="حراج یلدا"))
-    lost, refused = (d.id for d in h.deliveries())
-    assert lost is not None and refused is not None
-    for delivery_id, code in ((lost, None), (refused, 409)):  # no answer / an answer
+    lost, busy, invalid = (d.id for d in h.deliveries())
+    assert lost is not None and busy is not None and invalid is not None
+    for delivery_id, code, reason in (
+        (lost, None, "retries exhausted: connection"),  # no answer
+        (busy, 502, "retries exhausted: 502"),  # a proxy's answer: maybe accepted behind it
+        (invalid, 411, "invalid receptor"),  # Kavenegar's refusal: nothing to look up
+    ):
         assert delivery.claim(h.engine, delivery_id)
-        delivery.mark_failed(h.engine, delivery_id, code, "retries exhausted: connection")
+        delivery.mark_failed(h.engine, delivery_id, code, reason)
 
     def asked() -> int:
         return sum("statuslocalmessageid" in r["path"] for r in kavenegar_server.requests())
 
-    assert sync_statuses(h.runtime)["found_sent"] == 0
-    assert asked() == 1  # about the unanswered one only: a 409 was Kavenegar refusing
+    assert sync_statuses(h.runtime, settle_after=timedelta(0))["found_sent"] == 0
+    assert asked() == 2  # the two whose retries ran out
     assert {d.status for d in h.deliveries()} == {"failed"}
-    assert sync_statuses(h.runtime)["found_sent"] == 0
-    assert asked() == 1  # not again
+    assert sync_statuses(h.runtime, settle_after=timedelta(0))["found_sent"] == 0
+    assert asked() == 2  # not again ...
+    retry_failed(h.engine, h.broker, find(h.engine, "yalda-test").id or 0, h.actors)
+    assert {d.provider_status for d in h.deliveries()} == {None}  # ... until a new attempt
