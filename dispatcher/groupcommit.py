@@ -202,11 +202,11 @@ class GroupCommit:
             with self._cond:
                 while not self._queue and not self._closed:
                     self._cond.wait()
-                if not self._queue:
-                    self._drop_connection()
-                    return
                 batch = self._queue[: self.max_batch]
                 del self._queue[: self.max_batch]
+            if not batch:  # closed, and everything asked is done
+                self._drop_connection()
+                return
             try:
                 self._cycle(batch)
             except Exception as exc:  # a bug: its callers raise it, the thread goes on
