@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     unsubscribe_base_url: str = "http://127.0.0.1:8000"
     unsubscribe_secret: SecretStr | None = None
     outbox_dir: Path = Path("./outbox")
+    # Opt-out replies fetched from Kavenegar, kept until the database has them.
+    sms_inbox_spool: Path = Path("./.dispatcher-inbox-spool.jsonl")
 
     # SMS through Kavenegar; without an API key, SMS go to OUTBOX_DIR/sms/.
     kavenegar_api_key: SecretStr | None = None

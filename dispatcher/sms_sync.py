@@ -40,6 +40,7 @@ from dispatcher.consent import opt_out
 from dispatcher.db import session_scope
 from dispatcher.delivery import RETRIES_EXHAUSTED
 from dispatcher.errors import ConfigurationError
+from dispatcher.inbox_spool import OptOutSpool
 from dispatcher.masking import mask_mobile, mask_text
 from dispatcher.models import (
     Campaign,
@@ -289,42 +290,62 @@ def read_inbox(rt: Runtime) -> dict[str, int]:
     """Opt out every member who replied with an opt-out word; return counts.
 
     Keys: `received`, `opt_out_replies`, `opted_out` (members whose consent changed),
-    `unmatched` (an opt-out from a number no member has), `ignored` (other replies).
+    `unmatched` (an opt-out from a number no member has), `ignored` (other replies),
+    `replayed` (opt-outs an earlier run fetched but could not record, recorded now).
+    The senders of opt-out replies go through `OptOutSpool` (`SMS_INBOX_SPOOL`), so
+    that none is lost between Kavenegar, which hands each reply out once, and the
+    database.
     """
     transport = _kavenegar(rt)
+    spool = OptOutSpool(rt.settings.sms_inbox_spool)
     counts: Counter[str] = Counter()
+    kept = spool.pending()
+    if kept:
+        with session_scope(rt.engine) as session:
+            _opt_out_senders(session, kept, counts)
+        spool.clear()
+        counts["replayed"] += len(kept)
+        log.info("sms inbox: %d opt-out replies kept from an earlier run recorded", len(kept))
     for _ in range(MAX_INBOX_PAGES):
         rt.guard("kavenegar").before_send()
         inbound = transport.receive()
         counts["received"] += len(inbound)
-        with session_scope(rt.engine) as session:
-            for message in inbound:
-                if not is_opt_out_reply(message.message):
-                    counts["ignored"] += 1
-                    continue
+        senders = []
+        for message in inbound:
+            if is_opt_out_reply(message.message):
                 counts["opt_out_replies"] += 1
-                try:
-                    mobile = normalise_mobile(message.sender)
-                except ValueError:
-                    counts["unmatched"] += 1
-                    log.info("sms inbox: opt-out from %s, not a mobile", mask_text(message.sender))
-                    continue
-                members = list(
-                    session.execute(
-                        select(col(Member.id)).where(col(Member.mobile) == mobile)
-                    ).scalars()
-                )
-                if not members:
-                    counts["unmatched"] += 1
-                    log.info("sms inbox: opt-out from %s, no such member", mask_mobile(mobile))
-                for member_id in members:
-                    assert member_id is not None
-                    if opt_out(session, member_id, Channel.SMS, ConsentSource.SMS_KEYWORD):
-                        counts["opted_out"] += 1
-                        log.info("sms inbox: %s opted out of SMS", mask_mobile(mobile))
+                senders.append(message.sender)
+            else:
+                counts["ignored"] += 1
+        spool.add(senders)  # on disk before the database is asked
+        with session_scope(rt.engine) as session:
+            _opt_out_senders(session, senders, counts)
+        spool.clear()
         if len(inbound) < RECEIVE_PAGE:
             break
     return {
         key: counts[key]
-        for key in ("received", "opt_out_replies", "opted_out", "unmatched", "ignored")
+        for key in ("received", "opt_out_replies", "opted_out", "unmatched", "ignored", "replayed")
     }
+
+
+def _opt_out_senders(session: Session, senders: list[str], counts: Counter[str]) -> None:
+    """Opt every member with one of these numbers out of SMS (source `sms-keyword`)."""
+    for sender in senders:
+        try:
+            mobile = normalise_mobile(sender)
+        except ValueError:
+            counts["unmatched"] += 1
+            log.info("sms inbox: opt-out from %s, not a mobile", mask_text(sender))
+            continue
+        members = list(
+            session.execute(select(col(Member.id)).where(col(Member.mobile) == mobile)).scalars()
+        )
+        if not members:
+            counts["unmatched"] += 1
+            log.info("sms inbox: opt-out from %s, no such member", mask_mobile(mobile))
+        for member_id in members:
+            assert member_id is not None
+            if opt_out(session, member_id, Channel.SMS, ConsentSource.SMS_KEYWORD):
+                counts["opted_out"] += 1
+                log.info("sms inbox: %s opted out of SMS", mask_mobile(mobile))

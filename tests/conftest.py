@@ -82,6 +82,7 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
         values: dict[str, object] = {
             "database_url": f"sqlite:///{tmp_path / 'test.db'}",
             "outbox_dir": tmp_path / "outbox",
+            "sms_inbox_spool": tmp_path / "inbox-spool.jsonl",
             "unsubscribe_secret": "test-secret-key-0123456789",
             "mail_from": "فروشگاه نمونه <news@shop.example>",
             "unsubscribe_base_url": "https://shop.example",

@@ -9,9 +9,10 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 
-from dispatcher import delivery
+from dispatcher import delivery, sms_sync
 from dispatcher.control import find, retry_failed
 from dispatcher.errors import ConfigurationError
 from dispatcher.models import Campaign, ConsentEvent, Member
@@ -143,7 +144,9 @@ def test_an_inbox_reply_laghv_opts_the_member_out(
         "opted_out": 1,
         "unmatched": 1,
         "ignored": 1,
+        "replayed": 0,
     }
+    assert not h.runtime.settings.sms_inbox_spool.exists()  # cleared once recorded
     gone = load_member(h, leaves.id)
     assert (gone.sms_opt_in, gone.sms_optout_source) == (False, "sms-keyword")
     assert gone.email_opt_in  # only SMS
@@ -255,3 +258,29 @@ def test_an_sms_kavenegar_never_got_stays_failed_and_is_asked_about_once(
     assert asked() == 2  # not again ...
     retry_failed(h.engine, h.broker, find(h.engine, "yalda-test").id or 0, h.actors)
     assert {d.provider_status for d in h.deliveries()} == {None}  # ... until a new attempt
+
+
+def test_an_opt_out_reply_fetched_when_the_database_fails_is_recorded_next_time(
+    h: Harness, kavenegar_server: KavenegarServerHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    leaves = add_member(h.engine, "C1", mobile="+989121234567")
+    kavenegar_server.add_inbox("09121234567", "لغو", line=SENDER)
+    real = sms_sync.opt_out
+
+    def database_gone(*args: object, **kwargs: object) -> bool:
+        raise OperationalError("UPDATE member ...", None, Exception("server closed the connection"))
+
+    monkeypatch.setattr(sms_sync, "opt_out", database_gone)
+    with pytest.raises(OperationalError):
+        read_inbox(h.runtime)
+    assert load_member(h, leaves.id).sms_opt_in  # not recorded ...
+    spool = h.runtime.settings.sms_inbox_spool
+    assert spool.stat().st_mode & 0o777 == 0o600  # ... but kept, for this user only
+
+    monkeypatch.setattr(sms_sync, "opt_out", real)
+    counts = read_inbox(h.runtime)  # Kavenegar has nothing more: it handed the reply out
+
+    assert (counts["received"], counts["replayed"], counts["opted_out"]) == (0, 1, 1)
+    gone = load_member(h, leaves.id)
+    assert (gone.sms_opt_in, gone.sms_optout_source) == (False, "sms-keyword")
+    assert not spool.exists()
