@@ -43,6 +43,7 @@ from dispatcher.broker import register
 from dispatcher.control import is_held
 from dispatcher.delivery import Loaded
 from dispatcher.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from dispatcher.groupcommit import GroupCommit
 from dispatcher.guard import SLOW_DOWN_DELAY_MS, SendGuard
 from dispatcher.masking import mask_mobile
 from dispatcher.models import Campaign, Channel, DeliveryStatus, Member, utcnow
@@ -71,7 +72,8 @@ def deliver_sms(rt: Runtime, delivery_id: int) -> str:
     (another job has it), `missing`.
     """
     engine = rt.engine
-    loaded = delivery.load(engine, delivery_id)
+    db = rt.deliveries  # dispatcher.delivery's steps, group-committed with other threads'
+    loaded = db.load(delivery_id)
     outcome = _unsendable(rt, delivery_id, loaded)
     if outcome is not None:
         return outcome
@@ -82,13 +84,13 @@ def deliver_sms(rt: Runtime, delivery_id: int) -> str:
     for _ in range(2 if retrying else 1):
         guard.before_send()  # waits for a slot of KAVENEGAR_RATE_LIMIT; costs no retry
     # The wait may be long: an opt-out, a pause or a changed number meanwhile counts.
-    loaded = delivery.load(engine, delivery_id)
+    loaded = db.load(delivery_id)
     outcome = _unsendable(rt, delivery_id, loaded)
     if outcome is not None:
         return outcome
     assert loaded is not None
     member, campaign = loaded.member, loaded.campaign
-    if not delivery.claim(engine, delivery_id):
+    if not db.claim(delivery_id):
         return "duplicate"
     assert member.id is not None and member.mobile
     mobile = member.mobile
@@ -97,7 +99,7 @@ def deliver_sms(rt: Runtime, delivery_id: int) -> str:
         if not body.strip():
             raise ValueError("the message is empty")
     except (TemplateError, ValueError) as exc:
-        delivery.mark_failed(engine, delivery_id, None, f"render: {exc}")
+        db.mark_failed(delivery_id, None, f"render: {exc}")
         log.warning("delivery %s: failed to render: %s", delivery_id, exc)
         return "failed"
     text = with_footer(body, rt.settings.sms_optout_footer)
@@ -111,40 +113,40 @@ def deliver_sms(rt: Runtime, delivery_id: int) -> str:
                 receptor=mobile, message=text, localid=delivery_id, campaign=compiled.slug
             )
     except KavenegarReceptorError as exc:
-        delivery.mark_failed(engine, delivery_id, exc.code, str(exc))
+        db.mark_failed(delivery_id, exc.code, str(exc))
         _flag_mobile_invalid(engine, member.id, mobile)
         _count_failure(engine, guard, campaign, exc)
         log.info("delivery %s: failed, %s is not valid (%s)", delivery_id, mask_mobile(mobile), exc)
         return "failed"
     except KavenegarAccountError as exc:
-        delivery.release(engine, delivery_id, exc.code, str(exc))
+        db.release(delivery_id, exc.code, str(exc))
         reason = f"{exc.problem} (Kavenegar {exc.code}: {exc.message})"
         assert campaign.id is not None
         if pause_sms(engine, campaign.id, reason):
             log.warning("campaign %s: SMS paused: %s", campaign.slug, reason)
         return "paused"
     except PermanentDeliveryError as exc:
-        delivery.mark_failed(engine, delivery_id, exc.code, str(exc))
+        db.mark_failed(delivery_id, exc.code, str(exc))
         _count_failure(engine, guard, campaign, exc)
         log.info("delivery %s: failed (%s)", delivery_id, exc)
         return "failed"
     except TransientDeliveryError as exc:
         if exc.code in guard.slow_down_codes:  # 451: back off; a new message, no retry
-            delivery.release(engine, delivery_id, exc.code, str(exc))
+            db.release(delivery_id, exc.code, str(exc))
             _count_failure(engine, guard, campaign, exc, slow_down=True)
             send_sms.send_with_options(args=(delivery_id,), delay=SLOW_DOWN_DELAY_MS)
             return "slowed"
         if is_last_attempt(MAX_RETRIES):
             reason = f"{delivery.RETRIES_EXHAUSTED}: {exc}"
-            delivery.mark_failed(engine, delivery_id, exc.code, reason)
+            db.mark_failed(delivery_id, exc.code, reason)
             _count_failure(engine, guard, campaign, exc)
             log.warning("delivery %s: failed after retries (%s)", delivery_id, exc)
             return "failed"
-        delivery.release(engine, delivery_id, exc.code, str(exc))
+        db.release(delivery_id, exc.code, str(exc))
         _count_failure(engine, guard, campaign, exc)
         log.info("delivery %s: will retry (%s)", delivery_id, exc)
         raise
-    if not _record_sent(engine, delivery_id, result):  # e.g. the lease took it back
+    if not _record_sent(db, delivery_id, result):  # e.g. the lease took it back
         log.error("delivery %s: sent, but it was no longer 'sending' to record it", delivery_id)
     try:
         guard.sent(campaign)
@@ -173,7 +175,7 @@ def _unsendable(rt: Runtime, delivery_id: int, loaded: Loaded | None) -> str | N
             if member.mobile_invalid
             else "no mobile number"
         )
-        delivery.skip(rt.engine, delivery_id, reason)
+        rt.deliveries.skip(delivery_id, reason)
         log.info("delivery %s: skipped (%s)", delivery_id, reason)
         return "skipped"
     if campaign.sms_paused_reason:
@@ -209,9 +211,8 @@ def _count_failure(
         log.warning("could not count a failed SMS send (%s)", err)
 
 
-def _record_sent(engine: Engine, delivery_id: int, result: SmsResult) -> bool:
-    return delivery.mark_sent(
-        engine,
+def _record_sent(db: GroupCommit, delivery_id: int, result: SmsResult) -> bool:
+    return db.mark_sent(
         delivery_id,
         provider_id=str(result.messageid) if result.messageid is not None else None,
         cost=result.cost,
