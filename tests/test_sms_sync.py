@@ -3,9 +3,11 @@ against the real Kavenegar-speaking server and a real database."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -29,20 +31,33 @@ SENDER = "10004346"
 
 
 @pytest.fixture
-def h(
+def sms_harness(
     make_settings: Callable[..., Settings],
     database_url: str,
     kavenegar_server: KavenegarServerHandle,
-) -> Iterator[Harness]:
-    settings = make_settings(
-        database_url=database_url,
-        kavenegar_api_key=kavenegar_server.api_key,
-        kavenegar_sender=SENDER,
-        kavenegar_base_url=kavenegar_server.base_url,
-    )
-    with harness(settings) as created:
-        created.runtime.clock = lambda: NOON
-        yield created
+) -> Iterator[Callable[..., Harness]]:
+    """`sms_harness(**settings)`: a harness on the Kavenegar test server, its clock at
+    noon in Tehran."""
+    with contextlib.ExitStack() as stack:
+
+        def create(**extra: Any) -> Harness:
+            settings = make_settings(
+                database_url=database_url,
+                kavenegar_api_key=kavenegar_server.api_key,
+                kavenegar_sender=SENDER,
+                kavenegar_base_url=kavenegar_server.base_url,
+                **extra,
+            )
+            created = stack.enter_context(harness(settings))
+            created.runtime.clock = lambda: NOON
+            return created
+
+        yield create
+
+
+@pytest.fixture
+def h(sms_harness: Callable[..., Harness]) -> Harness:
+    return sms_harness()
 
 
 def send_sms_campaign(h: Harness, tmp_path: Path, slug: str = "yalda-test") -> None:
@@ -186,29 +201,10 @@ def pipeline_settings(make_settings: Callable[..., Settings], sqlite_url: str) -
     return make_settings(database_url=sqlite_url)
 
 
-@pytest.fixture
-def impatient(
-    make_settings: Callable[..., Settings],
-    database_url: str,
-    kavenegar_server: KavenegarServerHandle,
-) -> Iterator[Harness]:
-    """A harness that gives Kavenegar one second to answer."""
-    settings = make_settings(
-        database_url=database_url,
-        kavenegar_api_key=kavenegar_server.api_key,
-        kavenegar_sender=SENDER,
-        kavenegar_base_url=kavenegar_server.base_url,
-        kavenegar_timeout=1.0,
-    )
-    with harness(settings) as created:
-        created.runtime.clock = lambda: NOON
-        yield created
-
-
 def test_an_sms_accepted_but_unanswered_on_its_last_attempt_is_found_sent(
-    impatient: Harness, kavenegar_server: KavenegarServerHandle, tmp_path: Path
+    sms_harness: Callable[..., Harness], kavenegar_server: KavenegarServerHandle, tmp_path: Path
 ) -> None:
-    h = impatient
+    h = sms_harness(kavenegar_timeout=1.0)  # one second for Kavenegar to answer
     add_member(h.engine, "C1", mobile="+989121234561")
     h.send(write_campaign(tmp_path / "c", channels=("sms",), sms="حراج یلدا"))
     [delivery] = h.deliveries()
