@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,7 +22,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
-from starlette.exceptions import StarletteDeprecationWarning
+from starlette.testclient import TestClient  # on httpx2 (the dev extra)
 from typer.testing import CliRunner
 
 from dispatcher.cli import app as cli_app
@@ -33,11 +32,6 @@ from dispatcher.settings import Settings, get_settings
 from dispatcher.tokens import TokenSigner
 from dispatcher.web import MAX_BODY, create_app
 from tests.factories import add_member, harness, write_campaign
-
-with warnings.catch_warnings():
-    # starlette.testclient prefers httpx2, httpx's successor; httpx still works.
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from starlette.testclient import TestClient
 
 ROOT = Path(__file__).resolve().parent.parent
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
