@@ -19,6 +19,7 @@ from typing import Any
 import dramatiq
 import redis
 from jinja2 import TemplateError
+from sqlalchemy.exc import SQLAlchemyError
 
 from dispatcher.broker import register
 from dispatcher.control import is_held
@@ -42,6 +43,7 @@ QUEUE = "email"
 MAX_RETRIES = 8
 MIN_BACKOFF_MS = 2_000
 MAX_BACKOFF_MS = 10 * 60_000
+RECORD_RETRY_S = (0.5, 2.0, 5.0)  # pauses before recording an accepted message again
 CANCEL_WAIT_S = 10.0  # for a send that timed out to stop, before it is handed back
 CAREFUL_S = 10.0  # after an unsendable job, load before waiting for a rate slot this long
 
@@ -70,7 +72,7 @@ class _Job:
     """One delivery's attempt: what the event loop found, for the worker thread's
     bookkeeping when it ends in an error."""
 
-    __slots__ = ("claimed", "compiled", "delivery_id", "error", "loaded", "outcome", "rt")
+    __slots__ = ("claimed", "compiled", "delivery_id", "error", "loaded", "outcome", "rt", "sent")
 
     def __init__(self, rt: Runtime, delivery_id: int) -> None:
         self.rt = rt
@@ -78,6 +80,7 @@ class _Job:
         self.loaded: Loaded | None = None
         self.claimed = False
         self.compiled: CompiledCampaign | None = None
+        self.sent = False  # the relay accepted the message
         self.outcome: str | None = None  # how the step on the event loop ended ...
         self.error: BaseException | None = None  # ... or what it raised
 
@@ -123,6 +126,7 @@ class _Job:
             message=raw,
             name=f"{compiled.slug}-{self.delivery_id}",
         )
+        self.sent = True
         marked = await rt.deliveries.mark_sent_async(
             self.delivery_id, provider_id=compiled.headers.message_id(self.delivery_id)
         )
@@ -241,6 +245,8 @@ def _record_error(job: _Job, guard: SendGuard) -> str | None:
     db, delivery_id, error = job.rt.deliveries, job.delivery_id, job.error
     if error is None:
         return job.outcome
+    if job.sent:  # accepted by the relay: never handed back, or it would go twice
+        return _record_sent_late(job, error)
     if isinstance(error, asyncio.CancelledError):
         error = TransientDeliveryError(f"no outcome after {WAIT_S:.0f} s")
     if isinstance(error, _RenderFailed):
@@ -252,6 +258,29 @@ def _record_error(job: _Job, guard: SendGuard) -> str | None:
     if job.claimed and job.compiled is None:  # the campaign could not be prepared
         db.release(delivery_id, None, "could not prepare the campaign")
     raise error  # not claimed (e.g. no outcome of the claim itself): nothing to undo
+
+
+def _record_sent_late(job: _Job, error: BaseException) -> str:
+    """The relay accepted the message, but recording it failed (a database error, or
+    the wait for the commit ran out): try again from here a few times. Raised, the job
+    is retried and finds its delivery `sending`; only the lease would take it back."""
+    db, delivery_id = job.rt.deliveries, job.delivery_id
+    assert job.compiled is not None and job.compiled.headers is not None
+    provider_id = job.compiled.headers.message_id(delivery_id)
+    for pause in RECORD_RETRY_S:
+        time.sleep(pause)
+        try:
+            if db.mark_sent(delivery_id, provider_id=provider_id):
+                return "sent"
+            loaded = db.load(delivery_id)  # the first request committed after all?
+        except (SQLAlchemyError, OSError) as exc:
+            error = exc
+            continue
+        if loaded is not None and loaded.delivery.status == DeliveryStatus.SENT:
+            return "sent"
+        return "unrecorded"
+    log.error("delivery %s: sent, but it could not be recorded (%s)", delivery_id, error)
+    raise error
 
 
 def _failed(job: _Job, guard: SendGuard, exc: DeliveryError) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 from sqlalchemy import update
+from sqlalchemy.exc import OperationalError
 from sqlmodel import col
 
 from dispatcher.models import Delivery, DeliveryStatus
@@ -388,3 +389,31 @@ def test_a_campaign_that_cannot_be_prepared_hands_its_delivery_back(
     assert delivery.status == DeliveryStatus.PENDING  # claimable by that retry
     assert delivery.error_message == "could not prepare the campaign"
     assert smtp_server.messages() == []
+
+
+def test_a_database_error_after_the_relay_accepted_does_not_hand_the_delivery_back(
+    pipeline: Pipeline,
+    smtp_server: SmtpServerHandle,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    h = pipeline(**smtp(smtp_server))
+    add_member(h.engine, "C1")
+    h.send(write_campaign(tmp_path / "c"))
+    monkeypatch.setattr(email_worker, "RECORD_RETRY_S", (0.05, 0.05))
+    blips: list[int] = []
+
+    async def database_blip(delivery_id: int, **values: object) -> bool:
+        blips.append(delivery_id)  # as a failover would: the commit never happens
+        raise OperationalError("UPDATE delivery ...", None, Exception("connection lost"))
+
+    monkeypatch.setattr(h.runtime.deliveries, "mark_sent_async", database_blip)
+    delivery_id = only(h)
+    assert deliver_email(h.runtime, delivery_id) == "sent"  # recorded on the next try
+
+    assert blips == [delivery_id]
+    [delivery] = h.deliveries()
+    assert delivery.status == DeliveryStatus.SENT and delivery.provider_id
+    assert len(smtp_server.wait_for(1)) == 1
+    h.run_workers()  # nothing is sent again
+    assert len(smtp_server.messages()) == 1
