@@ -94,6 +94,19 @@ class SendGuard:
             )
         return paused
 
+    def count_failure(
+        self, engine: Engine, campaign: Campaign, exc: DeliveryError, *, slow_down: bool = False
+    ) -> None:
+        """`failed` (and `slow_down`), called once the delivery's state is recorded: a
+        Redis error here is logged, never raised, so it cannot leave a delivery
+        `sending`."""
+        try:
+            self.failed(engine, campaign, exc)
+            if slow_down:
+                self.slow_down(exc)
+        except redis.RedisError as err:
+            log.warning("could not count a failed %s send (%s)", self.transport, err)
+
 
 def build_guard(settings: Settings, transport: str) -> SendGuard:
     """The guard of "smtp" or "kavenegar", shared through Redis when REDIS_URL is set."""

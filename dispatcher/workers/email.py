@@ -33,7 +33,7 @@ from dispatcher.errors import (
 from dispatcher.groupcommit import WAIT_S, GroupCommit
 from dispatcher.guard import SLOW_DOWN_DELAY_MS, SendGuard
 from dispatcher.mime import build_message
-from dispatcher.models import Campaign, Channel, DeliveryStatus
+from dispatcher.models import Channel, DeliveryStatus
 from dispatcher.runtime import CompiledCampaign, Runtime, get_runtime
 from dispatcher.workers.retries import is_last_attempt
 
@@ -290,21 +290,21 @@ def _failed(job: _Job, guard: SendGuard, exc: DeliveryError) -> str:
     campaign = job.loaded.campaign
     if isinstance(exc, PermanentDeliveryError):
         db.mark_failed(delivery_id, exc.code, str(exc))
-        _count_failure(rt, guard, campaign, exc)
+        guard.count_failure(rt.engine, campaign, exc)
         log.info("delivery %s: failed (%s)", delivery_id, exc)
         return "failed"
     if exc.code in guard.slow_down_codes:  # 421/450/451/454: back off; a new message
         db.release(delivery_id, exc.code, str(exc))
-        _count_failure(rt, guard, campaign, exc, slow_down=True)
+        guard.count_failure(rt.engine, campaign, exc, slow_down=True)
         send_email.send_with_options(args=(delivery_id,), delay=SLOW_DOWN_DELAY_MS)
         return "slowed"
     if is_last_attempt(MAX_RETRIES):
         db.mark_failed(delivery_id, exc.code, f"{RETRIES_EXHAUSTED}: {exc}")
-        _count_failure(rt, guard, campaign, exc)
+        guard.count_failure(rt.engine, campaign, exc)
         log.warning("delivery %s: failed after retries (%s)", delivery_id, exc)
         return "failed"
     db.release(delivery_id, exc.code, str(exc))
-    _count_failure(rt, guard, campaign, exc)
+    guard.count_failure(rt.engine, campaign, exc)
     log.info("delivery %s: will retry (%s)", delivery_id, exc)
     raise exc
 
@@ -340,24 +340,6 @@ def _unclaimed(db: GroupCommit, delivery_id: int, loaded: Loaded) -> str | None:
         log.info("delivery %s: skipped (%s)", delivery_id, reason)
         return "skipped"
     return None
-
-
-def _count_failure(
-    rt: Runtime,
-    guard: SendGuard,
-    campaign: Campaign,
-    exc: DeliveryError,
-    *,
-    slow_down: bool = False,
-) -> None:
-    """The guard's part of a failed send, after the delivery's state is recorded: a
-    Redis error here must not leave the delivery `sending`."""
-    try:
-        guard.failed(rt.engine, campaign, exc)
-        if slow_down:
-            guard.slow_down(exc)
-    except redis.RedisError as err:
-        log.warning("could not count a failed email send (%s)", err)
 
 
 @register

@@ -42,11 +42,11 @@ from dispatcher import delivery
 from dispatcher.broker import register
 from dispatcher.control import is_held
 from dispatcher.delivery import Loaded
-from dispatcher.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from dispatcher.errors import PermanentDeliveryError, TransientDeliveryError
 from dispatcher.groupcommit import GroupCommit
-from dispatcher.guard import SLOW_DOWN_DELAY_MS, SendGuard
+from dispatcher.guard import SLOW_DOWN_DELAY_MS
 from dispatcher.masking import mask_mobile
-from dispatcher.models import Campaign, Channel, DeliveryStatus, Member, utcnow
+from dispatcher.models import Channel, DeliveryStatus, Member, utcnow
 from dispatcher.runtime import Runtime, get_runtime
 from dispatcher.send_window import describe
 from dispatcher.sms_hold import pause_sms, wait_for_window, window_closed_until
@@ -115,7 +115,7 @@ def deliver_sms(rt: Runtime, delivery_id: int) -> str:
     except KavenegarReceptorError as exc:
         db.mark_failed(delivery_id, exc.code, str(exc))
         _flag_mobile_invalid(engine, member.id, mobile)
-        _count_failure(engine, guard, campaign, exc)
+        guard.count_failure(engine, campaign, exc)
         log.info("delivery %s: failed, %s is not valid (%s)", delivery_id, mask_mobile(mobile), exc)
         return "failed"
     except KavenegarAccountError as exc:
@@ -127,23 +127,23 @@ def deliver_sms(rt: Runtime, delivery_id: int) -> str:
         return "paused"
     except PermanentDeliveryError as exc:
         db.mark_failed(delivery_id, exc.code, str(exc))
-        _count_failure(engine, guard, campaign, exc)
+        guard.count_failure(engine, campaign, exc)
         log.info("delivery %s: failed (%s)", delivery_id, exc)
         return "failed"
     except TransientDeliveryError as exc:
         if exc.code in guard.slow_down_codes:  # 451: back off; a new message, no retry
             db.release(delivery_id, exc.code, str(exc))
-            _count_failure(engine, guard, campaign, exc, slow_down=True)
+            guard.count_failure(engine, campaign, exc, slow_down=True)
             send_sms.send_with_options(args=(delivery_id,), delay=SLOW_DOWN_DELAY_MS)
             return "slowed"
         if is_last_attempt(MAX_RETRIES):
             reason = f"{delivery.RETRIES_EXHAUSTED}: {exc}"
             db.mark_failed(delivery_id, exc.code, reason)
-            _count_failure(engine, guard, campaign, exc)
+            guard.count_failure(engine, campaign, exc)
             log.warning("delivery %s: failed after retries (%s)", delivery_id, exc)
             return "failed"
         db.release(delivery_id, exc.code, str(exc))
-        _count_failure(engine, guard, campaign, exc)
+        guard.count_failure(engine, campaign, exc)
         log.info("delivery %s: will retry (%s)", delivery_id, exc)
         raise
     if not _record_sent(db, delivery_id, result):  # e.g. the lease took it back
@@ -191,24 +191,6 @@ def _unsendable(rt: Runtime, delivery_id: int, loaded: Loaded | None) -> str | N
             )
         return "waiting"
     return None
-
-
-def _count_failure(
-    engine: Engine,
-    guard: SendGuard,
-    campaign: Campaign,
-    exc: DeliveryError,
-    *,
-    slow_down: bool = False,
-) -> None:
-    """The guard's part of a failed send, after the delivery's state is recorded: a
-    Redis error here must not leave the delivery `sending`."""
-    try:
-        guard.failed(engine, campaign, exc)
-        if slow_down:
-            guard.slow_down(exc)
-    except redis.RedisError as err:
-        log.warning("could not count a failed SMS send (%s)", err)
 
 
 def _record_sent(db: GroupCommit, delivery_id: int, result: SmsResult) -> bool:

@@ -18,6 +18,19 @@ from dispatcher.models import DeliveryStatus
 from tests.factories import Harness, add_member, write_campaign
 
 
+def campaign_of(
+    pipeline: Callable[..., Harness], tmp_path: Path, members: int
+) -> tuple[Harness, list[int]]:
+    """A harness with a sent email campaign of `members` members; its delivery ids."""
+    h = pipeline()
+    for i in range(members):
+        add_member(h.engine, f"C{i}")
+    h.send(write_campaign(tmp_path / "c"))
+    ids = [d.id for d in h.deliveries() if d.id is not None]
+    assert len(ids) == members
+    return h, ids
+
+
 def move(delivery_id: int, target: DeliveryStatus) -> _Request:
     values = {"status": target, "error_code": 451, "error_message": "busy"}
     return _Request("move", delivery_id, str(DeliveryStatus.SENDING), values)
@@ -26,13 +39,7 @@ def move(delivery_id: int, target: DeliveryStatus) -> _Request:
 def test_releases_and_failures_in_one_batch_report_each_row(
     pipeline: Callable[..., Harness], tmp_path: Path
 ) -> None:
-    h = pipeline()
-    for i in range(3):
-        add_member(h.engine, f"C{i}")
-    h.send(write_campaign(tmp_path / "c"))
-    ids = [d.id for d in h.deliveries()]
-    assert None not in ids
-    released, failed, not_sending = (i for i in ids if i is not None)
+    h, (released, failed, not_sending) = campaign_of(pipeline, tmp_path, 3)
     assert delivery.claim(h.engine, released) and delivery.claim(h.engine, failed)
     GroupCommit(h.engine)  # configures the mappers, as the runtime does
 
@@ -61,11 +68,7 @@ def _sendable(loaded: Loaded) -> bool:
 def test_coroutines_on_one_loop_are_answered_together_and_one_claim_wins(
     pipeline: Callable[..., Harness], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    h = pipeline()
-    for i in range(40):
-        add_member(h.engine, f"C{i}")
-    h.send(write_campaign(tmp_path / "c"))
-    ids = [d.id for d in h.deliveries() if d.id is not None]
+    h, ids = campaign_of(pipeline, tmp_path, 40)
     db = GroupCommit(h.engine)
     callbacks: list[int] = []
     real = groupcommit._settle_waiters
@@ -100,11 +103,7 @@ def test_coroutines_on_one_loop_are_answered_together_and_one_claim_wins(
 def test_a_database_error_reaches_the_awaiting_coroutine(
     pipeline: Callable[..., Harness], tmp_path: Path
 ) -> None:
-    h = pipeline()
-    add_member(h.engine, "C1")
-    h.send(write_campaign(tmp_path / "c"))
-    [delivery_id] = [d.id for d in h.deliveries()]
-    assert delivery_id is not None
+    h, [delivery_id] = campaign_of(pipeline, tmp_path, 1)
     broken = create_engine("sqlite:///" + str(tmp_path / "missing" / "no.db"))
     db = GroupCommit(broken)
     try:
@@ -118,12 +117,7 @@ def test_a_database_error_reaches_the_awaiting_coroutine(
 def test_a_caller_that_gave_up_does_not_disturb_the_others(
     pipeline: Callable[..., Harness], tmp_path: Path
 ) -> None:
-    h = pipeline()
-    for i in range(2):
-        add_member(h.engine, f"C{i}")
-    h.send(write_campaign(tmp_path / "c"))
-    first, second = (d.id for d in h.deliveries())
-    assert first is not None and second is not None
+    h, (first, second) = campaign_of(pipeline, tmp_path, 2)
     db = GroupCommit(h.engine)
 
     async def one_cancelled() -> tuple[Any, bool]:
@@ -149,12 +143,7 @@ def test_a_connection_lost_between_cycles_is_replaced_unnoticed(
 ) -> None:
     if not database_url.startswith("postgresql"):
         pytest.skip("needs a server to drop the connection")
-    h = pipeline()
-    for i in range(3):
-        add_member(h.engine, f"C{i}")
-    h.send(write_campaign(tmp_path / "c"))
-    first, second, third = (d.id for d in h.deliveries())
-    assert first is not None and second is not None and third is not None
+    h, (first, second, third) = campaign_of(pipeline, tmp_path, 3)
     db = GroupCommit(h.engine)
     try:
         assert db.claim(first)
@@ -177,12 +166,7 @@ def test_a_connection_lost_between_cycles_is_replaced_unnoticed(
 def test_a_failed_cycle_leaves_no_transaction_behind_on_the_kept_connection(
     pipeline: Callable[..., Harness], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    h = pipeline()
-    for i in range(2):
-        add_member(h.engine, f"C{i}")
-    h.send(write_campaign(tmp_path / "c"))
-    first, second = (d.id for d in h.deliveries())
-    assert first is not None and second is not None
+    h, (first, second) = campaign_of(pipeline, tmp_path, 2)
     real = groupcommit.run_batch
     calls: list[int] = []
 
