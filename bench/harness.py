@@ -25,8 +25,8 @@ from sqlalchemy import Table, func, text
 from sqlalchemy import select as sql_select
 from sqlalchemy.engine import Engine
 
-from dispatcher.db import create_schema, make_engine
-from dispatcher.models import Campaign, Delivery, DeliveryStatus, Member, MemberTag
+from dispatcher.store.db import create_schema, make_engine
+from dispatcher.store.models import Campaign, Delivery, DeliveryStatus, Member, MemberTag
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -82,7 +82,7 @@ class Database:
             admin.dispose()
         engine = self.engine()
         try:  # the schema as `dispatcher db upgrade` makes it, where migrations exist
-            from dispatcher.schema import upgrade
+            from dispatcher.store.schema import upgrade
         except ImportError:
             create_schema(engine)
         else:

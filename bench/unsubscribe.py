@@ -50,9 +50,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from dispatcher.db import create_schema, make_engine  # noqa: E402
-from dispatcher.models import Channel  # noqa: E402
-from dispatcher.tokens import TokenSigner  # noqa: E402
+from dispatcher.audience.tokens import TokenSigner  # noqa: E402
+from dispatcher.store.db import create_schema, make_engine  # noqa: E402
+from dispatcher.store.models import Channel  # noqa: E402
 
 SECRET = "bench-unsubscribe-secret-0123456789"
 BODY = b"List-Unsubscribe=One-Click"

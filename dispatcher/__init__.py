@@ -17,11 +17,11 @@ from dispatcher.errors import (
     TransientDeliveryError,
 )
 
-# Data
-from dispatcher.models import Campaign, Channel, Delivery, DeliveryStatus, Member
-
 # Settings
 from dispatcher.settings import Settings, get_settings, load_settings
+
+# Data
+from dispatcher.store.models import Campaign, Channel, Delivery, DeliveryStatus, Member
 
 __version__ = "0.1.0"
 

@@ -9,9 +9,9 @@ from dramatiq import Broker, Worker
 from dramatiq.brokers.stub import StubBroker
 from sqlalchemy.engine import Engine
 
-from dispatcher.control import get, is_held
-from dispatcher.sms_hold import held_sms
-from dispatcher.status import outstanding
+from dispatcher.delivery.control import get, is_held
+from dispatcher.delivery.status import outstanding
+from dispatcher.sms.hold import held_sms
 
 
 class _SmsHoldCheck:

@@ -3,7 +3,7 @@
 Two sources, because Dramatiq's exposition server only serves what its worker
 processes record:
 
-* the workers: Dramatiq's own `Prometheus` middleware (`dispatcher.broker` adds it):
+* the workers: Dramatiq's own `Prometheus` middleware (`dispatcher.queue.broker` adds it):
   messages, errors, retries, durations per actor; served by a process Dramatiq forks,
   on Dramatiq's port (`dramatiq_prom_port`, default 9191);
 * the scheduler (`dispatcher scheduler`, on `PROMETHEUS_PORT`, default 9192): what the
@@ -27,10 +27,10 @@ from dramatiq.common import dq_name
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from dispatcher.control import LIVE
+from dispatcher.delivery.control import LIVE
 from dispatcher.errors import ConfigurationError
-from dispatcher.models import Campaign, Delivery
 from dispatcher.runtime import Runtime
+from dispatcher.store.models import Campaign, Delivery
 
 
 class DispatcherCollector:

@@ -17,19 +17,19 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from dispatcher.aio import LoopThread
-from dispatcher.campaigns import CampaignSpec
-from dispatcher.db import make_engine
-from dispatcher.groupcommit import GroupCommit
-from dispatcher.mime import MessageHeaders
-from dispatcher.models import Campaign, utcnow
-from dispatcher.rendering import CampaignTemplates, shop_name
+from dispatcher.audience.tokens import TokenSigner
+from dispatcher.definition.campaign import CampaignSpec
+from dispatcher.definition.rendering import CampaignTemplates, shop_name
+from dispatcher.delivery.groupcommit import GroupCommit
+from dispatcher.email.mime import MessageHeaders
+from dispatcher.email.transport import EmailTransport, build_email_transport
 from dispatcher.settings import Settings, get_settings
-from dispatcher.tokens import TokenSigner
-from dispatcher.transports import EmailTransport, build_email_transport
-from dispatcher.transports.sms import SmsTransport, build_sms_transport
+from dispatcher.sms.transport import SmsTransport, build_sms_transport
+from dispatcher.store.db import make_engine
+from dispatcher.store.models import Campaign, utcnow
 
 if TYPE_CHECKING:
-    from dispatcher.guard import SendGuard
+    from dispatcher.delivery.guard import SendGuard
 
 
 @dataclass
@@ -75,7 +75,7 @@ class Runtime:
 
     @property
     def deliveries(self) -> GroupCommit:
-        """The delivery state machine of `dispatcher.delivery`, batched across threads."""
+        """The delivery state machine of `dispatcher.delivery.state`, batched across threads."""
         with self._lock:
             if self._deliveries is None:
                 self._deliveries = GroupCommit(self.engine)
@@ -97,7 +97,7 @@ class Runtime:
 
     def guard(self, transport: str) -> SendGuard:
         """The shared rate and error-storm counter of "smtp" or "kavenegar" (built once)."""
-        from dispatcher.guard import build_guard
+        from dispatcher.delivery.guard import build_guard
 
         with self._lock:
             if transport not in self._guards:
@@ -148,7 +148,7 @@ class Runtime:
         return compiled
 
     def unsubscribe_url(self, member_id: int, channel: str) -> str:
-        from dispatcher.models import Channel
+        from dispatcher.store.models import Channel
 
         token = self.signer.sign(member_id, Channel(channel))
         return f"{self.settings.unsubscribe_base_url}/u/{token}"

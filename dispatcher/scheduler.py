@@ -52,12 +52,19 @@ from dramatiq.common import dq_name
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from dispatcher import control
-from dispatcher.broker import enqueue_many
+from dispatcher.delivery import control
 from dispatcher.errors import DeliveryError
-from dispatcher.expansion import enqueue_pending, launch, pending_ids
-from dispatcher.models import Campaign, CampaignState, Channel, Delivery, DeliveryStatus, utcnow
+from dispatcher.queue.broker import enqueue_many
+from dispatcher.queue.expansion import enqueue_pending, launch, pending_ids
 from dispatcher.runtime import Runtime
+from dispatcher.store.models import (
+    Campaign,
+    CampaignState,
+    Channel,
+    Delivery,
+    DeliveryStatus,
+    utcnow,
+)
 
 log = logging.getLogger("dispatcher.scheduler")
 
@@ -202,7 +209,7 @@ class Scheduler:
             )
 
     def _release_sms(self, now: datetime, report: Tick) -> None:
-        from dispatcher.sms_hold import release_waiting_sms
+        from dispatcher.sms.hold import release_waiting_sms
 
         actor = self.actors[Channel.SMS]
         released = release_waiting_sms(self.rt, self.broker, actor=actor, now=now)
@@ -218,7 +225,7 @@ class Scheduler:
             self._send_inline(campaign_id)
 
     def _sms_housekeeping(self, now: datetime, report: Tick) -> None:
-        from dispatcher.sms_sync import read_inbox, sync_statuses
+        from dispatcher.sms.sync import read_inbox, sync_statuses
 
         if self._claim("sms-sync", now):
             report.sms_sync = self._kavenegar("sms sync", lambda: sync_statuses(self.rt, now=now))

@@ -17,7 +17,7 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dispatcher.errors import ConfigurationError
-from dispatcher.send_window import SendWindow, parse_window, parse_zone
+from dispatcher.sms.window import SendWindow, parse_window, parse_zone
 
 DEV_SECRET_FILE = Path(".dispatcher-secret")
 
@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 
     # URLs may carry passwords: kept out of the repr (and so out of logs and tracebacks)
-    database_url: str = Field(default="sqlite:///dispatcher.db", repr=False)
+    database_url: str = Field(default="sqlite:///dispatcher.store.db", repr=False)
     redis_url: str | None = Field(default=None, repr=False)
     redis_namespace: str = Field(default="dispatcher", min_length=1, pattern=r"^[\w.-]+$")
 

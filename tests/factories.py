@@ -12,13 +12,13 @@ from dramatiq import Broker, Worker
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from dispatcher.broker import build_broker, use_broker
-from dispatcher.campaigns import CampaignSpec, load_campaign
-from dispatcher.db import create_schema
-from dispatcher.expansion import Expansion, enqueue_pending, expand
-from dispatcher.models import Delivery, Member, MemberTag
+from dispatcher.definition.campaign import CampaignSpec, load_campaign
+from dispatcher.queue.broker import build_broker, use_broker
+from dispatcher.queue.expansion import Expansion, enqueue_pending, expand
 from dispatcher.runtime import Runtime, set_runtime
 from dispatcher.settings import Settings
+from dispatcher.store.db import create_schema
+from dispatcher.store.models import Delivery, Member, MemberTag
 
 HTML = """{% extends "email_layout.html" %}{% block content %}
 <h1>{{ member.first_name }} عزیز، شب یلدا مبارک</h1>

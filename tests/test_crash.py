@@ -3,7 +3,7 @@ mid-campaign, and Redis losing its keys mid-campaign. Counted at a real SMTP ser
 
 The promise: every subscribed member gets exactly one email, except that a worker
 killed while a message was on the wire may send that one again after the lease
-(SEND_LEASE_SECONDS); see `dispatcher.control`.
+(SEND_LEASE_SECONDS); see `dispatcher.delivery.control`.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
-from dispatcher.db import make_engine
-from dispatcher.models import Campaign, CampaignState, Delivery, DeliveryStatus
-from dispatcher.schema import upgrade
+from dispatcher.store.db import make_engine
+from dispatcher.store.models import Campaign, CampaignState, Delivery, DeliveryStatus
+from dispatcher.store.schema import upgrade
 from tests.factories import add_member, write_campaign
 from tests.servers.smtp_server import SmtpServerHandle
 
@@ -99,7 +99,7 @@ class Deployment:
 def deployment(
     tmp_path: Path, redis_url: str, redis_namespace: str, smtp_server: SmtpServerHandle
 ) -> Iterator[tuple[Deployment, Engine]]:
-    database_url = f"sqlite:///{tmp_path / 'dispatcher.db'}"
+    database_url = f"sqlite:///{tmp_path / 'dispatcher.store.db'}"
     engine = make_engine(database_url)
     upgrade(engine)  # the migrations, as an operator's `dispatcher db upgrade`
     env = {

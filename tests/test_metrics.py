@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.broker import build_broker
+from dispatcher.queue.broker import build_broker
 from dispatcher.settings import Settings
 from tests.factories import add_member, harness, write_campaign
 

@@ -16,17 +16,17 @@ import redis
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from dispatcher.broker import build_broker
-from dispatcher.campaigns import load_campaign
-from dispatcher.control import find
+from dispatcher.definition.campaign import load_campaign
+from dispatcher.definition.sendtime import describe, parse_send_at
+from dispatcher.delivery.control import find
+from dispatcher.delivery.listing import list_campaigns
 from dispatcher.errors import InputError
-from dispatcher.expansion import expand
-from dispatcher.listing import list_campaigns
-from dispatcher.models import CampaignState, Member, utcnow
+from dispatcher.queue.broker import build_broker
+from dispatcher.queue.expansion import expand
 from dispatcher.runtime import Runtime
-from dispatcher.schedule import describe, parse_send_at
 from dispatcher.scheduler import Scheduler
 from dispatcher.settings import Settings
+from dispatcher.store.models import CampaignState, Member, utcnow
 from tests.factories import add_member, harness, write_campaign
 from tests.servers.kavenegar_server import KavenegarServerHandle
 

@@ -22,6 +22,6 @@ workers read consent at send time, so a delivery still queued is skipped.
 from dispatcher.web.app import create_app
 
 # Limits and headers
-from dispatcher.web.guard import MAX_BODY, MAX_PATH, MAX_QUERY, SECURITY_HEADERS
+from dispatcher.web.limits import MAX_BODY, MAX_PATH, MAX_QUERY, SECURITY_HEADERS
 
 __all__ = ["MAX_BODY", "MAX_PATH", "MAX_QUERY", "SECURITY_HEADERS", "create_app"]

@@ -20,14 +20,14 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from dispatcher.db import make_engine
+from dispatcher.audience.tokens import TokenSigner
+from dispatcher.definition.rendering import shop_name
 from dispatcher.errors import NotFoundError, TokenError
-from dispatcher.models import ConsentSource
-from dispatcher.rendering import shop_name
 from dispatcher.settings import Settings, get_settings
-from dispatcher.tokens import TokenSigner
-from dispatcher.web.consent import WriteLock, look_up, ping, undo, unsubscribe
-from dispatcher.web.guard import MAX_BODY, SECURITY_HEADERS, Guard
+from dispatcher.store.db import make_engine
+from dispatcher.store.models import ConsentSource
+from dispatcher.web.limits import MAX_BODY, SECURITY_HEADERS, Guard
+from dispatcher.web.optout import WriteLock, look_up, ping, undo, unsubscribe
 from dispatcher.web.pages import Pages
 
 log = logging.getLogger("dispatcher.web")

@@ -3,8 +3,8 @@
 The broker is built here, from the settings, before any actor is declared.
 """
 
-from dispatcher.broker import build_broker, use_broker
 from dispatcher.logs import install_on_root
+from dispatcher.queue.broker import build_broker, use_broker
 from dispatcher.settings import get_settings
 
 broker = use_broker(build_broker(get_settings()))

@@ -21,20 +21,20 @@ import redis
 from jinja2 import TemplateError
 from sqlalchemy.exc import SQLAlchemyError
 
-from dispatcher.broker import register
-from dispatcher.control import is_held
-from dispatcher.delivery import RETRIES_EXHAUSTED, Loaded
+from dispatcher.delivery.control import is_held
+from dispatcher.delivery.groupcommit import WAIT_S, GroupCommit
+from dispatcher.delivery.guard import SLOW_DOWN_DELAY_MS, SendGuard
+from dispatcher.delivery.state import RETRIES_EXHAUSTED, Loaded
+from dispatcher.email.mime import build_message
 from dispatcher.errors import (
     ConfigurationError,
     DeliveryError,
     PermanentDeliveryError,
     TransientDeliveryError,
 )
-from dispatcher.groupcommit import WAIT_S, GroupCommit
-from dispatcher.guard import SLOW_DOWN_DELAY_MS, SendGuard
-from dispatcher.mime import build_message
-from dispatcher.models import Channel, DeliveryStatus
+from dispatcher.queue.broker import register
 from dispatcher.runtime import CompiledCampaign, Runtime, get_runtime
+from dispatcher.store.models import Channel, DeliveryStatus
 from dispatcher.workers.retries import is_last_attempt
 
 log = logging.getLogger("dispatcher.email")

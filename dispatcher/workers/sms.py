@@ -11,7 +11,7 @@ whether Kavenegar has the message already; if it does, the delivery is recorded 
 sent from that answer and nothing is sent again.
 
 Pacing: before claiming, the actor waits for a slot of the shared, adaptive
-`KAVENEGAR_RATE_LIMIT` (`rt.guard("kavenegar")`, see `dispatcher.guard`): one slot
+`KAVENEGAR_RATE_LIMIT` (`rt.guard("kavenegar")`, see `dispatcher.delivery.guard`): one slot
 per Kavenegar call, so two when a retry first asks `statuslocalmessageid`.
 
 Kavenegar's codes: 451 ("too many calls") halves the sending rate of every worker
@@ -19,12 +19,12 @@ and hands the delivery back, to be sent again after a short delay as a new messa
 without using a retry; 409 and network errors are transient (the delivery goes back
 to pending, the message is retried with backoff); 411 fails the delivery and flags
 the member's mobile invalid; 418, 401 and 403 pause the campaign's SMS (see
-`dispatcher.sms_hold`); any other code fails the delivery with code and message.
+`dispatcher.sms.hold`); any other code fails the delivery with code and message.
 Failed sends (and 451s) count towards the error storm (`MAX_SEND_ERRORS`), as for
 email; a success ends the run.
 
 Outside `SMS_SEND_WINDOW` the delivery is left pending and the campaign is marked
-as waiting for the window (see `dispatcher.sms_hold`).
+as waiting for the window (see `dispatcher.sms.hold`).
 """
 
 from __future__ import annotations
@@ -38,21 +38,21 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import col
 
-from dispatcher import delivery
-from dispatcher.broker import register
-from dispatcher.control import is_held
-from dispatcher.delivery import Loaded
+from dispatcher.delivery import state as delivery
+from dispatcher.delivery.control import is_held
+from dispatcher.delivery.groupcommit import GroupCommit
+from dispatcher.delivery.guard import SLOW_DOWN_DELAY_MS
+from dispatcher.delivery.state import Loaded
 from dispatcher.errors import PermanentDeliveryError, TransientDeliveryError
-from dispatcher.groupcommit import GroupCommit
-from dispatcher.guard import SLOW_DOWN_DELAY_MS
 from dispatcher.masking import mask_mobile
-from dispatcher.models import Channel, DeliveryStatus, Member, utcnow
+from dispatcher.queue.broker import register
 from dispatcher.runtime import Runtime, get_runtime
-from dispatcher.send_window import describe
-from dispatcher.sms_hold import pause_sms, wait_for_window, window_closed_until
-from dispatcher.sms_text import with_footer
-from dispatcher.transports.kavenegar import KavenegarAccountError, KavenegarReceptorError
-from dispatcher.transports.sms import SmsResult
+from dispatcher.sms.hold import pause_sms, wait_for_window, window_closed_until
+from dispatcher.sms.kavenegar import KavenegarAccountError, KavenegarReceptorError
+from dispatcher.sms.text import with_footer
+from dispatcher.sms.transport import SmsResult
+from dispatcher.sms.window import describe
+from dispatcher.store.models import Channel, DeliveryStatus, Member, utcnow
 from dispatcher.workers.retries import is_last_attempt
 
 log = logging.getLogger("dispatcher.sms")
@@ -72,7 +72,7 @@ def deliver_sms(rt: Runtime, delivery_id: int) -> str:
     (another job has it), `missing`.
     """
     engine = rt.engine
-    db = rt.deliveries  # dispatcher.delivery's steps, group-committed with other threads'
+    db = rt.deliveries  # dispatcher.delivery.state's steps, group-committed with other threads'
     loaded = db.load(delivery_id)
     outcome = _unsendable(rt, delivery_id, loaded)
     if outcome is not None:

@@ -14,8 +14,8 @@ from sqlalchemy import update
 from sqlalchemy.exc import OperationalError
 from sqlmodel import col
 
-from dispatcher.models import Delivery, DeliveryStatus
-from dispatcher.status import campaign_status
+from dispatcher.delivery.status import campaign_status
+from dispatcher.store.models import Delivery, DeliveryStatus
 from dispatcher.workers import email as email_worker
 from dispatcher.workers.email import deliver_email
 from tests.factories import HTML, Harness, add_member, update_member, write_campaign

@@ -16,10 +16,10 @@ import redis
 from dramatiq import Message
 from sqlmodel import Session
 
-from dispatcher.consent import opt_out
-from dispatcher.models import Campaign, ConsentSource, DeliveryStatus, Member
-from dispatcher.sms_hold import release_waiting_sms, resume_sms
-from dispatcher.status import campaign_status
+from dispatcher.audience.consent import opt_out
+from dispatcher.delivery.status import campaign_status
+from dispatcher.sms.hold import release_waiting_sms, resume_sms
+from dispatcher.store.models import Campaign, ConsentSource, DeliveryStatus, Member
 from dispatcher.workers.sms import deliver_sms
 from tests.factories import Harness, add_member, write_campaign
 from tests.servers.kavenegar_server import KavenegarServerHandle

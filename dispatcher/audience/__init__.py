@@ -1,0 +1,1 @@
+"""Who receives: members, their addresses, their consent, and unsubscribe tokens."""

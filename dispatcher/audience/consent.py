@@ -1,0 +1,186 @@
+"""Consent: opt-outs and opt-ins on a channel, the rules every part of the dispatcher follows.
+
+- An opt-out through the dispatcher (unsubscribe link, one-click, SMS keyword, the SMS
+  provider's blacklist) is *sticky*: it sets `Member.<channel>_optout_source`, and no
+  import can undo it; only an explicit `subscribe` (or `resubscribe` from the
+  unsubscribe page) does.
+- An import can opt a member out (`0`) and back in (`1`) as long as the opt-out came
+  from an import (that part lives in `dispatcher.audience.members`).
+- Every actual change of consent, and only that, is recorded as a `ConsentEvent`.
+
+The writes are Core statements (a conditional UPDATE, then an INSERT of the event):
+the unsubscribe endpoint holds SQLite's write lock for as short a time as possible.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, false, insert, true, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from dispatcher.errors import NotFoundError
+from dispatcher.store.db import session_scope
+from dispatcher.store.models import Channel, ConsentEvent, ConsentSource, Member, utcnow
+
+# channel -> (opt-in column, sticky opt-out source column)
+CONSENT_COLUMNS = {
+    Channel.EMAIL: ("email_opt_in", "email_optout_source"),
+    Channel.SMS: ("sms_opt_in", "sms_optout_source"),
+}
+
+
+def subscribe(engine: Engine, external_id: str, channel: Channel) -> None:
+    """Opt a member back in on `channel`, whatever opted them out (`members subscribe`).
+
+    Clears the sticky opt-out source and records a `ConsentEvent` with source `cli`;
+    does nothing when the member is already opted in. Raises `NotFoundError` for an
+    unknown `external_id`.
+    """
+    with session_scope(engine) as session:
+        member_id = session.exec(
+            select(Member.id).where(col(Member.external_id) == external_id)
+        ).first()
+        if member_id is None:
+            raise NotFoundError(f"no member with external_id {external_id!r}")
+        resubscribe(session, member_id, channel, ConsentSource.CLI)
+
+
+def _statements(channel: Channel) -> dict[str, Any]:
+    """The conditional updates of one channel, built once (statement building is most
+    of a consent write's CPU); values are bound per call."""
+    opt_name, source_name = CONSENT_COLUMNS[channel]
+    opt, source = _MEMBER.c[opt_name], _MEMBER.c[source_name]
+    by_id = _MEMBER.c.id == bindparam("member_id")
+    stamp: dict[str, Any] = {"updated_at": bindparam("now")}
+    return {
+        "out": update(_MEMBER).where(by_id, opt == true()).values({opt_name: False, **stamp}),
+        "out_sticky": update(_MEMBER)
+        .where(by_id, opt == true())
+        .values({opt_name: False, source_name: bindparam("source"), **stamp}),
+        "stick": update(_MEMBER)
+        .where(by_id, source.is_(None))
+        .values({source_name: bindparam("source")}),
+        "in": update(_MEMBER)
+        .where(by_id, opt == false())
+        .values({opt_name: True, source_name: None, **stamp}),
+        "unstick": update(_MEMBER).where(by_id, source.is_not(None)).values({source_name: None}),
+    }
+
+
+_MEMBER = Member.__table__  # type: ignore[attr-defined]
+_STATEMENTS = {channel: _statements(channel) for channel in CONSENT_COLUMNS}
+_EXISTS = select(_MEMBER.c.id).where(_MEMBER.c.id == bindparam("member_id"))
+_RECORD = insert(ConsentEvent.__table__)  # type: ignore[attr-defined]
+
+
+def opt_out(session: Session, member_id: int, channel: Channel, source: ConsentSource) -> bool:
+    """Opt a member out of `channel`; return True if they were opted in.
+
+    Every source but `import` is sticky: it is stored in the member's
+    `<channel>_optout_source`, so that no import opts them back in. Records a
+    `ConsentEvent` for the change. Idempotent: for a member already opted out it
+    records nothing and returns False, except that a sticky source now replaces a
+    missing one (a member opted out by an import who then unsubscribes through a
+    link stays out whatever the next import says).
+
+    Works inside the caller's transaction (nothing is committed here); the update is
+    one conditional statement, so two simultaneous opt-outs record one event. Raises
+    `NotFoundError` for an unknown member.
+    """
+    channel, source = Channel(channel), ConsentSource(source)
+    statements, conn, now = _STATEMENTS[channel], session.connection(), utcnow()
+    params = {"member_id": member_id, "now": now, "source": source.value}
+    sticky = source is not ConsentSource.IMPORT
+    if conn.execute(statements["out_sticky" if sticky else "out"], params).rowcount:
+        _record(conn, member_id, channel, False, source, now)
+        return True
+    _require_member(conn, member_id)
+    if sticky:
+        conn.execute(statements["stick"], params)
+    return False
+
+
+def resubscribe(session: Session, member_id: int, channel: Channel, source: ConsentSource) -> bool:
+    """Opt a member back in on `channel` (the unsubscribe page's undo); True if changed.
+
+    Clears the sticky opt-out source and records a `ConsentEvent` with `source`.
+    Idempotent: returns False and records nothing for a member already opted in.
+    Works inside the caller's transaction. Raises `NotFoundError` for an unknown member.
+    """
+    channel, source = Channel(channel), ConsentSource(source)
+    statements, conn, now = _STATEMENTS[channel], session.connection(), utcnow()
+    params = {"member_id": member_id, "now": now}
+    if conn.execute(statements["in"], params).rowcount:
+        _record(conn, member_id, channel, True, source, now)
+        return True
+    _require_member(conn, member_id)
+    conn.execute(statements["unstick"], params)  # an opted-in member has no sticky source
+    return False
+
+
+def list_optouts(engine: Engine, since: datetime | None = None) -> list[dict[str, str]]:
+    """Every opt-out event (any source), oldest first, for the shop to mirror.
+
+    Rows are `{"external_id", "channel", "at", "source"}`; `at` is ISO 8601 in UTC
+    (`2025-03-01T08:30:00.123456+00:00`). `since` keeps events at or after that
+    moment (inclusive, so passing the last `at` seen repeats that event rather than
+    risking to miss one); a naive `since` is taken as UTC.
+    """
+    stmt = (
+        select(
+            col(Member.external_id),
+            col(ConsentEvent.channel),
+            col(ConsentEvent.at),
+            col(ConsentEvent.source),
+        )
+        .join(Member, col(Member.id) == col(ConsentEvent.member_id))
+        .where(col(ConsentEvent.opted_in) == false())
+        .order_by(col(ConsentEvent.at), col(ConsentEvent.id))
+    )
+    if since is not None:
+        since = _utc(since)
+        stmt = stmt.where(col(ConsentEvent.at) >= since)
+    with session_scope(engine) as session:
+        rows = session.exec(stmt).all()
+    return [
+        {
+            "external_id": external_id,
+            "channel": channel,
+            "at": _utc(at).isoformat(),
+            "source": source,
+        }
+        for external_id, channel, at, source in rows
+    ]
+
+
+def _utc(at: datetime) -> datetime:
+    """An aware UTC datetime (SQLite hands back naive UTC)."""
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def _require_member(conn: Connection, member_id: int) -> None:
+    if conn.execute(_EXISTS, {"member_id": member_id}).first() is None:
+        raise NotFoundError(f"no member with id {member_id}")
+
+
+def _record(
+    conn: Connection,
+    member_id: int,
+    channel: Channel,
+    opted_in: bool,
+    source: ConsentSource,
+    at: datetime,
+) -> None:
+    conn.execute(
+        _RECORD,
+        {
+            "member_id": member_id,
+            "channel": channel.value,
+            "opted_in": opted_in,
+            "source": source.value,
+            "at": at,
+        },
+    )

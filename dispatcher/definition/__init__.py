@@ -1,0 +1,1 @@
+"""What a campaign is: its file, its templates and its send time."""

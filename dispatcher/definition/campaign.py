@@ -1,0 +1,340 @@
+"""Campaign files: parse, validate, and freeze into a spec the workers render from.
+
+`load_campaign(path)` reads the TOML and its templates and returns a `CampaignSpec`
+or raises `CampaignError` with *every* problem found, each naming the file and
+field (and line, for template syntax errors). Nothing here touches the database.
+"""
+
+from __future__ import annotations
+
+import tomllib
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jinja2 import TemplateError, TemplateSyntaxError
+from jinja2.exceptions import TemplateNotFound
+
+from dispatcher.definition.rendering import (
+    HTML_NAME,
+    SMS_NAME,
+    SUBJECT_NAME,
+    TEXT_NAME,
+    CampaignTemplates,
+    wrap_in_layout,
+)
+from dispatcher.errors import CampaignError
+from dispatcher.store.models import Channel
+
+_KEYS: dict[str, set[str]] = {
+    "": {"slug", "name", "channels", "audience", "email", "sms", "send_at"},
+    "audience": {"tags"},
+    "email": {"subject", "html", "text"},
+    "sms": {"text", "body"},
+}
+SAMPLE_MEMBER: dict[str, Any] = {
+    "external_id": "C0000",
+    "first_name": "مریم",
+    "last_name": "احمدی",
+    "email": "maryam@example.com",
+    "mobile": "+989121234567",
+    "tags": ["newsletter"],
+}
+SAMPLE_UNSUBSCRIBE_URL = "https://shop.example/u/sample-token"
+
+
+@dataclass(frozen=True)
+class EmailSpec:
+    subject: str
+    html: str
+    text: str | None = None
+    html_path: str = ""
+    text_path: str | None = None
+
+
+@dataclass(frozen=True)
+class SmsSpec:
+    text: str
+    text_path: str | None = None
+
+
+@dataclass(frozen=True)
+class CampaignSpec:
+    """A validated campaign, with its template sources read in."""
+
+    slug: str
+    name: str
+    channels: list[Channel]
+    audience_tags: list[str] | None = None
+    email: EmailSpec | None = None
+    sms: SmsSpec | None = None
+    send_at: str | None = None
+    source: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["channels"] = [str(c) for c in self.channels]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CampaignSpec:
+        return cls(
+            slug=data["slug"],
+            name=data["name"],
+            channels=[Channel(c) for c in data["channels"]],
+            audience_tags=data.get("audience_tags"),
+            email=EmailSpec(**data["email"]) if data.get("email") else None,
+            sms=SmsSpec(**data["sms"]) if data.get("sms") else None,
+            send_at=data.get("send_at"),
+            source=data.get("source", ""),
+            extra=data.get("extra") or {},
+        )
+
+    def templates(self, shop: dict[str, Any]) -> CampaignTemplates:
+        """Compile this campaign's templates (once per campaign per process)."""
+        return CampaignTemplates(
+            subject=self.email.subject if self.email else None,
+            html=self.email.html if self.email else None,
+            text=self.email.text if self.email else None,
+            sms=self.sms.text if self.sms else None,
+            campaign={"slug": self.slug, "name": self.name},
+            shop=shop,
+        )
+
+
+class _Problems:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.items: list[str] = []
+
+    def add(self, where: str, reason: str, *, file: Path | None = None, line: int | None = None):
+        loc = str(file or self.path) + (f":{line}" if line else "")
+        self.items.append(f"{loc}: {where}: {reason}")
+
+
+def _read_template(base: Path, rel: object, where: str, problems: _Problems) -> str | None:
+    if not isinstance(rel, str) or not rel:
+        problems.add(where, "must be a path to a template file, relative to the campaign file")
+        return None
+    target = (base / rel).resolve()
+    if not target.is_relative_to(base.resolve()):
+        problems.add(where, f"{rel!r} points outside the campaign's folder")
+        return None
+    try:
+        return target.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        problems.add(where, f"template file {rel!r} not found")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.add(where, f"template file {rel!r} cannot be read: {exc}")
+    return None
+
+
+def _unknown_keys(table: dict[str, Any], section: str, problems: _Problems) -> None:
+    for key in table:
+        allowed = _KEYS.get(section, set())
+        if key not in allowed:
+            where = f"{section}.{key}" if section else key
+            problems.add(where, f"unknown key (expected one of: {', '.join(sorted(allowed))})")
+
+
+def load_campaign(path: Path) -> CampaignSpec:
+    """Parse and validate a campaign file; raise CampaignError listing every problem."""
+    problems = _Problems(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CampaignError(str(path), ["file not found"]) from None
+    except (UnicodeDecodeError, OSError) as exc:
+        raise CampaignError(str(path), [f"cannot read: {exc}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise CampaignError(str(path), [f"not valid TOML: {exc}"]) from None
+
+    base = path.parent
+    _unknown_keys(data, "", problems)
+    for section in ("audience", "email", "sms"):
+        if section in data:
+            if isinstance(data[section], dict):
+                _unknown_keys(data[section], section, problems)
+            else:
+                problems.add(section, "must be a table, e.g. [" + section + "]")
+
+    slug = data.get("slug")
+    if not isinstance(slug, str) or not slug.strip():
+        problems.add("slug", "required: a short unique name such as 'yalda-1405'")
+        slug = ""
+    elif not all(c.isalnum() or c in "-_." for c in slug) or len(slug) > 128:
+        problems.add("slug", "use letters, digits, '-', '_' or '.' (at most 128)")
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip():
+        problems.add("name", "required: the campaign's name")
+        name = ""
+
+    channels: list[Channel] = []
+    raw_channels = data.get("channels")
+    if not isinstance(raw_channels, list) or not raw_channels:
+        problems.add("channels", 'required: a list such as ["email"] or ["email", "sms"]')
+    else:
+        for c in raw_channels:
+            try:
+                channels.append(Channel(c))
+            except ValueError:
+                problems.add("channels", f"unknown channel {c!r} (expected 'email' or 'sms')")
+        if len(set(channels)) != len(channels):
+            problems.add("channels", "a channel is listed twice")
+
+    tags: list[str] | None = None
+    audience = data.get("audience")
+    if isinstance(audience, dict) and "tags" in audience:
+        raw_tags = audience["tags"]
+        if not isinstance(raw_tags, list) or not all(
+            isinstance(t, str) and t.strip() for t in raw_tags
+        ):
+            problems.add("audience.tags", "must be a list of tag names")
+        else:
+            tags = [t.strip() for t in raw_tags]
+
+    email = _email_section(data, base, Channel.EMAIL in channels, problems)
+    sms = _sms_section(data, base, Channel.SMS in channels, problems)
+
+    send_at = data.get("send_at")
+    if send_at is not None and not isinstance(send_at, str):
+        send_at = send_at.isoformat() if hasattr(send_at, "isoformat") else None
+        if send_at is None:
+            problems.add("send_at", "must be a date and time such as 2026-12-20T10:00:00+03:30")
+
+    spec = CampaignSpec(
+        slug=slug,
+        name=name,
+        channels=channels,
+        audience_tags=tags,
+        email=email,
+        sms=sms,
+        send_at=send_at,
+        source=str(path),
+    )
+    if spec.email or spec.sms:
+        _check_templates(spec, base, problems)
+    if problems.items:
+        raise CampaignError(str(path), problems.items)
+    return spec
+
+
+def _email_section(
+    data: dict[str, Any], base: Path, wanted: bool, problems: _Problems
+) -> EmailSpec | None:
+    section = data.get("email")
+    if not wanted:
+        if isinstance(section, dict):
+            problems.add("email", 'section given but "email" is not in channels')
+        return None
+    if not isinstance(section, dict):
+        problems.add("email", "required when channels include 'email': subject and html")
+        return None
+    subject = section.get("subject")
+    if not isinstance(subject, str) or not subject.strip():
+        problems.add("email.subject", "required: the subject line (a Jinja2 template)")
+    html = _read_template(base, section.get("html"), "email.html", problems)
+    text = None
+    if "text" in section:
+        text = _read_template(base, section["text"], "email.text", problems)
+    if not isinstance(subject, str) or html is None:
+        return None
+    return EmailSpec(
+        subject=subject,
+        html=html,
+        text=text,
+        html_path=str(section["html"]),
+        text_path=str(section["text"]) if text is not None else None,
+    )
+
+
+def _sms_section(
+    data: dict[str, Any], base: Path, wanted: bool, problems: _Problems
+) -> SmsSpec | None:
+    section = data.get("sms")
+    if not wanted:
+        if isinstance(section, dict):
+            problems.add("sms", 'section given but "sms" is not in channels')
+        return None
+    if not isinstance(section, dict):
+        problems.add("sms", "required when channels include 'sms': text or body")
+        return None
+    if ("text" in section) == ("body" in section):
+        problems.add("sms", "give exactly one of text (a template file) or body (inline)")
+        return None
+    if "body" in section:
+        body = section["body"]
+        if not isinstance(body, str) or not body.strip():
+            problems.add("sms.body", "must be the message text (a Jinja2 template)")
+            return None
+        return SmsSpec(text=body)
+    text = _read_template(base, section["text"], "sms.text", problems)
+    return SmsSpec(text=text, text_path=str(section["text"])) if text is not None else None
+
+
+def _template_file(spec: CampaignSpec, base: Path, name: str) -> tuple[str, Path]:
+    """Which field and file a compiled template name came from."""
+    if name == HTML_NAME and spec.email:
+        return "email.html", base / spec.email.html_path
+    if name == TEXT_NAME and spec.email and spec.email.text_path:
+        return "email.text", base / spec.email.text_path
+    if name == SMS_NAME and spec.sms:
+        return ("sms.text", base / spec.sms.text_path) if spec.sms.text_path else ("sms.body", base)
+    return "email.subject", base
+
+
+def _check_templates(spec: CampaignSpec, base: Path, problems: _Problems) -> None:
+    """Compile every template, then render each for a sample member."""
+    try:
+        templates = spec.templates({"name": "فروشگاه نمونه"})
+    except TemplateSyntaxError as exc:
+        where, file = _template_file(spec, base, exc.name or "")
+        problems.add(where, f"template syntax error: {exc.message}", file=file, line=exc.lineno)
+        return
+    except TemplateNotFound as exc:
+        problems.add("email.html", f"extends or includes a template that does not exist: {exc}")
+        return
+    member = SAMPLE_MEMBER
+    for name in (SUBJECT_NAME, HTML_NAME, TEXT_NAME, SMS_NAME):
+        if not templates.has(name):
+            continue
+        where, file = _template_file(spec, base, name)
+        try:
+            out = templates.render(
+                name, {"member": member, "unsubscribe_url": SAMPLE_UNSUBSCRIBE_URL}
+            )
+        except TemplateNotFound as exc:
+            problems.add(where, f"extends or includes a template that does not exist: {exc}")
+            continue
+        except (TemplateError, TypeError, ValueError) as exc:
+            line = _template_line(exc, name)
+            problems.add(where, f"cannot render for a sample member: {exc}", file=file, line=line)
+            continue
+        if name == HTML_NAME and SAMPLE_UNSUBSCRIBE_URL not in out:
+            problems.add(
+                where,
+                "the rendered HTML has no unsubscribe link: extend "
+                '"email_layout.html" (or give a fragment, which is wrapped in it)',
+                file=file,
+            )
+    if (
+        spec.email
+        and wrap_in_layout(spec.email.html) is spec.email.html
+        and "email_layout.html" not in spec.email.html
+    ):
+        problems.add(
+            "email.html",
+            'extends a layout other than "email_layout.html"',
+            file=base / spec.email.html_path,
+        )
+
+
+def _template_line(exc: BaseException, name: str) -> int | None:
+    """The template line an error was raised at (Jinja keeps it in the traceback)."""
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename == name or frame.filename.endswith(name):
+            line = frame.lineno
+    return line

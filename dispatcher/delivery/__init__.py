@@ -1,0 +1,1 @@
+"""A delivery's life: claims, records, campaign states, leases, pacing and error storms."""

@@ -1,0 +1,78 @@
+"""Campaigns at a glance (`campaign list`) and the schedule/pause lines of `status`.
+
+Progress is counted from the database in one grouped query for all campaigns;
+schedules are shown in the shop's zone in both calendars (`dispatcher.definition.sendtime`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col
+
+from dispatcher.definition.sendtime import as_utc, jalali
+from dispatcher.store.models import Campaign, Delivery, DeliveryStatus
+
+FINISHED = (DeliveryStatus.SENT, DeliveryStatus.SKIPPED, DeliveryStatus.FAILED)
+
+
+def schedule_fields(campaign: Campaign, zone: ZoneInfo) -> dict[str, Any]:
+    """send_at (UTC, ISO), local Gregorian and Jalali, and why it is held, if it is."""
+    send_at = as_utc(campaign.send_at) if campaign.send_at else None
+    return {
+        "send_at": send_at.isoformat() if send_at else None,
+        "send_at_local": f"{send_at.astimezone(zone):%Y-%m-%d %H:%M} {zone.key}"
+        if send_at
+        else None,
+        "send_at_jalali": jalali(send_at, zone) if send_at else None,
+        "paused_by": campaign.paused_by,
+        "pause_reason": campaign.pause_reason,
+        "cancel_reason": campaign.cancel_reason,
+    }
+
+
+def note(campaign: Campaign) -> str | None:
+    if campaign.pause_reason:
+        return f"paused by {campaign.paused_by}: {campaign.pause_reason}"
+    if campaign.cancel_reason:
+        return f"cancelled: {campaign.cancel_reason}"
+    if campaign.sms_paused_reason:
+        return f"SMS paused: {campaign.sms_paused_reason}"
+    return None
+
+
+def list_campaigns(engine: Engine, zone: ZoneInfo) -> list[dict[str, Any]]:
+    """Every campaign, newest first, with state, schedule and progress."""
+    with Session(engine) as session:
+        campaigns = list(
+            session.execute(select(Campaign).order_by(col(Campaign.id).desc())).scalars()
+        )
+        counts: dict[int, dict[str, int]] = {}
+        for campaign_id, status, n in session.execute(
+            select(col(Delivery.campaign_id), col(Delivery.status), func.count()).group_by(
+                col(Delivery.campaign_id), col(Delivery.status)
+            )
+        ).all():
+            counts.setdefault(campaign_id, {})[status] = n
+    rows = []
+    for campaign in campaigns:
+        assert campaign.id is not None
+        by_status = counts.get(campaign.id, {})
+        rows.append(
+            {
+                "slug": campaign.slug,
+                "name": campaign.name,
+                "state": campaign.state,
+                "channels": campaign.channels,
+                **schedule_fields(campaign, zone),
+                "total": sum(by_status.values()),
+                "finished": sum(by_status.get(s, 0) for s in FINISHED),
+                "sent": by_status.get(DeliveryStatus.SENT, 0),
+                "failed": by_status.get(DeliveryStatus.FAILED, 0),
+                "note": note(campaign),
+            }
+        )
+    return rows

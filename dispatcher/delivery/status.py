@@ -1,0 +1,118 @@
+"""Campaign progress, counted from the database (the truth), per channel."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col
+
+from dispatcher.delivery.listing import schedule_fields
+from dispatcher.errors import NotFoundError
+from dispatcher.store.models import (
+    Campaign,
+    CampaignState,
+    Channel,
+    Delivery,
+    DeliveryStatus,
+    utcnow,
+)
+
+STATUSES = [s.value for s in DeliveryStatus]
+
+
+def campaign_status(engine: Engine, slug: str, zone: ZoneInfo | None = None) -> dict[str, Any]:
+    """`{"slug", "name", "state", <channel>: {pending, sending, sent, skipped, failed, excluded}}`,
+    with the schedule and any pause or cancel reason (`listing.schedule_fields`; local
+    times in `zone`, default UTC)."""
+    with Session(engine) as session:
+        campaign = session.execute(select(Campaign).where(col(Campaign.slug) == slug)).scalar()
+        if campaign is None:
+            raise NotFoundError(f"no campaign with slug {slug!r}")
+        assert campaign.id is not None
+        counts = channel_counts(session, campaign.id)
+        out: dict[str, Any] = {"slug": campaign.slug, "name": campaign.name}
+        out["state"] = campaign.state
+        out.update(schedule_fields(campaign, zone or ZoneInfo("UTC")))
+        for channel in campaign.channel_list():
+            row = {s: counts.get((str(channel), s), 0) for s in STATUSES}
+            row["excluded"] = int(campaign.excluded.get(str(channel), 0))
+            if channel is Channel.SMS:
+                row.update(sms_details(session, campaign))
+            out[str(channel)] = row
+        return out
+
+
+# Kavenegar's final states: 10 delivered; 11 undelivered, 6 failed, 13 cancelled and
+# 14 blocked by the recipient count as undelivered.
+DELIVERED_STATUSES = (10,)
+UNDELIVERED_STATUSES = (11, 6, 13, 14)
+
+
+def sms_details(session: Session, campaign: Campaign) -> dict[str, Any]:
+    """Extra keys of the `sms` object: what the operator reported, and any hold.
+
+    `delivered`/`undelivered`: sent SMS whose final state Kavenegar reported
+    (`dispatcher sms sync`); `paused`: why the campaign's SMS stopped (or None);
+    `waiting_until`: when the send window opens for SMS that came due outside it
+    (ISO 8601, UTC; or None).
+    """
+    rows = session.execute(
+        select(col(Delivery.provider_status), func.count())
+        .where(
+            col(Delivery.campaign_id) == campaign.id,
+            col(Delivery.channel) == Channel.SMS,
+            col(Delivery.provider_status).in_([*DELIVERED_STATUSES, *UNDELIVERED_STATUSES]),
+        )
+        .group_by(col(Delivery.provider_status))
+    ).all()
+    by_status = {status: n for status, n in rows}
+    waiting = campaign.sms_waiting_until
+    if waiting is not None and waiting.tzinfo is None:
+        waiting = waiting.replace(tzinfo=UTC)
+    return {
+        "delivered": sum(by_status.get(s, 0) for s in DELIVERED_STATUSES),
+        "undelivered": sum(by_status.get(s, 0) for s in UNDELIVERED_STATUSES),
+        "paused": campaign.sms_paused_reason,
+        "waiting_until": waiting.astimezone(UTC).isoformat() if waiting is not None else None,
+    }
+
+
+def channel_counts(session: Session, campaign_id: int) -> dict[tuple[str, str], int]:
+    rows = session.execute(
+        select(col(Delivery.channel), col(Delivery.status), func.count())
+        .where(col(Delivery.campaign_id) == campaign_id)
+        .group_by(col(Delivery.channel), col(Delivery.status))
+    ).all()
+    return {(ch, st): n for ch, st, n in rows}
+
+
+def outstanding(engine: Engine, campaign_id: int) -> int:
+    """Deliveries not yet finished (pending or sending)."""
+    with Session(engine) as session:
+        return session.execute(
+            select(func.count())
+            .select_from(Delivery)
+            .where(
+                col(Delivery.campaign_id) == campaign_id,
+                col(Delivery.status).in_([DeliveryStatus.PENDING, DeliveryStatus.SENDING]),
+            )
+        ).scalar_one()
+
+
+def mark_done_if_finished(engine: Engine, campaign_id: int) -> bool:
+    """Move a campaign from sending to done once nothing is outstanding."""
+    if outstanding(engine, campaign_id):
+        return False
+    with Session(engine) as session:
+        campaign = session.get(Campaign, campaign_id)
+        if campaign is None or campaign.state != CampaignState.SENDING:
+            return False
+        campaign.state = CampaignState.DONE
+        campaign.finished_at = utcnow()
+        session.add(campaign)
+        session.commit()
+        return True

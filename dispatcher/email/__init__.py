@@ -1,0 +1,1 @@
+"""The email channel: message bytes, and the transports (SMTP, outbox folder)."""

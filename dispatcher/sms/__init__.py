@@ -1,0 +1,1 @@
+"""The SMS channel: text, transports (Kavenegar, outbox), holds, send window, sync, inbox."""

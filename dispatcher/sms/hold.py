@@ -1,0 +1,192 @@
+"""Holding a campaign's SMS back, and letting them go: a pause, and the send window.
+
+Both holds live on the `Campaign` row; the deliveries themselves simply stay
+`pending` in the database, which is the truth about what is left to send.
+
+**Pause** (`Campaign.sms_paused_reason`): set by the SMS actor when Kavenegar says
+the account cannot send (418 no credit, 401 disabled, 403 bad key). The delivery
+that met the error goes back to `pending`, and the actor leaves every other SMS
+delivery of the campaign alone (unclaimed, pending) while the reason is set.
+`resume_sms` clears it; re-enqueueing the pending deliveries is the job of
+`campaign resume` (or `release_waiting_sms` for deliveries that also wait).
+
+**Send window** (`Campaign.sms_waiting_until`): an SMS that comes due outside
+`SMS_SEND_WINDOW` (in `SMS_TIMEZONE`) is neither sent nor dropped, and not parked in
+the broker either: Dramatiq keeps delayed messages in the memory of the worker that
+fetched them, so delaying a whole audience by ten hours would hold it in RAM (and
+lose nothing only thanks to requeueing). Instead the actor leaves the delivery
+pending, records the window's next opening on the campaign, and acks the message.
+`release_waiting_sms` (run on every tick of `dispatcher scheduler`, or by hand:
+`dispatcher sms release`) re-enqueues, once the window is open,
+the pending SMS deliveries of each waiting campaign, read from the database in
+keyset-paginated chunks. Queue messages still in flight when the
+window closes do the same, so nothing is lost and nothing is sent at night; a
+delivery enqueued twice is harmless (`claim` is a conditional update).
+
+The outbox sends to no phone, so the window applies to Kavenegar only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from dramatiq import Actor, Broker
+from sqlalchemy import func, select, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col
+
+from dispatcher.queue.broker import enqueue_many
+from dispatcher.queue.expansion import pending_ids
+from dispatcher.runtime import Runtime
+from dispatcher.settings import Settings
+from dispatcher.sms.window import is_open, next_opening
+from dispatcher.store.models import Campaign, Channel, Delivery, DeliveryStatus
+
+
+def as_utc(moment: datetime) -> datetime:
+    """An aware UTC datetime (a naive one, as databases give back, is taken as UTC)."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+# -- pause --------------------------------------------------------------------------------
+
+
+def pause_sms(engine: Engine, campaign_id: int, reason: str) -> bool:
+    """Stop the campaign's SMS with `reason`; False if it was paused already."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(Campaign)
+            .where(col(Campaign.id) == campaign_id, col(Campaign.sms_paused_reason).is_(None))
+            .values(sms_paused_reason=reason[:500])
+        )
+        return result.rowcount == 1
+
+
+def resume_sms(engine: Engine, campaign_id: int) -> bool:
+    """Clear the pause; False if the campaign's SMS were not paused.
+
+    The pending deliveries still need enqueueing (`campaign resume` does both).
+    """
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(Campaign)
+            .where(col(Campaign.id) == campaign_id, col(Campaign.sms_paused_reason).is_not(None))
+            .values(sms_paused_reason=None)
+        )
+        return result.rowcount == 1
+
+
+# -- send window --------------------------------------------------------------------------
+
+
+def window_closed_until(settings: Settings, now: datetime) -> datetime | None:
+    """The window's next opening if an SMS cannot go at `now`; None if it can."""
+    if settings.sms_outbox:
+        return None
+    window, tz = settings.send_window, settings.sms_zone
+    if is_open(now, window, tz):
+        return None
+    return next_opening(now, window, tz)
+
+
+def wait_for_window(engine: Engine, campaign: Campaign, opening: datetime) -> bool:
+    """Record that the campaign's SMS wait for `opening`; False if already recorded."""
+    assert campaign.id is not None
+    stored = as_utc(opening)
+    if campaign.sms_waiting_until is not None and as_utc(campaign.sms_waiting_until) == stored:
+        return False
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(Campaign).where(col(Campaign.id) == campaign.id).values(sms_waiting_until=stored)
+        )
+        return result.rowcount == 1
+
+
+def release_waiting_sms(
+    rt: Runtime,
+    broker: Broker,
+    *,
+    actor: Actor | None = None,
+    now: datetime | None = None,
+) -> dict[int, int]:
+    """Re-enqueue the pending SMS of every campaign waiting for the window, if it is open.
+
+    Returns `{campaign id: messages enqueued}`. Does nothing while the window is
+    closed, nor for a paused campaign. The window is the one configured now (the
+    recorded opening is for people to read), so a changed SMS_SEND_WINDOW applies.
+    Safe to run from several processes at once: clearing `sms_waiting_until` is a
+    conditional update, so one of them enqueues.
+    """
+    if actor is None:
+        from dispatcher.workers.sms import send_sms
+
+        actor = send_sms
+    now = now or rt.clock()
+    if window_closed_until(rt.settings, now) is not None:
+        return {}
+    with Session(rt.engine) as session:
+        due = list(
+            session.execute(
+                select(col(Campaign.id)).where(
+                    col(Campaign.sms_waiting_until).is_not(None),
+                    col(Campaign.sms_paused_reason).is_(None),
+                )
+            ).scalars()
+        )
+    released: dict[int, int] = {}
+    for campaign_id in due:
+        with rt.engine.begin() as conn:
+            won = conn.execute(
+                update(Campaign)
+                .where(
+                    col(Campaign.id) == campaign_id, col(Campaign.sms_waiting_until).is_not(None)
+                )
+                .values(sms_waiting_until=None)
+            ).rowcount
+        if not won:
+            continue
+        released[campaign_id] = sum(
+            enqueue_many(broker, (actor.message(i) for i in ids))
+            for ids in pending_ids(rt.engine, campaign_id, Channel.SMS)
+        )
+    return released
+
+
+# -- what is held -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SmsHold:
+    """Why a campaign's pending SMS are not going out, and how many there are."""
+
+    pending: int
+    paused: str | None = None
+    waiting_until: datetime | None = None
+
+
+def held_sms(engine: Engine, campaign_id: int) -> SmsHold | None:
+    """The campaign's SMS hold, or None when its SMS are free to go."""
+    with Session(engine) as session:
+        campaign = session.get(Campaign, campaign_id)
+        if campaign is None or (
+            campaign.sms_paused_reason is None and campaign.sms_waiting_until is None
+        ):
+            return None
+        pending = session.execute(
+            select(func.count())
+            .select_from(Delivery)
+            .where(
+                col(Delivery.campaign_id) == campaign_id,
+                col(Delivery.channel) == Channel.SMS,
+                col(Delivery.status) == DeliveryStatus.PENDING,
+            )
+        ).scalar_one()
+        waiting = campaign.sms_waiting_until
+        return SmsHold(
+            pending=pending,
+            paused=campaign.sms_paused_reason,
+            waiting_until=as_utc(waiting) if waiting is not None else None,
+        )

@@ -1,0 +1,351 @@
+"""After sending: Kavenegar's delivery reports, and replies to the sender line.
+
+`sync_statuses` asks `sms/status` about every sent SMS of recent campaigns whose
+final state is not known yet and records what Kavenegar says in
+`Delivery.provider_status`: 10 delivered, 11 undelivered, 6 failed, 13 cancelled,
+and 14, *the recipient blocks advertising SMS*, which also opts the member out of
+SMS (source `provider`), as the operator will refuse every later one anyway.
+
+It also settles the SMS whose retries ran out on a transient error (a timeout, a
+dropped connection, a cut-off answer, a 5xx): those were recorded failed, but
+Kavenegar may have accepted one of the attempts. Once `SETTLE_AFTER` has passed, it
+is asked once, by `localid` (the delivery id): one it has is recorded `sent`, as it
+was; one it does not know keeps `failed`, with `provider_status` 100 so that it is
+not asked again (`retry-failed` clears that).
+
+`read_inbox` reads the unread replies on `KAVENEGAR_SENDER` (`sms/receive`) and opts
+out of SMS (source `sms-keyword`) every member whose number sent an opt-out word:
+`لغو`, `11`, `stop`, or the footer itself (`لغو11`), in any case, with or without
+spaces, with Persian, Arabic-Indic or Latin digits. Kavenegar marks what it hands
+out as read, so each reply is seen once.
+
+Both need Kavenegar (`KAVENEGAR_API_KEY`); they are run by `dispatcher sms sync`,
+`dispatcher sms inbox` and by the scheduler (every `SMS_SYNC_INTERVAL` seconds). Each
+call to Kavenegar first waits for a slot of the shared `KAVENEGAR_RATE_LIMIT`, as the
+SMS actor's do, so that a large sync does not crowd out the sending.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import unicodedata
+from collections import Counter
+from datetime import datetime, timedelta
+
+from sqlalchemy import bindparam, or_, select, update
+from sqlmodel import Session, col
+
+from dispatcher.audience.consent import opt_out
+from dispatcher.audience.normalise import normalise_mobile, to_ascii_digits
+from dispatcher.delivery.state import RETRIES_EXHAUSTED
+from dispatcher.errors import ConfigurationError
+from dispatcher.masking import mask_mobile, mask_text
+from dispatcher.runtime import Runtime
+from dispatcher.sms.hold import as_utc
+from dispatcher.sms.inbox import OptOutSpool
+from dispatcher.sms.kavenegar import (
+    RECEIVE_PAGE,
+    STATUS_BATCH,
+    UNKNOWN_MESSAGE,
+    KavenegarError,
+    KavenegarTransport,
+)
+from dispatcher.store.db import session_scope
+from dispatcher.store.models import (
+    Campaign,
+    CampaignState,
+    Channel,
+    ConsentSource,
+    Delivery,
+    DeliveryStatus,
+    Member,
+    utcnow,
+)
+
+log = logging.getLogger("dispatcher.sms")
+
+FINAL_STATUSES = {10: "delivered", 11: "undelivered", 6: "failed", 13: "cancelled", 14: "blocked"}
+BLOCKED = 14
+LOOKBACK = timedelta(days=3)
+MAX_INBOX_PAGES = 100
+SETTLE_AFTER = timedelta(minutes=10)  # Kavenegar may still be taking an attempt in
+MAX_LOOKUPS = 100  # per campaign and run, each a call (after an outage there may be many)
+
+_OPT_OUT = re.compile(r"(?:لغو|11|stop)+")
+_OPT_OUT_WORD = re.compile(r"لغو|11|stop")
+_TATWEEL = "\u0640"
+
+
+def _kavenegar(rt: Runtime) -> KavenegarTransport:
+    transport = rt.sms_transport
+    if not isinstance(transport, KavenegarTransport):
+        raise ConfigurationError(
+            "KAVENEGAR_API_KEY is not set: SMS go to the outbox, there is nothing to ask Kavenegar"
+        )
+    return transport
+
+
+# -- delivery reports ---------------------------------------------------------------------
+
+
+def sync_statuses(
+    rt: Runtime,
+    *,
+    now: datetime | None = None,
+    lookback: timedelta = LOOKBACK,
+    settle_after: timedelta = SETTLE_AFTER,
+) -> dict[str, int]:
+    """Record Kavenegar's status of recent SMS; return counts by outcome.
+
+    Looks at campaigns still sending or finished within `lookback`, and at their sent
+    SMS whose status is not final yet, 500 per call. Keys: `checked`, one per final
+    state (`delivered`, `undelivered`, `failed`, `cancelled`, `blocked`), `in_progress`
+    (not final yet), `unknown` (Kavenegar does not know the message), `opted_out`.
+    """
+    transport = _kavenegar(rt)
+    since = as_utc(now or rt.clock()) - lookback
+    counts: Counter[str] = Counter()
+    with Session(rt.engine) as session:
+        campaigns = list(
+            session.execute(
+                select(col(Campaign.id)).where(
+                    col(Campaign.channels).contains(Channel.SMS.value),
+                    or_(
+                        col(Campaign.state) == CampaignState.SENDING,
+                        col(Campaign.finished_at) >= since,
+                    ),
+                )
+            ).scalars()
+        )
+    for campaign_id in campaigns:
+        assert campaign_id is not None
+        _settle_unanswered(rt, transport, campaign_id, counts, utcnow() - settle_after)
+        _sync_campaign(rt, transport, campaign_id, counts)
+    return {key: counts[key] for key in _SYNC_KEYS}
+
+
+_SYNC_KEYS = (
+    "checked",
+    *FINAL_STATUSES.values(),
+    "in_progress",
+    "unknown",
+    "opted_out",
+    "found_sent",
+)
+
+_FOUND_SENT = (  # failed -> sent: Kavenegar had accepted it after all
+    update(Delivery)
+    .where(col(Delivery.id) == bindparam("b_id"), col(Delivery.status) == DeliveryStatus.FAILED)
+    .values(
+        status=DeliveryStatus.SENT,
+        provider_id=bindparam("b_messageid"),
+        provider_status=bindparam("b_status"),
+        error_code=None,
+        error_message=None,
+        updated_at=bindparam("b_at"),
+    )
+)
+_NOT_THERE = (  # still failed, and known not to be at Kavenegar: not asked again
+    update(Delivery)
+    .where(col(Delivery.id) == bindparam("b_id"), col(Delivery.status) == DeliveryStatus.FAILED)
+    .values(provider_status=UNKNOWN_MESSAGE, updated_at=bindparam("b_at"))
+)
+
+
+def _settle_unanswered(
+    rt: Runtime,
+    transport: KavenegarTransport,
+    campaign_id: int,
+    counts: Counter[str],
+    before: datetime,
+) -> None:
+    """Ask Kavenegar about the campaign's SMS whose retries ran out on a transient
+    error and were last touched `before`, at most `MAX_LOOKUPS` of them a run."""
+    with Session(rt.engine) as session:
+        ids = list(
+            session.execute(
+                select(col(Delivery.id))
+                .where(
+                    col(Delivery.campaign_id) == campaign_id,
+                    col(Delivery.channel) == Channel.SMS,
+                    col(Delivery.status) == DeliveryStatus.FAILED,
+                    col(Delivery.error_message).startswith(RETRIES_EXHAUSTED),
+                    col(Delivery.provider_status).is_(None),
+                    col(Delivery.updated_at) <= before,
+                )
+                .order_by(col(Delivery.id))
+                .limit(MAX_LOOKUPS)
+            ).scalars()
+        )
+    for delivery_id in ids:
+        assert delivery_id is not None
+        rt.guard("kavenegar").before_send()  # one sms/statuslocalmessageid call each
+        try:
+            result = transport.status_by_localid(delivery_id)
+        except KavenegarError as exc:  # the delivery reports still go ahead
+            log.warning("sms sync: could not look up delivery %s (%s)", delivery_id, exc)
+            return
+        with session_scope(rt.engine) as session:
+            if result is None:
+                session.connection().execute(_NOT_THERE, {"b_id": delivery_id, "b_at": utcnow()})
+                continue
+            found = session.connection().execute(
+                _FOUND_SENT,
+                {
+                    "b_id": delivery_id,
+                    "b_messageid": str(result.messageid),
+                    "b_status": result.status,
+                    "b_at": utcnow(),
+                },
+            )
+        if found.rowcount == 1:
+            counts["found_sent"] += 1
+            log.info("delivery %s: Kavenegar had accepted it; recorded sent", delivery_id)
+
+
+_SET_STATUS = (
+    update(Delivery)
+    .where(col(Delivery.id) == bindparam("b_id"))
+    .values(provider_status=bindparam("b_status"), updated_at=bindparam("b_at"))
+)
+
+
+def _sync_campaign(
+    rt: Runtime, transport: KavenegarTransport, campaign_id: int, counts: Counter[str]
+) -> None:
+    last = 0
+    while True:
+        with Session(rt.engine) as session:
+            rows = session.execute(
+                select(col(Delivery.id), col(Delivery.member_id), col(Delivery.provider_id))
+                .where(
+                    col(Delivery.campaign_id) == campaign_id,
+                    col(Delivery.channel) == Channel.SMS,
+                    col(Delivery.status) == DeliveryStatus.SENT,
+                    col(Delivery.provider_id).is_not(None),
+                    or_(
+                        col(Delivery.provider_status).is_(None),
+                        col(Delivery.provider_status).not_in(list(FINAL_STATUSES)),
+                    ),
+                    col(Delivery.id) > last,
+                )
+                .order_by(col(Delivery.id))
+                .limit(STATUS_BATCH)
+            ).all()
+        if not rows:
+            return
+        last = rows[-1][0]
+        by_message = {
+            int(provider_id): (delivery_id, member_id)
+            for delivery_id, member_id, provider_id in rows
+            if str(provider_id).isdigit()
+        }
+        rt.guard("kavenegar").before_send()  # one sms/status call (up to 500 ids)
+        statuses = transport.statuses(list(by_message))
+        counts["checked"] += len(rows)
+        counts["unknown"] += len(by_message) - len(statuses)
+        now = utcnow()
+        changes = []
+        blocked_members = []
+        for messageid, status in statuses.items():
+            delivery_id, member_id = by_message[messageid]
+            changes.append({"b_id": delivery_id, "b_status": status, "b_at": now})
+            counts[FINAL_STATUSES.get(status, "in_progress")] += 1
+            if status == BLOCKED:
+                blocked_members.append(member_id)
+        if not changes:
+            continue
+        with session_scope(rt.engine) as session:
+            session.connection().execute(_SET_STATUS, changes)
+            for member_id in blocked_members:
+                if opt_out(session, member_id, Channel.SMS, ConsentSource.PROVIDER):
+                    counts["opted_out"] += 1
+        if blocked_members:
+            log.info("sms sync: %d members block advertising SMS", len(blocked_members))
+
+
+# -- replies ------------------------------------------------------------------------------
+
+
+def is_opt_out_reply(text: str) -> bool:
+    """True when a reply asks to stop SMS: `لغو`, `11`, `stop`, or both (`لغو 11`).
+
+    Case, spaces, invisible marks, punctuation and the digit script do not matter;
+    each word counts once (`1111` is not an opt-out).
+    """
+    cleaned = to_ascii_digits(unicodedata.normalize("NFKC", text)).casefold()
+    kept = "".join(
+        c
+        for c in cleaned
+        if c != _TATWEEL and not c.isspace() and unicodedata.category(c)[0] not in "PC"
+    )
+    if not kept or not _OPT_OUT.fullmatch(kept):
+        return False
+    words = _OPT_OUT_WORD.findall(kept)
+    return len(words) == len(set(words))
+
+
+def read_inbox(rt: Runtime) -> dict[str, int]:
+    """Opt out every member who replied with an opt-out word; return counts.
+
+    Keys: `received`, `opt_out_replies`, `opted_out` (members whose consent changed),
+    `unmatched` (an opt-out from a number no member has), `ignored` (other replies),
+    `replayed` (opt-outs an earlier run fetched but could not record, recorded now).
+    The senders of opt-out replies go through `OptOutSpool` (`SMS_INBOX_SPOOL`), so
+    that none is lost between Kavenegar, which hands each reply out once, and the
+    database.
+    """
+    transport = _kavenegar(rt)
+    spool = OptOutSpool(rt.settings.sms_inbox_spool)
+    counts: Counter[str] = Counter()
+    kept = spool.pending()
+    if kept:
+        with session_scope(rt.engine) as session:
+            _opt_out_senders(session, kept, counts)
+        spool.clear()
+        counts["replayed"] += len(kept)
+        log.info("sms inbox: %d opt-out replies kept from an earlier run recorded", len(kept))
+    for _ in range(MAX_INBOX_PAGES):
+        rt.guard("kavenegar").before_send()
+        inbound = transport.receive()
+        counts["received"] += len(inbound)
+        senders = []
+        for message in inbound:
+            if is_opt_out_reply(message.message):
+                counts["opt_out_replies"] += 1
+                senders.append(message.sender)
+            else:
+                counts["ignored"] += 1
+        spool.add(senders)  # on disk before the database is asked
+        with session_scope(rt.engine) as session:
+            _opt_out_senders(session, senders, counts)
+        spool.clear()
+        if len(inbound) < RECEIVE_PAGE:
+            break
+    return {
+        key: counts[key]
+        for key in ("received", "opt_out_replies", "opted_out", "unmatched", "ignored", "replayed")
+    }
+
+
+def _opt_out_senders(session: Session, senders: list[str], counts: Counter[str]) -> None:
+    """Opt every member with one of these numbers out of SMS (source `sms-keyword`)."""
+    for sender in senders:
+        try:
+            mobile = normalise_mobile(sender)
+        except ValueError:
+            counts["unmatched"] += 1
+            log.info("sms inbox: opt-out from %s, not a mobile", mask_text(sender))
+            continue
+        members = list(
+            session.execute(select(col(Member.id)).where(col(Member.mobile) == mobile)).scalars()
+        )
+        if not members:
+            counts["unmatched"] += 1
+            log.info("sms inbox: opt-out from %s, no such member", mask_mobile(mobile))
+        for member_id in members:
+            assert member_id is not None
+            if opt_out(session, member_id, Channel.SMS, ConsentSource.SMS_KEYWORD):
+                counts["opted_out"] += 1
+                log.info("sms inbox: %s opted out of SMS", mask_mobile(mobile))

@@ -1,0 +1,136 @@
+"""The text of a promotional SMS as it is sent: the opt-out footer, and its length in parts.
+
+An SMS centre sends a text in one of two encodings:
+
+- **GSM-7**, when every character is in the GSM 03.38 basic set or its extension
+  table: 160 septets fit one SMS, 153 each part of a longer one (the other 7 carry
+  the concatenation header). An extension character (`^{}\\[~]|€` and form feed) is
+  sent as an escape plus the character, so it counts twice.
+- **UCS-2** otherwise, i.e. as soon as there is one Persian letter: 70 UTF-16 units
+  for one SMS, 67 per part of a longer one. A character outside the BMP (an emoji)
+  takes two units.
+
+Iranian regulation asks every promotional SMS to carry an opt-out instruction; the
+dispatcher appends `SMS_OPTOUT_FOOTER` (default `لغو11`) on its own last line, so a
+campaign's template must not contain it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from dispatcher.definition.rendering import CampaignTemplates
+from dispatcher.queue.expansion import audience_filter, reachable
+from dispatcher.store.models import Channel, Member
+
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
+
+GSM7_SINGLE, GSM7_PART = 160, 153
+UCS2_SINGLE, UCS2_PART = 70, 67
+
+Encoding = Literal["GSM-7", "UCS-2"]
+
+
+@dataclass(frozen=True, slots=True)
+class SmsLength:
+    """How long a text is for the SMS centre.
+
+    `characters` is what a person counts (code points); `units` what the encoding
+    counts (septets for GSM-7, UTF-16 units for UCS-2); `parts` the SMS billed.
+    """
+
+    characters: int
+    units: int
+    encoding: Encoding
+    parts: int
+
+    def __str__(self) -> str:
+        parts = "1 part" if self.parts == 1 else f"{self.parts} parts"
+        return f"{self.characters} characters, {parts} ({self.encoding})"
+
+
+def encoding_of(text: str) -> Encoding:
+    """GSM-7 when every character has a GSM-7 form, UCS-2 otherwise."""
+    if all(c in GSM7_BASIC or c in GSM7_EXTENSION for c in text):
+        return "GSM-7"
+    return "UCS-2"
+
+
+def measure(text: str) -> SmsLength:
+    """Characters, encoding units and SMS parts of `text` as it will be sent."""
+    encoding = encoding_of(text)
+    if encoding == "GSM-7":
+        units = sum(2 if c in GSM7_EXTENSION else 1 for c in text)
+        single, per_part = GSM7_SINGLE, GSM7_PART
+    else:
+        units = len(text.encode("utf-16-le")) // 2
+        single, per_part = UCS2_SINGLE, UCS2_PART
+    if units == 0:
+        parts = 0
+    elif units <= single:
+        parts = 1
+    else:
+        parts = math.ceil(units / per_part)
+    return SmsLength(characters=len(text), units=units, encoding=encoding, parts=parts)
+
+
+def with_footer(text: str, footer: str) -> str:
+    """`text` with `footer` on its own last line (once: a text ending with it is kept).
+
+    Trailing whitespace of the text is dropped; an empty footer adds nothing.
+    """
+    body = text.rstrip()
+    footer = footer.strip()
+    if not footer:
+        return body
+    if not body:
+        return footer
+    if body.splitlines()[-1].strip() == footer:
+        return body
+    return f"{body}\n{footer}"
+
+
+@dataclass(frozen=True, slots=True)
+class AudienceParts:
+    """What an SMS campaign costs: members it goes to and SMS parts in all."""
+
+    members: int
+    parts: int
+
+
+def audience_parts(
+    engine: Engine,
+    templates: CampaignTemplates,
+    *,
+    footer: str,
+    tags: list[str] | None,
+    batch: int = 1000,
+) -> AudienceParts:
+    """Render the SMS for every member it would go to now, and add up the parts.
+
+    Exact (names differ in length, and one letter can add a part), and streamed, so
+    memory stays flat whatever the audience size.
+    """
+    members = parts = 0
+    query = (
+        select(Member)
+        .where(audience_filter(tags), reachable(Channel.SMS))
+        .order_by(Member.id)  # type: ignore[arg-type]
+        .execution_options(yield_per=batch)
+    )
+    with Session(engine) as session:
+        for member in session.execute(query).scalars():
+            text = with_footer(templates.render_sms(member.template_context()), footer)
+            members += 1
+            parts += measure(text).parts
+    return AudienceParts(members=members, parts=parts)

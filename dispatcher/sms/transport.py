@@ -1,0 +1,49 @@
+"""The SMS transport interface and the one place an SMS backend is chosen.
+
+Two backends: `KavenegarTransport` (the real thing) and `SmsOutbox` (one JSON line
+per message under `OUTBOX_DIR/sms/`, when `KAVENEGAR_API_KEY` is not set).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from dispatcher.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class SmsResult:
+    """What the provider answered for one message (None where it says nothing)."""
+
+    messageid: int | None
+    cost: int | None
+    status: int | None
+
+
+class SmsTransport(Protocol):
+    """Hands one SMS to its next hop. Synchronous: each worker thread sends its own.
+
+    `send` passes `localid` on, so that the provider drops a repeat of the same
+    message; it raises `TransientDeliveryError` (try again later) or a
+    `PermanentDeliveryError` (never for this recipient). `status_by_localid` says
+    whether a message with this `localid` was accepted (None: it was not).
+    """
+
+    def send(self, *, receptor: str, message: str, localid: int, campaign: str) -> SmsResult: ...
+
+    def status_by_localid(self, localid: int) -> SmsResult | None: ...
+
+    def close(self) -> None: ...
+
+
+def build_sms_transport(settings: Settings) -> SmsTransport:
+    """Kavenegar when KAVENEGAR_API_KEY is set, otherwise the outbox folder."""
+    if settings.kavenegar_api_key is None:
+        from dispatcher.sms.outbox import SmsOutbox
+
+        return SmsOutbox(settings.outbox_dir / "sms")
+    from dispatcher.sms.kavenegar import KavenegarTransport
+
+    return KavenegarTransport.from_settings(settings)

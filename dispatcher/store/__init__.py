@@ -1,0 +1,1 @@
+"""The store: the database schema, engine and sessions, and the schema's migrations."""

@@ -1,0 +1,165 @@
+"""The database schema: members and their consent, campaigns, deliveries.
+
+The database is the truth. Redis only ever carries `Delivery.id`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    SMS = "sms"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+class CampaignState(StrEnum):
+    """scheduled -> sending -> done; sending <-> paused; any but done -> cancelled."""
+
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    PAUSED = "paused"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class PausedBy(StrEnum):
+    """Who or what paused a campaign (`Campaign.paused_by`)."""
+
+    PERSON = "person"
+    NO_CREDIT = "no-credit"
+    ERROR_STORM = "error-storm"
+
+
+class ConsentSource(StrEnum):
+    """Who changed a member's consent. Everything but IMPORT is sticky."""
+
+    IMPORT = "import"
+    LINK = "link"
+    ONE_CLICK = "one-click"
+    SMS_KEYWORD = "sms-keyword"
+    PROVIDER = "provider"
+    CLI = "cli"
+
+
+class Member(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    external_id: str = Field(index=True, unique=True, max_length=64)
+    first_name: str = ""
+    last_name: str = ""
+    email: str | None = Field(default=None, max_length=320)
+    mobile: str | None = Field(default=None, max_length=20)
+    email_opt_in: bool = True
+    sms_opt_in: bool = True
+    # Set when the member opted out through the dispatcher (link, keyword, provider):
+    # an import cannot undo it; only `members subscribe` can.
+    email_optout_source: str | None = None
+    sms_optout_source: str | None = None
+    mobile_invalid: bool = False
+    tags: str = ""  # ';'-joined, for display; MemberTag is what audiences query
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    def opted_in(self, channel: Channel) -> bool:
+        if channel is Channel.EMAIL:
+            return self.email_opt_in and bool(self.email)
+        return self.sms_opt_in and bool(self.mobile) and not self.mobile_invalid
+
+    def template_context(self) -> dict[str, Any]:
+        return {
+            "external_id": self.external_id,
+            "first_name": self.first_name,
+            "last_name": self.last_name,
+            "email": self.email or "",
+            "mobile": self.mobile or "",
+            "tags": [t for t in self.tags.split(";") if t],
+        }
+
+
+class MemberTag(SQLModel, table=True):
+    __tablename__ = "member_tag"
+    member_id: int = Field(foreign_key="member.id", primary_key=True)
+    tag: str = Field(primary_key=True, index=True, max_length=64)
+
+
+class ConsentEvent(SQLModel, table=True):
+    """An opt-out or opt-in, when and how: the shop mirrors these into its profiles."""
+
+    __tablename__ = "consent_event"
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    channel: str = Field(max_length=8)
+    opted_in: bool
+    source: str = Field(max_length=16)
+    at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class Campaign(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    slug: str = Field(index=True, unique=True, max_length=128)
+    name: str
+    channels: str  # comma-joined Channel values
+    state: str = Field(default=CampaignState.SENDING, max_length=16)
+    # The parsed campaign file and its template sources, frozen at send time so that
+    # every worker renders the same thing wherever it runs.
+    spec: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    excluded: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    # Why this campaign's SMS stopped (Kavenegar 418 no credit, 401/403 account or
+    # key): nothing more is sent until `resume_sms` clears it. None: not paused.
+    sms_paused_reason: str | None = Field(default=None, max_length=500)
+    # Set when an SMS came due outside SMS_SEND_WINDOW: the next opening (UTC). The
+    # pending SMS deliveries are re-enqueued from the database once it has passed.
+    sms_waiting_until: datetime | None = None
+    # Scheduling and control (`dispatcher.delivery.control`, `dispatcher.scheduler`).
+    # `send_at`: when the scheduler may launch it (UTC, like every time here).
+    send_at: datetime | None = Field(default=None, index=True)
+    launched_at: datetime | None = None
+    paused_by: str | None = Field(default=None, max_length=16)  # a PausedBy value
+    pause_reason: str | None = Field(default=None, max_length=500)
+    paused_at: datetime | None = None
+    cancel_reason: str | None = Field(default=None, max_length=500)
+    cancelled_at: datetime | None = None
+
+    def channel_list(self) -> list[Channel]:
+        return [Channel(c) for c in self.channels.split(",") if c]
+
+
+class Delivery(SQLModel, table=True):
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "member_id", "channel", name="uq_delivery"),
+        # Ends with the id: `enqueue_pending` reads pending ids in order, a chunk at a time.
+        Index("ix_delivery_campaign_status", "campaign_id", "channel", "status", "id"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(foreign_key="campaign.id")
+    member_id: int = Field(foreign_key="member.id", index=True)
+    channel: str = Field(max_length=8)
+    status: str = Field(default=DeliveryStatus.PENDING, max_length=8)
+    attempts: int = 0
+    error_code: int | None = None
+    error_message: str | None = Field(default=None, max_length=500)
+    provider_id: str | None = Field(default=None, max_length=255)
+    cost: int | None = None
+    # The provider's last known status of a sent message (Kavenegar: 1 queued,
+    # 4/5 at the operator, 10 delivered, 11 undelivered, 6 failed, 13 cancelled,
+    # 14 blocked by the recipient). None until the provider says something.
+    provider_status: int | None = None
+    updated_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,137 @@
+"""Consent: opt-out, resubscribe and subscribe, sticky sources, the consent event log."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import Engine
+from sqlmodel import col, select
+
+from dispatcher.audience.consent import list_optouts, opt_out, resubscribe, subscribe
+from dispatcher.errors import NotFoundError
+from dispatcher.store.db import session_scope
+from dispatcher.store.models import Channel, ConsentEvent, ConsentSource
+from tests.audience.test_members import events, member, members, run
+
+
+def test_subscribe_clears_the_sticky_opt_out(engine: Engine, tmp_path: Path) -> None:
+    run(engine, tmp_path, "external_id,email\nC1,a@example.com\n")
+    with session_scope(engine) as session:
+        opt_out(session, member(engine, "C1").id or 0, Channel.EMAIL, ConsentSource.ONE_CLICK)
+    subscribe(engine, "C1", Channel.EMAIL)
+    c1 = member(engine, "C1")
+    assert c1.email_opt_in and c1.email_optout_source is None
+    assert events(engine) == [("email", False, "one-click"), ("email", True, "cli")]
+    subscribe(engine, "C1", Channel.EMAIL)  # already subscribed: no new event
+    assert len(events(engine)) == 2
+    run(engine, tmp_path, "external_id,email_opt_in\nC1,0\n")  # imports rule again
+    assert not member(engine, "C1").email_opt_in
+
+
+def test_subscribe_of_an_unknown_member_raises_not_found(engine: Engine) -> None:
+    with pytest.raises(NotFoundError, match="C404"):
+        subscribe(engine, "C404", Channel.SMS)
+
+
+def test_opt_out_is_idempotent(engine: Engine, tmp_path: Path) -> None:
+    run(engine, tmp_path, "external_id\nC1\n")
+    member_id = member(engine, "C1").id or 0
+    with session_scope(engine) as session:
+        assert opt_out(session, member_id, Channel.SMS, ConsentSource.PROVIDER) is True
+        assert opt_out(session, member_id, Channel.SMS, ConsentSource.PROVIDER) is False
+    with session_scope(engine) as session:
+        assert opt_out(session, member_id, Channel.SMS, ConsentSource.LINK) is False
+    c1 = member(engine, "C1")
+    assert not c1.sms_opt_in and c1.sms_optout_source == "provider"
+    assert events(engine) == [("sms", False, "provider")]
+
+
+def test_opt_out_composes_with_the_callers_transaction(engine: Engine, tmp_path: Path) -> None:
+    run(engine, tmp_path, "external_id\nC1\n")
+    with pytest.raises(RuntimeError), session_scope(engine) as session:
+        opt_out(session, member(engine, "C1").id or 0, Channel.EMAIL, ConsentSource.LINK)
+        raise RuntimeError("the caller fails after opting out")
+    assert member(engine, "C1").email_opt_in
+    assert events(engine) == []
+
+
+def test_link_opt_out_of_a_member_opted_out_by_import_becomes_sticky(
+    engine: Engine, tmp_path: Path
+) -> None:
+    run(engine, tmp_path, "external_id,email_opt_in\nC1,0\n")
+    with session_scope(engine) as session:
+        assert not opt_out(session, member(engine, "C1").id or 0, Channel.EMAIL, ConsentSource.LINK)
+    assert member(engine, "C1").email_optout_source == "link"
+    report = run(engine, tmp_path, "external_id,email_opt_in\nC1,1\n")
+    assert report.kept_opted_out == 1
+    assert not member(engine, "C1").email_opt_in
+
+
+def test_opt_out_with_import_source_is_not_sticky(engine: Engine, tmp_path: Path) -> None:
+    run(engine, tmp_path, "external_id\nC1\n")
+    with session_scope(engine) as session:
+        opt_out(session, member(engine, "C1").id or 0, Channel.EMAIL, ConsentSource.IMPORT)
+    c1 = member(engine, "C1")
+    assert not c1.email_opt_in and c1.email_optout_source is None
+
+
+def test_opt_out_of_an_unknown_member_raises_not_found(engine: Engine) -> None:
+    with pytest.raises(NotFoundError), session_scope(engine) as session:
+        opt_out(session, 12345, Channel.EMAIL, ConsentSource.LINK)
+
+
+def test_resubscribe_undoes_an_opt_out_and_is_idempotent(engine: Engine, tmp_path: Path) -> None:
+    run(engine, tmp_path, "external_id\nC1\n")
+    member_id = member(engine, "C1").id or 0
+    with session_scope(engine) as session:
+        opt_out(session, member_id, Channel.EMAIL, ConsentSource.LINK)
+    with session_scope(engine) as session:
+        assert resubscribe(session, member_id, Channel.EMAIL, ConsentSource.LINK) is True
+        assert resubscribe(session, member_id, Channel.EMAIL, ConsentSource.LINK) is False
+    c1 = member(engine, "C1")
+    assert c1.email_opt_in and c1.email_optout_source is None
+    assert events(engine) == [("email", False, "link"), ("email", True, "link")]
+    with pytest.raises(NotFoundError), session_scope(engine) as session:
+        resubscribe(session, 12345, Channel.EMAIL, ConsentSource.LINK)
+
+
+def test_list_optouts_oldest_first_and_since(engine: Engine, tmp_path: Path) -> None:
+    run(engine, tmp_path, "external_id\nC1\nC2\n")
+    ids = {key: m.id or 0 for key, m in members(engine).items()}
+    with session_scope(engine) as session:
+        opt_out(session, ids["C2"], Channel.SMS, ConsentSource.SMS_KEYWORD)
+        opt_out(session, ids["C1"], Channel.EMAIL, ConsentSource.LINK)
+        resubscribe(session, ids["C1"], Channel.EMAIL, ConsentSource.LINK)
+    times = [datetime(2025, 3, 1, hour, tzinfo=UTC) for hour in (8, 7, 9)]
+    with session_scope(engine) as session:
+        for consent_event, at in zip(
+            session.exec(select(ConsentEvent).order_by(col(ConsentEvent.id))).all(),
+            times,
+            strict=True,
+        ):
+            consent_event.at = at
+    assert list_optouts(engine, None) == [
+        {
+            "external_id": "C1",
+            "channel": "email",
+            "at": "2025-03-01T07:00:00+00:00",
+            "source": "link",
+        },
+        {
+            "external_id": "C2",
+            "channel": "sms",
+            "at": "2025-03-01T08:00:00+00:00",
+            "source": "sms-keyword",
+        },
+    ]
+    assert [r["external_id"] for r in list_optouts(engine, datetime(2025, 3, 1, 8))] == ["C2"]
+    assert list_optouts(engine, datetime(2025, 3, 1, 8, 0, 1)) == []
+    tehran = timezone(timedelta(hours=3, minutes=30))
+    since_in_tehran = datetime(2025, 3, 1, 11, 0, tzinfo=tehran)  # 07:30 UTC
+    assert [r["external_id"] for r in list_optouts(engine, since_in_tehran)] == ["C2"]
+    assert [r["at"] for r in list_optouts(engine, datetime(2025, 3, 1, 7, tzinfo=UTC))] == [
+        "2025-03-01T07:00:00+00:00",
+        "2025-03-01T08:00:00+00:00",
+    ]

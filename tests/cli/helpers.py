@@ -1,0 +1,22 @@
+"""One way to run the `dispatcher` command in a subprocess, as a user would."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).parents[2]
+DISPATCHER = [sys.executable, "-m", "dispatcher"]
+# Settings a developer's shell may carry: a test starts from the embedded defaults.
+CLEARED = ("SMTP_", "REDIS_", "DATABASE_", "KAVENEGAR_", "UNSUBSCRIBE_", "SMS_", "BOUNCE_")
+
+
+def run(workdir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`dispatcher ARGS` in `workdir`, with `env` on top of a cleared environment."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(CLEARED)}
+    environ.update(MAIL_FROM="فروشگاه نمونه <news@shop.example>", PYTHONPATH=str(ROOT), **env)
+    return subprocess.run(
+        [*DISPATCHER, *args], cwd=workdir, env=environ, capture_output=True, text=True, timeout=120
+    )

@@ -1,0 +1,122 @@
+"""Campaign files: every problem reported with file, field (and line); valid files load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dispatcher.definition.campaign import CampaignSpec, load_campaign
+from dispatcher.errors import CampaignError
+from dispatcher.store.models import Channel
+
+EXAMPLE = Path(__file__).parents[2] / "campaigns" / "yalda-1405.toml"
+
+
+def write_campaign(tmp_path: Path, toml: str, html: str | None = None) -> Path:
+    templates = {} if html is None else {"t/email.html": html}
+    for name, body in templates.items():
+        target = tmp_path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(body, encoding="utf-8")
+    path = tmp_path / "c.toml"
+    path.write_text(toml, encoding="utf-8")
+    return path
+
+
+GOOD = """
+slug = "t-1"
+name = "آزمایش"
+channels = ["email"]
+[email]
+subject = "{{ member.first_name }} عزیز"
+html = "t/email.html"
+"""
+
+
+def problems_of(path: Path) -> list[str]:
+    with pytest.raises(CampaignError) as info:
+        load_campaign(path)
+    return info.value.problems
+
+
+def test_the_shipped_example_campaign_is_valid() -> None:
+    spec = load_campaign(EXAMPLE)
+    assert spec.slug == "yalda-1405"
+    assert Channel.EMAIL in spec.channels
+    assert spec.audience_tags == ["newsletter"]
+
+
+def test_a_valid_campaign_loads_with_its_template_sources(tmp_path: Path) -> None:
+    path = write_campaign(tmp_path, GOOD, html="<p>سلام {{ member.first_name }}</p>")
+    spec = load_campaign(path)
+    assert spec.email is not None and "سلام" in spec.email.html
+    assert spec.audience_tags is None
+    assert CampaignSpec.from_json(spec.to_json()) == spec
+
+
+def test_unknown_keys_are_reported_with_their_section(tmp_path: Path) -> None:
+    toml = GOOD + 'colour = "red"\n[audience]\ntag = ["x"]\n'
+    problems = problems_of(write_campaign(tmp_path, toml, html="<p>x</p>"))
+    assert any("colour: unknown key" in p for p in problems)
+    assert any("audience.tag: unknown key" in p for p in problems)
+
+
+def test_missing_template_names_the_field_and_file(tmp_path: Path) -> None:
+    problems = problems_of(write_campaign(tmp_path, GOOD))
+    assert problems == [
+        f"{tmp_path / 'c.toml'}: email.html: template file 't/email.html' not found"
+    ]
+
+
+def test_template_syntax_error_names_the_file_and_line(tmp_path: Path) -> None:
+    path = write_campaign(tmp_path, GOOD, html="<p>a</p>\n<p>b</p>\n{% if %}\n")
+    [problem] = problems_of(path)
+    assert problem.startswith(f"{tmp_path / 't/email.html'}:3: email.html: template syntax error")
+
+
+def test_undefined_variable_is_found_by_rendering_for_a_sample_member(tmp_path: Path) -> None:
+    path = write_campaign(tmp_path, GOOD, html="<p>a</p>\n<p>{{ member.nickname }}</p>\n")
+    [problem] = problems_of(path)
+    assert f"{tmp_path / 't/email.html'}:2: email.html: cannot render" in problem
+    assert "nickname" in problem
+
+
+def test_undefined_variable_in_the_subject_is_reported(tmp_path: Path) -> None:
+    toml = GOOD.replace("member.first_name", "customer.name")
+    problems = problems_of(write_campaign(tmp_path, toml, html="<p>x</p>"))
+    assert any("email.subject: cannot render" in p and "customer" in p for p in problems)
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    toml = 'name = ""\nchannels = ["fax"]\nwhatever = 1\n'
+    problems = problems_of(write_campaign(tmp_path, toml))
+    text = "\n".join(problems)
+    for expected in ("slug: required", "name: required", "unknown channel 'fax'", "whatever"):
+        assert expected in text
+
+
+def test_not_toml_is_refused_with_the_reason(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("slug = \n", encoding="utf-8")
+    [problem] = problems_of(path)
+    assert "not valid TOML" in problem
+
+
+def test_a_template_path_may_not_escape_the_campaign_folder(tmp_path: Path) -> None:
+    toml = GOOD.replace("t/email.html", "../../etc/passwd")
+    [problem] = problems_of(write_campaign(tmp_path, toml))
+    assert "outside the campaign's folder" in problem
+
+
+def test_a_layout_that_drops_the_unsubscribe_link_is_refused(tmp_path: Path) -> None:
+    html = '{% extends "own.html" %}'
+    path = write_campaign(tmp_path, GOOD, html=html)
+    problems = problems_of(path)
+    assert any("does not exist" in p or "unsubscribe" in p for p in problems)
+
+
+def test_sandbox_blocks_unsafe_attribute_access(tmp_path: Path) -> None:
+    html = "<p>{{ member.__class__.__mro__ }}</p>"
+    problems = problems_of(write_campaign(tmp_path, GOOD, html=html))
+    assert any("cannot render" in p for p in problems)

@@ -1,0 +1,59 @@
+"""Rendering: RTL layout with the unsubscribe footer, autoescape, text derived from HTML."""
+
+from __future__ import annotations
+
+from dispatcher.definition.rendering import CampaignTemplates, html_to_text, shop_name
+
+MEMBER = {"first_name": "<b>علی</b>", "last_name": "", "email": "", "mobile": "", "tags": []}
+URL = "https://shop.example/u/TOKEN"
+
+
+def templates(html: str, text: str | None = None) -> CampaignTemplates:
+    return CampaignTemplates(
+        subject="{{ member.first_name }} عزیز\nخط دوم",
+        html=html,
+        text=text,
+        campaign={"slug": "s", "name": "حراج"},
+        shop={"name": "فروشگاه نمونه"},
+    )
+
+
+def test_a_fragment_is_wrapped_in_the_rtl_layout_with_the_unsubscribe_footer() -> None:
+    out = templates("<p>سلام</p>").render_email(MEMBER, URL)
+    assert '<html lang="fa" dir="rtl">' in out.html
+    assert "direction:rtl" in out.html
+    assert f'href="{URL}"' in out.html and "لغو عضویت" in out.html
+    assert "فروشگاه نمونه" in out.html
+
+
+def test_html_is_autoescaped_but_subject_and_text_are_not() -> None:
+    out = templates("<p>{{ member.first_name }}</p>", "سلام {{ member.first_name }}").render_email(
+        MEMBER, URL
+    )
+    assert "&lt;b&gt;علی&lt;/b&gt;" in out.html
+    assert out.subject == "<b>علی</b> عزیز خط دوم"  # one line, never a header break
+    assert out.text.startswith("سلام <b>علی</b>")
+
+
+def test_text_is_derived_from_html_when_not_given_and_keeps_the_unsubscribe_url() -> None:
+    out = templates(
+        '<h1>یلدا</h1><p>بخرید <a href="https://shop.example/y">اینجا</a></p>'
+    ).render_email(MEMBER, URL)
+    assert "یلدا" in out.text
+    assert "اینجا (https://shop.example/y)" in out.text
+    assert URL in out.text
+    assert "<" not in out.text.replace("<b>", "").replace("</b>", "")
+
+
+def test_a_text_template_without_the_link_gets_it_appended() -> None:
+    out = templates("<p>x</p>", "فقط متن").render_email(MEMBER, URL)
+    assert out.text.rstrip().endswith(URL)
+
+
+def test_html_to_text_drops_style_and_script() -> None:
+    assert html_to_text("<style>p{}</style><script>x()</script><p>سلام</p>") == "سلام"
+
+
+def test_shop_name_comes_from_the_from_header() -> None:
+    assert shop_name("فروشگاه نمونه <news@shop.example>") == "فروشگاه نمونه"
+    assert shop_name("news@shop.example") == "فروشگاه"

@@ -1,0 +1,175 @@
+"""Campaign control on the real pipeline: Redis broker, worker threads, SMTP server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from dramatiq import Worker
+
+from dispatcher.delivery import control
+from dispatcher.delivery.status import campaign_status
+from dispatcher.errors import ControlError
+from dispatcher.queue.broker import build_broker
+from dispatcher.settings import Settings
+from dispatcher.store.models import CampaignState, DeliveryStatus, PausedBy
+from dispatcher.workers.email import deliver_email
+from tests.factories import Harness, add_member, harness, write_campaign
+from tests.servers.smtp_server import SmtpServerHandle
+
+LEASE = timedelta(seconds=300)
+
+
+@pytest.fixture
+def redis_pipeline(
+    make_settings: Callable[..., Settings],
+    database_url: str,
+    redis_url: str,
+    redis_namespace: str,
+    smtp_server: SmtpServerHandle,
+) -> Iterator[Callable[..., Harness]]:
+    """`redis_pipeline(**settings)`: a Harness on Redis and the test SMTP server."""
+    stack = []
+
+    def create(**overrides: object) -> Harness:
+        values: dict[str, object] = {
+            "database_url": database_url,
+            "redis_url": redis_url,
+            "redis_namespace": redis_namespace,
+            "smtp_host": smtp_server.host,
+            "smtp_port": smtp_server.port,
+            "smtp_security": "none",
+        }
+        values.update(overrides)
+        settings = make_settings(**values)
+        cm = harness(settings, build_broker(settings))
+        stack.append(cm)
+        return cm.__enter__()
+
+    yield create
+    for cm in reversed(stack):
+        cm.__exit__(None, None, None)
+
+
+def by_status(h: Harness) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for d in h.deliveries():
+        counts[d.status] = counts.get(d.status, 0) + 1
+    return counts
+
+
+def test_pause_holds_queued_work_back_and_resume_sends_the_rest_once(
+    redis_pipeline: Callable[..., Harness], smtp_server: SmtpServerHandle, tmp_path: Path
+) -> None:
+    h = redis_pipeline()
+    for i in range(40):
+        add_member(h.engine, f"C{i}")
+    smtp_server.delay_data(0.05, count=1000)
+    campaign = h.send(write_campaign(tmp_path / "c")).campaign
+    assert campaign.id is not None
+    worker = Worker(h.broker, worker_threads=2, worker_timeout=50)
+    worker.start()
+    try:
+        smtp_server.wait_for(5)
+        assert control.pause(h.engine, campaign.id, by=PausedBy.PERSON, reason="wrong price")
+        h.broker.join("email", timeout=20_000)  # every queued job ran: held, not sent
+        held = len(smtp_server.messages())
+        assert held < 40
+        counts = by_status(h)
+        assert counts.get(DeliveryStatus.FAILED, 0) == 0
+        assert counts[DeliveryStatus.PENDING] == 40 - held
+        status = campaign_status(h.engine, "yalda-test")
+        assert status["state"] == "paused"
+        assert (status["paused_by"], status["pause_reason"]) == ("person", "wrong price")
+
+        resumed = control.resume(h.engine, h.broker, campaign.id, h.actors, lease=LEASE)
+        assert resumed.state == CampaignState.SENDING and resumed.enqueued == 40 - held
+        h.broker.join("email", timeout=20_000)
+        worker.join()
+    finally:
+        worker.stop()
+    assert sorted(m.rcpt_to for m in smtp_server.messages()) == sorted(
+        f"c{i}@example.com" for i in range(40)
+    )
+    assert control.finish_if_done(h.engine, campaign.id)
+    assert campaign_status(h.engine, "yalda-test")["pause_reason"] is None
+
+
+def test_cancel_skips_what_is_left_and_records_why(
+    redis_pipeline: Callable[..., Harness], smtp_server: SmtpServerHandle, tmp_path: Path
+) -> None:
+    h = redis_pipeline()
+    for i in range(5):
+        add_member(h.engine, f"C{i}")
+    campaign = h.send(write_campaign(tmp_path / "c")).campaign
+    assert campaign.id is not None
+    assert control.cancel(h.engine, campaign.id, reason="sent by mistake") == 5
+    h.run_workers()
+    assert smtp_server.messages() == []
+    assert {d.error_message for d in h.deliveries()} == {"cancelled: sent by mistake"}
+    status = campaign_status(h.engine, "yalda-test")
+    assert (status["state"], status["cancel_reason"]) == ("cancelled", "sent by mistake")
+    with pytest.raises(ControlError):
+        control.resume(h.engine, h.broker, campaign.id, h.actors, lease=LEASE)
+
+
+def test_retry_failed_requeues_only_transient_failures(
+    redis_pipeline: Callable[..., Harness], smtp_server: SmtpServerHandle, tmp_path: Path
+) -> None:
+    h = redis_pipeline()
+    for name in ("a", "b", "c", "gone"):
+        add_member(h.engine, name.upper(), email=f"{name}@example.com")
+    campaign = h.send(write_campaign(tmp_path / "c")).campaign
+    assert campaign.id is not None
+    h.broker.flush_all()
+    smtp_server.reject_recipient("gone@example.com")
+    smtp_server.inject_temp_failure(code=452, count=2, stage="rcpt", text="4.3.1 mailbox full")
+    # Outside a worker each call is the last attempt: 452 leaves "retries exhausted".
+    outcomes = [deliver_email(h.runtime, d.id or 0) for d in h.deliveries()]
+    assert outcomes == ["failed", "failed", "sent", "failed"]
+    assert control.finish_if_done(h.engine, campaign.id)
+
+    assert control.retry_failed(h.engine, h.broker, campaign.id, h.actors) == 2
+    assert campaign_status(h.engine, "yalda-test")["state"] == "sending"
+    h.run_workers()
+    assert sorted(m.rcpt_to for m in smtp_server.messages()) == [
+        "a@example.com",
+        "b@example.com",
+        "c@example.com",
+    ]
+    final = {d.member_id: (d.status, d.error_code) for d in h.deliveries()}
+    assert sorted(final.values(), key=str) == sorted(
+        [("sent", None), ("sent", None), ("sent", None), ("failed", 550)], key=str
+    )
+    assert control.retry_failed(h.engine, h.broker, campaign.id, h.actors) == 0
+
+
+def test_an_error_storm_pauses_the_campaign_and_resume_finishes_it(
+    redis_pipeline: Callable[..., Harness], smtp_server: SmtpServerHandle, tmp_path: Path
+) -> None:
+    h = redis_pipeline(max_send_errors=3)
+    for i in range(12):
+        add_member(h.engine, f"C{i}")
+    smtp_server.inject_temp_failure(code=554, count=1000, stage="mail", text="5.7.1 relay denied")
+    campaign = h.send(write_campaign(tmp_path / "c")).campaign
+    assert campaign.id is not None
+    h.run_workers()
+
+    status = campaign_status(h.engine, "yalda-test")
+    assert status["state"] == "paused" and status["paused_by"] == "error-storm"
+    assert "sends in a row failed" in status["pause_reason"]
+    assert "relay denied" in status["pause_reason"]
+    counts = by_status(h)
+    assert counts[DeliveryStatus.FAILED] <= 3 + 4  # the limit, plus what was in flight
+    assert counts[DeliveryStatus.PENDING] >= 12 - 7
+
+    smtp_server.reset()  # the relay is fixed
+    control.resume(h.engine, h.broker, campaign.id, h.actors, lease=LEASE)
+    h.run_workers()
+    assert len(smtp_server.messages()) == counts[DeliveryStatus.PENDING]
+    assert by_status(h) == {
+        DeliveryStatus.SENT: counts[DeliveryStatus.PENDING],
+        DeliveryStatus.FAILED: counts[DeliveryStatus.FAILED],
+    }

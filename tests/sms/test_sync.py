@@ -1,0 +1,283 @@
+"""After sending: delivery reports (`sms sync`) and opt-out replies (`sms inbox`),
+against the real Kavenegar-speaking server and a real database."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, select
+
+from dispatcher.delivery import state as delivery
+from dispatcher.delivery.control import find, retry_failed
+from dispatcher.delivery.status import campaign_status
+from dispatcher.errors import ConfigurationError
+from dispatcher.settings import Settings
+from dispatcher.sms import sync as sms_sync
+from dispatcher.sms.sync import is_opt_out_reply, read_inbox, sync_statuses
+from dispatcher.store.models import Campaign, ConsentEvent, Member
+from dispatcher.workers.sms import deliver_sms
+from tests.factories import Harness, add_member, harness, write_campaign
+from tests.servers.kavenegar_server import KavenegarServerHandle
+
+TEHRAN = ZoneInfo("Asia/Tehran")
+NOON = datetime(2025, 12, 21, 12, 0, tzinfo=TEHRAN)
+SENDER = "10004346"
+
+
+@pytest.fixture
+def sms_harness(
+    make_settings: Callable[..., Settings],
+    database_url: str,
+    kavenegar_server: KavenegarServerHandle,
+) -> Iterator[Callable[..., Harness]]:
+    """`sms_harness(**settings)`: a harness on the Kavenegar test server, its clock at
+    noon in Tehran."""
+    with contextlib.ExitStack() as stack:
+
+        def create(**extra: Any) -> Harness:
+            settings = make_settings(
+                database_url=database_url,
+                kavenegar_api_key=kavenegar_server.api_key,
+                kavenegar_sender=SENDER,
+                kavenegar_base_url=kavenegar_server.base_url,
+                **extra,
+            )
+            created = stack.enter_context(harness(settings))
+            created.runtime.clock = lambda: NOON
+            return created
+
+        yield create
+
+
+@pytest.fixture
+def h(sms_harness: Callable[..., Harness]) -> Harness:
+    return sms_harness()
+
+
+def send_sms_campaign(h: Harness, tmp_path: Path, slug: str = "yalda-test") -> None:
+    h.send(write_campaign(tmp_path / slug, slug=slug, channels=("sms",), sms="حراج یلدا"))
+    h.run_workers()
+
+
+def messageids(h: Harness) -> dict[int | None, int]:
+    """member id -> Kavenegar messageid of its SMS."""
+    return {d.member_id: int(d.provider_id or 0) for d in h.deliveries()}
+
+
+def load_member(h: Harness, member_id: int | None) -> Member:
+    with Session(h.engine) as session:
+        found = session.get(Member, member_id)
+        assert found is not None
+        return found
+
+
+def test_sync_records_final_states_and_14_opts_the_member_out(
+    h: Harness, kavenegar_server: KavenegarServerHandle, tmp_path: Path
+) -> None:
+    got = add_member(h.engine, "C1", mobile="+989121234561")
+    missed = add_member(h.engine, "C2", mobile="+989121234562")
+    blocks = add_member(h.engine, "C3", mobile="+989121234563")
+    queued = add_member(h.engine, "C4", mobile="+989121234564")
+    send_sms_campaign(h, tmp_path)
+    ids = messageids(h)
+    kavenegar_server.set_status(ids[got.id], 10)
+    kavenegar_server.set_status(ids[missed.id], 11)
+    kavenegar_server.set_status(ids[blocks.id], 14)
+    kavenegar_server.set_status(ids[queued.id], 4)  # at the operator: not final yet
+
+    counts = sync_statuses(h.runtime)
+
+    assert counts == {
+        "checked": 4,
+        "delivered": 1,
+        "undelivered": 1,
+        "failed": 0,
+        "cancelled": 0,
+        "blocked": 1,
+        "in_progress": 1,
+        "unknown": 0,
+        "opted_out": 1,
+        "found_sent": 0,
+    }
+    by_member = {d.member_id: d.provider_status for d in h.deliveries()}
+    assert by_member == {got.id: 10, missed.id: 11, blocks.id: 14, queued.id: 4}
+    blocked = load_member(h, blocks.id)
+    assert (blocked.sms_opt_in, blocked.sms_optout_source) == (False, "provider")
+    with Session(h.engine) as session:
+        [event] = session.exec(select(ConsentEvent)).all()
+    assert (event.member_id, event.channel, event.source) == (blocks.id, "sms", "provider")
+    sms = campaign_status(h.engine, "yalda-test")["sms"]
+    assert (sms["sent"], sms["delivered"], sms["undelivered"]) == (4, 1, 2)
+
+
+def test_final_states_are_not_asked_for_again(
+    h: Harness, kavenegar_server: KavenegarServerHandle, tmp_path: Path
+) -> None:
+    first = add_member(h.engine, "C1", mobile="+989121234561")
+    second = add_member(h.engine, "C2", mobile="+989121234562")
+    send_sms_campaign(h, tmp_path)
+    kavenegar_server.set_status(messageids(h)[first.id], 10)
+    assert sync_statuses(h.runtime)["checked"] == 2
+    before = len(kavenegar_server.requests())
+    assert sync_statuses(h.runtime)["checked"] == 1  # only the one still queued
+    [call] = kavenegar_server.requests()[before:]
+    assert call["params"]["messageid"] == str(messageids(h)[second.id])
+
+
+def test_a_campaign_finished_long_ago_is_not_synced(
+    h: Harness, kavenegar_server: KavenegarServerHandle, tmp_path: Path
+) -> None:
+    add_member(h.engine, "C1", mobile="+989121234561")
+    send_sms_campaign(h, tmp_path)
+    with Session(h.engine) as session:
+        [campaign] = session.exec(select(Campaign)).all()
+        campaign.state = "done"
+        campaign.finished_at = NOON - timedelta(days=10)
+        session.add(campaign)
+        session.commit()
+    assert sync_statuses(h.runtime)["checked"] == 0
+
+
+def test_an_inbox_reply_laghv_opts_the_member_out(
+    h: Harness, kavenegar_server: KavenegarServerHandle, tmp_path: Path
+) -> None:
+    leaves = add_member(h.engine, "C1", mobile="+989121234567")
+    stays = add_member(h.engine, "C2", mobile="+989121234568")
+    kavenegar_server.add_inbox("09121234567", "لغو", line=SENDER)
+    kavenegar_server.add_inbox("+98 912 123 4568", "ممنون، عالی بود", line=SENDER)
+    kavenegar_server.add_inbox("09350000000", "11", line=SENDER)  # no such member
+
+    assert read_inbox(h.runtime) == {
+        "received": 3,
+        "opt_out_replies": 2,
+        "opted_out": 1,
+        "unmatched": 1,
+        "ignored": 1,
+        "replayed": 0,
+    }
+    assert not h.runtime.settings.sms_inbox_spool.exists()  # cleared once recorded
+    gone = load_member(h, leaves.id)
+    assert (gone.sms_opt_in, gone.sms_optout_source) == (False, "sms-keyword")
+    assert gone.email_opt_in  # only SMS
+    assert load_member(h, stays.id).sms_opt_in
+    assert read_inbox(h.runtime)["received"] == 0  # each reply is read once
+
+    send_sms_campaign(h, tmp_path)  # and the next campaign does not text them
+    assert [m["receptor"] for m in kavenegar_server.sent()] == ["09121234568"]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    ["لغو", " لغو ", "لغو11", "لغو 11", "لغو ۱۱", "11", "۱۱", "١١", "1 1", "STOP", "Stop.",
+     "stop!", "لـغو", "ل\u200cغو", "\u200fلغو\u200f"],
+)  # fmt: skip
+def test_opt_out_words_in_every_script_and_spacing(reply: str) -> None:
+    assert is_opt_out_reply(reply)
+
+
+@pytest.mark.parametrize(
+    "reply", ["", "سلام", "111", "1111", "لغو لغو", "لغو نکنید", "stop please", "12", "لغو 🙏"]
+)
+def test_other_replies_are_not_opt_outs(reply: str) -> None:
+    assert not is_opt_out_reply(reply)
+
+
+def test_sync_and_inbox_need_kavenegar(pipeline_settings: Settings) -> None:
+    with harness(pipeline_settings) as outbox:
+        with pytest.raises(ConfigurationError, match="KAVENEGAR_API_KEY"):
+            sync_statuses(outbox.runtime)
+        with pytest.raises(ConfigurationError, match="KAVENEGAR_API_KEY"):
+            read_inbox(outbox.runtime)
+
+
+@pytest.fixture
+def pipeline_settings(make_settings: Callable[..., Settings], sqlite_url: str) -> Settings:
+    return make_settings(database_url=sqlite_url)
+
+
+def test_an_sms_accepted_but_unanswered_on_its_last_attempt_is_found_sent(
+    sms_harness: Callable[..., Harness], kavenegar_server: KavenegarServerHandle, tmp_path: Path
+) -> None:
+    h = sms_harness(kavenegar_timeout=1.0)  # one second for Kavenegar to answer
+    add_member(h.engine, "C1", mobile="+989121234561")
+    h.send(write_campaign(tmp_path / "c", channels=("sms",), sms="حراج یلدا"))
+    [delivery] = h.deliveries()
+    assert delivery.id is not None
+    kavenegar_server.accept_then_hang(seconds=2.0)  # accepted, then the answer is lost
+    assert deliver_sms(h.runtime, delivery.id) == "failed"  # outside a worker: last attempt
+    [delivery] = h.deliveries()
+    assert delivery.error_code is None
+    assert (delivery.error_message or "").startswith("retries exhausted")
+
+    assert sync_statuses(h.runtime)["found_sent"] == 0  # not yet: Kavenegar may be at it
+    counts = sync_statuses(h.runtime, settle_after=timedelta(0))
+
+    [accepted] = kavenegar_server.sent()
+    [delivery] = h.deliveries()
+    assert counts["found_sent"] == 1
+    assert delivery.status == "sent"
+    assert delivery.provider_id == str(accepted["messageid"])
+    assert (delivery.error_code, delivery.error_message) == (None, None)
+    assert campaign_status(h.engine, "yalda-test")["sms"]["sent"] == 1
+
+
+def test_an_sms_kavenegar_never_got_stays_failed_and_is_asked_about_once(
+    h: Harness, kavenegar_server: KavenegarServerHandle, tmp_path: Path
+) -> None:
+    add_member(h.engine, "C1", mobile="+989121234561")
+    add_member(h.engine, "C2", mobile="+989121234562")
+    add_member(h.engine, "C3", mobile="+989121234563")
+    h.send(write_campaign(tmp_path / "c", channels=("sms",), sms="حراج یلدا"))
+    lost, busy, invalid = (d.id for d in h.deliveries())
+    assert lost is not None and busy is not None and invalid is not None
+    for delivery_id, code, reason in (
+        (lost, None, "retries exhausted: connection"),  # no answer
+        (busy, 502, "retries exhausted: 502"),  # a proxy's answer: maybe accepted behind it
+        (invalid, 411, "invalid receptor"),  # Kavenegar's refusal: nothing to look up
+    ):
+        assert delivery.claim(h.engine, delivery_id)
+        delivery.mark_failed(h.engine, delivery_id, code, reason)
+
+    def asked() -> int:
+        return sum("statuslocalmessageid" in r["path"] for r in kavenegar_server.requests())
+
+    assert sync_statuses(h.runtime, settle_after=timedelta(0))["found_sent"] == 0
+    assert asked() == 2  # the two whose retries ran out
+    assert {d.status for d in h.deliveries()} == {"failed"}
+    assert sync_statuses(h.runtime, settle_after=timedelta(0))["found_sent"] == 0
+    assert asked() == 2  # not again ...
+    retry_failed(h.engine, h.broker, find(h.engine, "yalda-test").id or 0, h.actors)
+    assert {d.provider_status for d in h.deliveries()} == {None}  # ... until a new attempt
+
+
+def test_an_opt_out_reply_fetched_when_the_database_fails_is_recorded_next_time(
+    h: Harness, kavenegar_server: KavenegarServerHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    leaves = add_member(h.engine, "C1", mobile="+989121234567")
+    kavenegar_server.add_inbox("09121234567", "لغو", line=SENDER)
+    real = sms_sync.opt_out
+
+    def database_gone(*args: object, **kwargs: object) -> bool:
+        raise OperationalError("UPDATE member ...", None, Exception("server closed the connection"))
+
+    monkeypatch.setattr(sms_sync, "opt_out", database_gone)
+    with pytest.raises(OperationalError):
+        read_inbox(h.runtime)
+    assert load_member(h, leaves.id).sms_opt_in  # not recorded ...
+    spool = h.runtime.settings.sms_inbox_spool
+    assert spool.stat().st_mode & 0o777 == 0o600  # ... but kept, for this user only
+
+    monkeypatch.setattr(sms_sync, "opt_out", real)
+    counts = read_inbox(h.runtime)  # Kavenegar has nothing more: it handed the reply out
+
+    assert (counts["received"], counts["replayed"], counts["opted_out"]) == (0, 1, 1)
+    gone = load_member(h, leaves.id)
+    assert (gone.sms_opt_in, gone.sms_optout_source) == (False, "sms-keyword")
+    assert not spool.exists()

@@ -1,0 +1,97 @@
+"""Migrations on SQLite and PostgreSQL: from empty, from revision 0001 with rows in it,
+from a database the first version created without Alembic; and models == migrations."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, SQLModel
+
+from dispatcher.delivery.control import find
+from dispatcher.errors import SchemaError
+from dispatcher.store import schema
+from dispatcher.store.db import make_engine
+from dispatcher.store.models import Campaign, CampaignState
+from tests.conftest import POSTGRES_URL, _pg_url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A database with no table at all."""
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+        yield engine
+        engine.dispose()
+        return
+    name = f"m_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {name}"))
+    engine = make_engine(_pg_url(name))
+    yield engine
+    engine.dispose()
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {name} CASCADE"))
+    admin.dispose()
+
+
+def test_an_empty_database_upgrades_to_the_models(empty_engine: Engine) -> None:
+    assert schema.upgrade(empty_engine) == (None, schema.head())
+    with empty_engine.connect() as conn:
+        assert schema.differences(conn) == []
+    assert schema.upgrade(empty_engine) == (schema.head(), schema.head())  # again: nothing
+
+
+def test_a_database_at_the_first_revision_upgrades_in_place_with_its_rows(
+    empty_engine: Engine,
+) -> None:
+    schema.upgrade(empty_engine, schema.FIRST)
+    created = datetime(2025, 12, 1, 10, 0, tzinfo=UTC)
+    with empty_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO campaign (slug, name, channels, state, spec, excluded, created_at)"
+                " VALUES ('old', 'قدیمی', 'email', 'done', '{}', '{}', :at)"
+            ),
+            {"at": created},
+        )
+    with pytest.raises(SchemaError, match="dispatcher db upgrade"):
+        schema.ensure_current(empty_engine, auto_upgrade=False)
+    assert schema.upgrade(empty_engine) == (schema.FIRST, schema.head())
+    old = find(empty_engine, "old")
+    assert old.state == CampaignState.DONE and old.launched_at == created
+    assert old.send_at is None and old.pause_reason is None
+
+
+def test_a_database_created_without_alembic_is_recognised(empty_engine: Engine) -> None:
+    SQLModel.metadata.create_all(empty_engine)  # as the first version (and the tests) did
+    schema.ensure_current(empty_engine, auto_upgrade=False)  # same tables: not behind
+    assert schema.upgrade(empty_engine) == (schema.head(), schema.head())
+    with Session(empty_engine) as session:
+        session.add(Campaign(slug="s", name="n", channels="email"))
+        session.commit()
+
+
+def test_an_embedded_database_upgrades_itself(empty_engine: Engine) -> None:
+    schema.ensure_current(empty_engine, auto_upgrade=True)
+    assert schema.current(empty_engine) == schema.head()
+
+
+def test_the_first_versions_tables_without_alembic_upgrade_in_place(empty_engine: Engine) -> None:
+    schema.upgrade(empty_engine, schema.FIRST)
+    with empty_engine.begin() as conn:
+        conn.execute(text("DROP TABLE alembic_version"))  # the spine used create_all
+    assert schema.current(empty_engine) is None
+    assert schema.upgrade(empty_engine) == (schema.FIRST, schema.head())
+    with empty_engine.connect() as conn:
+        assert schema.differences(conn) == []
+
+
+def test_the_head_the_commands_check_is_the_newest_migration() -> None:
+    assert schema.head() == schema.scripts_head()  # bump schema.HEAD with each migration
