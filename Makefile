@@ -25,11 +25,13 @@ test: $(STAMP)
 	$(BIN)/ruff check dispatcher tests bench unsubscribe_server.py
 	$(BIN)/ruff format --check dispatcher tests bench unsubscribe_server.py
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check dispatcher tests bench unsubscribe_server.py
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 services:
 	scripts/services

@@ -56,5 +56,22 @@ class PermanentDeliveryError(DeliveryError):
     """Raised when a send will never succeed for this recipient (5xx, invalid receptor)."""
 
 
+class ThrottledError(TransientDeliveryError):
+    """Raised when the provider asks us to slow down (SMTP 421/450/451/454, Kavenegar 451)."""
+
+
+class InvalidRecipientError(PermanentDeliveryError):
+    """Raised when the recipient's address or number will never take a message."""
+
+
+class AccountError(DeliveryError):
+    """Raised when the provider refuses our account (no credit, key refused, disabled):
+    nothing goes out on that channel until a person acts."""
+
+    def __init__(self, message: str, *, code: int | None = None, problem: str = "") -> None:
+        self.problem = problem or "the account cannot send"
+        super().__init__(message, code=code)
+
+
 class RateLimiterUnavailable(TransientDeliveryError):
     """Raised when the shared rate limiter's Redis cannot be reached (nothing was sent)."""

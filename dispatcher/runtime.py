@@ -11,7 +11,6 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -21,15 +20,17 @@ from dispatcher.audience.tokens import TokenSigner
 from dispatcher.definition.campaign import CampaignSpec
 from dispatcher.definition.rendering import CampaignTemplates, shop_name
 from dispatcher.delivery.groupcommit import GroupCommit
+from dispatcher.delivery.guard import SendGuard, build_guard
 from dispatcher.email.mime import MessageHeaders
-from dispatcher.email.transport import EmailTransport, build_email_transport
+from dispatcher.email.outbox import OutboxTransport
+from dispatcher.email.smtp import SmtpTransport
+from dispatcher.email.transport import EmailTransport
 from dispatcher.settings import Settings, get_settings
-from dispatcher.sms.transport import SmsTransport, build_sms_transport
+from dispatcher.sms.kavenegar import KavenegarTransport
+from dispatcher.sms.outbox import SmsOutbox
+from dispatcher.sms.transport import SmsTransport
 from dispatcher.store.db import make_engine
-from dispatcher.store.models import Campaign, utcnow
-
-if TYPE_CHECKING:
-    from dispatcher.delivery.guard import SendGuard
+from dispatcher.store.models import Campaign, Channel, utcnow
 
 
 @dataclass
@@ -97,8 +98,6 @@ class Runtime:
 
     def guard(self, transport: str) -> SendGuard:
         """The shared rate and error-storm counter of "smtp" or "kavenegar" (built once)."""
-        from dispatcher.delivery.guard import build_guard
-
         with self._lock:
             if transport not in self._guards:
                 self._guards[transport] = build_guard(self.settings, transport)
@@ -148,8 +147,6 @@ class Runtime:
         return compiled
 
     def unsubscribe_url(self, member_id: int, channel: str) -> str:
-        from dispatcher.store.models import Channel
-
         token = self.signer.sign(member_id, Channel(channel))
         return f"{self.settings.unsubscribe_base_url}/u/{token}"
 
@@ -167,6 +164,20 @@ class Runtime:
             self._sms_transport.close()
             self._sms_transport = None
         self.engine.dispose()
+
+
+def build_email_transport(settings: Settings) -> EmailTransport:
+    """SMTP when SMTP_HOST is set, otherwise the outbox folder."""
+    if settings.outbox:
+        return OutboxTransport(settings.outbox_dir / "email")
+    return SmtpTransport.from_settings(settings)
+
+
+def build_sms_transport(settings: Settings) -> SmsTransport:
+    """Kavenegar when KAVENEGAR_API_KEY is set, otherwise the outbox folder."""
+    if settings.kavenegar_api_key is None:
+        return SmsOutbox(settings.outbox_dir / "sms")
+    return KavenegarTransport.from_settings(settings)
 
 
 _runtime: Runtime | None = None

@@ -54,9 +54,12 @@ from sqlmodel import Session, col
 
 from dispatcher.delivery import control
 from dispatcher.errors import DeliveryError
+from dispatcher.inline import run_inline
 from dispatcher.queue.broker import enqueue_many
 from dispatcher.queue.expansion import enqueue_pending, launch, pending_ids
 from dispatcher.runtime import Runtime
+from dispatcher.sms.hold import release_waiting_sms
+from dispatcher.sms.sync import read_inbox, sync_statuses
 from dispatcher.store.models import (
     Campaign,
     CampaignState,
@@ -165,8 +168,6 @@ class Scheduler:
     def _send_inline(self, campaign_id: int) -> None:
         """Inline mode (no Redis, so no workers): send what was just enqueued, here."""
         if isinstance(self.broker, StubBroker):
-            from dispatcher.inline import run_inline
-
             run_inline(
                 self.broker, self.engine, campaign_id, threads=self.rt.settings.worker_threads
             )
@@ -209,10 +210,8 @@ class Scheduler:
             )
 
     def _release_sms(self, now: datetime, report: Tick) -> None:
-        from dispatcher.sms.hold import release_waiting_sms
-
         actor = self.actors[Channel.SMS]
-        released = release_waiting_sms(self.rt, self.broker, actor=actor, now=now)
+        released = release_waiting_sms(self.engine, self.rt.settings, self.broker, actor, now=now)
         for campaign_id, n in released.items():
             slug = control.get(self.engine, campaign_id).slug
             report.released[slug] = n
@@ -225,8 +224,6 @@ class Scheduler:
             self._send_inline(campaign_id)
 
     def _sms_housekeeping(self, now: datetime, report: Tick) -> None:
-        from dispatcher.sms.sync import read_inbox, sync_statuses
-
         if self._claim("sms-sync", now):
             report.sms_sync = self._kavenegar("sms sync", lambda: sync_statuses(self.rt, now=now))
         if self._claim("sms-inbox", now):

@@ -8,18 +8,80 @@ from __future__ import annotations
 
 import re
 import secrets
+from dataclasses import dataclass
+from datetime import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dispatcher.errors import ConfigurationError
-from dispatcher.sms.window import SendWindow, parse_window, parse_zone
 
 DEV_SECRET_FILE = Path(".dispatcher-secret")
+
+
+# -- the SMS send window: `08:00-21:00`, start included, end excluded; an end before the
+# start crosses midnight; `00:00-24:00` is always open --
+
+DAY = 24 * 60
+_WINDOW = re.compile(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*")
+
+
+@dataclass(frozen=True, slots=True)
+class SendWindow:
+    """Open from `start` to `end` (minutes after local midnight; `end` may be 1440)."""
+
+    start: int
+    end: int
+
+    def __str__(self) -> str:
+        return f"{_hhmm(self.start)}-{_hhmm(self.end)}"
+
+    @property
+    def always_open(self) -> bool:
+        return (self.end - self.start) % DAY == 0
+
+    def contains(self, local: time) -> bool:
+        """True when the local wall-clock time `local` is inside the window."""
+        if self.always_open:
+            return True
+        minute = local.hour * 60 + local.minute + (local.second + local.microsecond / 1e6) / 60
+        if self.start < self.end:
+            return self.start <= minute < self.end
+        return minute >= self.start or minute < self.end
+
+    @property
+    def opens_at(self) -> time:
+        return time(self.start // 60, self.start % 60)
+
+
+def parse_window(text: str) -> SendWindow:
+    """`"08:00-21:00"` -> SendWindow; raises ValueError with the reason."""
+    match = _WINDOW.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a window such as 08:00-21:00 (HH:MM-HH:MM)")
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    if h1 > 23 or m1 > 59 or m2 > 59 or h2 > 24 or (h2 == 24 and m2):
+        raise ValueError(f"{text!r}: hours are 00-23 (24:00 only as the end), minutes 00-59")
+    start, end = h1 * 60 + m1, h2 * 60 + m2
+    if start == end:
+        raise ValueError(f"{text!r} is empty; use 00:00-24:00 to send at any hour")
+    return SendWindow(start=start, end=end)
+
+
+def parse_zone(name: str) -> ZoneInfo:
+    """An IANA time zone by name (`Asia/Tehran`); raises ValueError for an unknown one."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not a known IANA time zone such as Asia/Tehran") from None
+
+
+def _hhmm(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
 class Settings(BaseSettings):

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from dispatcher.cli import err, fail, members_app, out, runtime
+from dispatcher.cli.app import err, fail, members_app, out, runtime
 from dispatcher.errors import DispatcherError, InputError
 from dispatcher.store.models import Channel
 

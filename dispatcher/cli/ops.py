@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from dispatcher.cli import app, campaign_app, err, fail, out, runtime, settings
+from dispatcher.cli.app import app, campaign_app, err, fail, out, runtime, settings
 from dispatcher.errors import DispatcherError
 from dispatcher.store.models import Campaign, Channel
 

@@ -148,8 +148,6 @@ def resume(
         paused_at=None,
     )
     if campaign.sms_paused_reason is not None:
-        from dispatcher.sms.hold import resume_sms  # the SMS channel's own pause
-
         resume_sms(engine, campaign_id)
     campaign = get(engine, campaign_id)
     if campaign.state != CampaignState.SENDING:
@@ -279,5 +277,33 @@ def finish_if_done(engine: Engine, campaign_id: int, *, now: datetime | None = N
                 ~outstanding,
             )
             .values(state=CampaignState.DONE, finished_at=now or utcnow())
+        )
+        return result.rowcount == 1
+
+
+# -- the SMS channel's own pause (Kavenegar refused the account) --
+
+
+def pause_sms(engine: Engine, campaign_id: int, reason: str) -> bool:
+    """Stop the campaign's SMS with `reason`; False if it was paused already."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(Campaign)
+            .where(col(Campaign.id) == campaign_id, col(Campaign.sms_paused_reason).is_(None))
+            .values(sms_paused_reason=reason[:500])
+        )
+        return result.rowcount == 1
+
+
+def resume_sms(engine: Engine, campaign_id: int) -> bool:
+    """Clear the pause; False if the campaign's SMS were not paused.
+
+    The pending deliveries still need enqueueing (`campaign resume` does both).
+    """
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(Campaign)
+            .where(col(Campaign.id) == campaign_id, col(Campaign.sms_paused_reason).is_not(None))
+            .values(sms_paused_reason=None)
         )
         return result.rowcount == 1

@@ -103,8 +103,10 @@ class GroupCommit:
         self._closed = False
         self.cycles = 0
         self.requests = 0
+        self.loop_wakeups = 0  # callbacks scheduled on event loops (one per loop per cycle)
+        self.loop_answers = 0  # requests answered through them
 
-    # -- the interface of dispatcher.delivery.state, without the engine ------------------------------
+    # -- the delivery steps of `state`, without the engine --
 
     def load(self, delivery_id: int) -> Loaded | None:
         """The delivery with its member and campaign (its `spec` deferred), read now."""
@@ -210,7 +212,9 @@ class GroupCommit:
             try:
                 self._cycle(batch)
             except Exception as exc:  # a bug: its callers raise it, the thread goes on
-                _settle([(request, None, exc) for request in batch if not request.future.done()])
+                self._settle(
+                    [(request, None, exc) for request in batch if not request.future.done()]
+                )
 
     def _cycle(self, batch: list[_Request]) -> None:
         self.cycles += 1
@@ -234,13 +238,15 @@ class GroupCommit:
             if not isinstance(exc, SQLAlchemyError | OSError):
                 raise
             if len(batch) == 1:
-                _settle([(batch[0], None, exc)])
+                self._settle([(batch[0], None, exc)])
                 return
             log.warning("group commit of %d requests failed (%s); one by one", len(batch), exc)
             for request in batch:
                 self._cycle([request])
             return
-        _settle([(request, result, None) for request, result in zip(batch, results, strict=True)])
+        self._settle(
+            [(request, result, None) for request, result in zip(batch, results, strict=True)]
+        )
 
     def _connection(self) -> Connection:
         """The thread's connection, kept open between busy cycles: checking one out of the
@@ -254,6 +260,11 @@ class GroupCommit:
         self._used_at = now
         return self._conn
 
+    def _settle(self, outcomes: list[tuple[_Request, Any, BaseException | None]]) -> None:
+        wakeups, answers = _settle(outcomes)
+        self.loop_wakeups += wakeups
+        self.loop_answers += answers
+
     def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
@@ -261,7 +272,7 @@ class GroupCommit:
                 conn.close()
 
 
-def _settle(outcomes: list[tuple[_Request, Any, BaseException | None]]) -> None:
+def _settle(outcomes: list[tuple[_Request, Any, BaseException | None]]) -> tuple[int, int]:
     """Each request's result or exception to its caller: a thread's future at once (a
     wake-up each), and everything asked from one event loop in one callback there (one
     wake-up of the loop per cycle, however many coroutines wait)."""
@@ -277,6 +288,7 @@ def _settle(outcomes: list[tuple[_Request, Any, BaseException | None]]) -> None:
     for loop, settled in on_loop.items():
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
             loop.call_soon_threadsafe(_settle_waiters, settled)
+    return len(on_loop), sum(len(settled) for settled in on_loop.values())
 
 
 def _settle_waiters(outcomes: list[tuple[_Request, Any, BaseException | None]]) -> None:

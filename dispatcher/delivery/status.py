@@ -14,11 +14,9 @@ from dispatcher.delivery.listing import schedule_fields
 from dispatcher.errors import NotFoundError
 from dispatcher.store.models import (
     Campaign,
-    CampaignState,
     Channel,
     Delivery,
     DeliveryStatus,
-    utcnow,
 )
 
 STATUSES = [s.value for s in DeliveryStatus]
@@ -101,18 +99,3 @@ def outstanding(engine: Engine, campaign_id: int) -> int:
                 col(Delivery.status).in_([DeliveryStatus.PENDING, DeliveryStatus.SENDING]),
             )
         ).scalar_one()
-
-
-def mark_done_if_finished(engine: Engine, campaign_id: int) -> bool:
-    """Move a campaign from sending to done once nothing is outstanding."""
-    if outstanding(engine, campaign_id):
-        return False
-    with Session(engine) as session:
-        campaign = session.get(Campaign, campaign_id)
-        if campaign is None or campaign.state != CampaignState.SENDING:
-            return False
-        campaign.state = CampaignState.DONE
-        campaign.finished_at = utcnow()
-        session.add(campaign)
-        session.commit()
-        return True

@@ -50,8 +50,6 @@ from dispatcher.errors import RateLimiterUnavailable
 if TYPE_CHECKING:
     from dispatcher.settings import Settings
 
-SMTP_SLOW_DOWN = frozenset({421, 450, 451, 454})
-KAVENEGAR_SLOW_DOWN = frozenset({451})
 UNLIMITED_START = 64.0  # messages/s after a first backoff when no rate is configured
 FLOOR = 0.5  # messages/s: never slower than one message every two seconds
 COOLDOWN_MS = 1_000

@@ -23,7 +23,7 @@ from collections import deque
 
 import aiosmtplib
 
-from dispatcher.errors import PermanentDeliveryError, TransientDeliveryError
+from dispatcher.errors import PermanentDeliveryError, ThrottledError, TransientDeliveryError
 from dispatcher.logs import mask
 from dispatcher.settings import Settings
 
@@ -318,8 +318,13 @@ class SmtpProtocolError(OSError):
     """Raised when the server's replies do not make sense; the connection is dropped."""
 
 
+SLOW_DOWN_CODES = frozenset({421, 450, 451, 454})  # the relay asks us to slow down
+
+
 def _classify(code: int, message: str) -> TransientDeliveryError | PermanentDeliveryError:
     reason = mask(f"{code} {message}".strip())[:400]  # a relay may quote the recipient
+    if code in SLOW_DOWN_CODES:
+        return ThrottledError(reason, code=code)
     if 400 <= code < 500:
         return TransientDeliveryError(reason, code=code)
     return PermanentDeliveryError(reason, code=code)

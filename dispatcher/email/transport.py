@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from dispatcher.settings import Settings
+    pass
 
 
 class EmailTransport(Protocol):
@@ -18,14 +18,3 @@ class EmailTransport(Protocol):
     async def send(self, *, sender: str, recipient: str, message: bytes, name: str) -> None: ...
 
     async def close(self) -> None: ...
-
-
-def build_email_transport(settings: Settings) -> EmailTransport:
-    """SMTP when SMTP_HOST is set, otherwise the outbox folder."""
-    if settings.outbox:
-        from dispatcher.email.outbox import OutboxTransport
-
-        return OutboxTransport(settings.outbox_dir / "email")
-    from dispatcher.email.smtp import SmtpTransport
-
-    return SmtpTransport.from_settings(settings)

@@ -38,7 +38,6 @@ from sqlmodel import Session, col
 
 from dispatcher.queue.broker import enqueue_many
 from dispatcher.queue.expansion import pending_ids
-from dispatcher.runtime import Runtime
 from dispatcher.settings import Settings
 from dispatcher.sms.window import is_open, next_opening
 from dispatcher.store.models import Campaign, Channel, Delivery, DeliveryStatus
@@ -49,34 +48,6 @@ def as_utc(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
     return moment.astimezone(UTC)
-
-
-# -- pause --------------------------------------------------------------------------------
-
-
-def pause_sms(engine: Engine, campaign_id: int, reason: str) -> bool:
-    """Stop the campaign's SMS with `reason`; False if it was paused already."""
-    with engine.begin() as conn:
-        result = conn.execute(
-            update(Campaign)
-            .where(col(Campaign.id) == campaign_id, col(Campaign.sms_paused_reason).is_(None))
-            .values(sms_paused_reason=reason[:500])
-        )
-        return result.rowcount == 1
-
-
-def resume_sms(engine: Engine, campaign_id: int) -> bool:
-    """Clear the pause; False if the campaign's SMS were not paused.
-
-    The pending deliveries still need enqueueing (`campaign resume` does both).
-    """
-    with engine.begin() as conn:
-        result = conn.execute(
-            update(Campaign)
-            .where(col(Campaign.id) == campaign_id, col(Campaign.sms_paused_reason).is_not(None))
-            .values(sms_paused_reason=None)
-        )
-        return result.rowcount == 1
 
 
 # -- send window --------------------------------------------------------------------------
@@ -106,11 +77,12 @@ def wait_for_window(engine: Engine, campaign: Campaign, opening: datetime) -> bo
 
 
 def release_waiting_sms(
-    rt: Runtime,
+    engine: Engine,
+    settings: Settings,
     broker: Broker,
+    actor: Actor,
     *,
-    actor: Actor | None = None,
-    now: datetime | None = None,
+    now: datetime,
 ) -> dict[int, int]:
     """Re-enqueue the pending SMS of every campaign waiting for the window, if it is open.
 
@@ -120,14 +92,9 @@ def release_waiting_sms(
     Safe to run from several processes at once: clearing `sms_waiting_until` is a
     conditional update, so one of them enqueues.
     """
-    if actor is None:
-        from dispatcher.workers.sms import send_sms
-
-        actor = send_sms
-    now = now or rt.clock()
-    if window_closed_until(rt.settings, now) is not None:
+    if window_closed_until(settings, now) is not None:
         return {}
-    with Session(rt.engine) as session:
+    with Session(engine) as session:
         due = list(
             session.execute(
                 select(col(Campaign.id)).where(
@@ -138,7 +105,7 @@ def release_waiting_sms(
         )
     released: dict[int, int] = {}
     for campaign_id in due:
-        with rt.engine.begin() as conn:
+        with engine.begin() as conn:
             won = conn.execute(
                 update(Campaign)
                 .where(
@@ -150,7 +117,7 @@ def release_waiting_sms(
             continue
         released[campaign_id] = sum(
             enqueue_many(broker, (actor.message(i) for i in ids))
-            for ids in pending_ids(rt.engine, campaign_id, Channel.SMS)
+            for ids in pending_ids(engine, campaign_id, Channel.SMS)
         )
     return released
 

@@ -39,7 +39,14 @@ from kavenegar import KavenegarAPI
 from pydantic import SecretStr
 from requests.adapters import HTTPAdapter
 
-from dispatcher.errors import DeliveryError, PermanentDeliveryError, TransientDeliveryError
+from dispatcher.errors import (
+    AccountError,
+    DeliveryError,
+    InvalidRecipientError,
+    PermanentDeliveryError,
+    ThrottledError,
+    TransientDeliveryError,
+)
 from dispatcher.sms.transport import SmsResult
 
 if TYPE_CHECKING:
@@ -49,6 +56,7 @@ DEFAULT_BASE_URL = "https://api.kavenegar.com"
 REDACTED = "***"
 
 TRANSIENT_CODES = frozenset({409, 451})
+SLOW_DOWN_CODES = frozenset({451})  # "too many calls": the shared rate is halved
 ACCOUNT_CODES = frozenset({401, 403, 418})
 INVALID_RECEPTOR = 411
 UNKNOWN_MESSAGE = 100  # status of a messageid / localid Kavenegar does not know
@@ -92,7 +100,9 @@ class KavenegarError(DeliveryError):
     def from_code(code: int, message: str, *, method: str = "") -> KavenegarError:
         """The error of the right kind for Kavenegar's code."""
         kind: type[KavenegarError]
-        if code in TRANSIENT_CODES or code >= 500:
+        if code in SLOW_DOWN_CODES:
+            kind = KavenegarThrottledError
+        elif code in TRANSIENT_CODES or code >= 500:
             kind = KavenegarTransientError
         elif code in ACCOUNT_CODES:
             kind = KavenegarAccountError
@@ -107,12 +117,16 @@ class KavenegarTransientError(KavenegarError, TransientDeliveryError):
     """Raised when a call may succeed later (409 server busy, 451 too many calls)."""
 
 
+class KavenegarThrottledError(KavenegarTransientError, ThrottledError):
+    """Raised when Kavenegar says "too many calls" (451)."""
+
+
 class KavenegarNetworkError(KavenegarTransientError):
     """Raised when a call did not complete (timeout, dropped connection): Kavenegar may
     or may not have acted on it."""
 
 
-class KavenegarAccountError(KavenegarError):
+class KavenegarAccountError(KavenegarError, AccountError):
     """Raised when the account cannot send at all (401 disabled, 403 bad key, 418 no
     credit): nothing will go until a person acts."""
 
@@ -120,8 +134,12 @@ class KavenegarAccountError(KavenegarError):
     def problem(self) -> str:
         return ACCOUNT_PROBLEMS.get(self.code or 0, "the Kavenegar account cannot send")
 
+    @problem.setter
+    def problem(self, value: str) -> None:  # AccountError's default; the code decides
+        pass
 
-class KavenegarReceptorError(KavenegarError, PermanentDeliveryError):
+
+class KavenegarReceptorError(KavenegarError, InvalidRecipientError):
     """Raised when Kavenegar rejects the receptor (411): the number is not valid."""
 
 

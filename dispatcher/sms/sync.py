@@ -32,16 +32,19 @@ import re
 import unicodedata
 from collections import Counter
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from dispatcher.audience.consent import opt_out
 from dispatcher.audience.normalise import normalise_mobile, to_ascii_digits
+from dispatcher.delivery.guard import SendGuard
 from dispatcher.delivery.state import RETRIES_EXHAUSTED
 from dispatcher.errors import ConfigurationError
 from dispatcher.masking import mask_mobile, mask_text
-from dispatcher.runtime import Runtime
+from dispatcher.settings import Settings
 from dispatcher.sms.hold import as_utc
 from dispatcher.sms.inbox import OptOutSpool
 from dispatcher.sms.kavenegar import (
@@ -51,6 +54,7 @@ from dispatcher.sms.kavenegar import (
     KavenegarError,
     KavenegarTransport,
 )
+from dispatcher.sms.transport import SmsTransport
 from dispatcher.store.db import session_scope
 from dispatcher.store.models import (
     Campaign,
@@ -75,6 +79,20 @@ MAX_LOOKUPS = 100  # per campaign and run, each a call (after an outage there ma
 _OPT_OUT = re.compile(r"(?:لغو|11|stop)+")
 _OPT_OUT_WORD = re.compile(r"لغو|11|stop")
 _TATWEEL = "\u0640"
+
+
+class Runtime(Protocol):
+    """What sync and inbox need of the process (`dispatcher.runtime.Runtime` has it)."""
+
+    engine: Engine
+    settings: Settings
+
+    def clock(self) -> datetime: ...
+
+    @property
+    def sms_transport(self) -> SmsTransport: ...
+
+    def guard(self, transport: str) -> SendGuard: ...
 
 
 def _kavenegar(rt: Runtime) -> KavenegarTransport:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from dispatcher.settings import Settings
+    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,14 +36,3 @@ class SmsTransport(Protocol):
     def status_by_localid(self, localid: int) -> SmsResult | None: ...
 
     def close(self) -> None: ...
-
-
-def build_sms_transport(settings: Settings) -> SmsTransport:
-    """Kavenegar when KAVENEGAR_API_KEY is set, otherwise the outbox folder."""
-    if settings.kavenegar_api_key is None:
-        from dispatcher.sms.outbox import SmsOutbox
-
-        return SmsOutbox(settings.outbox_dir / "sms")
-    from dispatcher.sms.kavenegar import KavenegarTransport
-
-    return KavenegarTransport.from_settings(settings)

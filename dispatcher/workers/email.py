@@ -1,8 +1,8 @@
-"""The email actor: load -> consent -> claim -> render -> send -> record.
+"""The email actor: the skeleton of `actor.py`, run on the process's event loop.
 
-The queue message carries the delivery id only. Everything else (the member's
-address and consent, the campaign's templates) is read when the job runs, so an
-opt-out or a changed address after expansion is honoured.
+The worker thread waits for the rate slot and hands the job to the event loop once;
+there one database cycle loads and claims it (with other jobs'), the message is
+rendered and sent over a kept-open connection, and a second cycle records it.
 """
 
 from __future__ import annotations
@@ -17,14 +17,13 @@ from email.utils import parseaddr
 from typing import Any
 
 import dramatiq
-import redis
 from jinja2 import TemplateError
 from sqlalchemy.exc import SQLAlchemyError
 
 from dispatcher.delivery.control import is_held
-from dispatcher.delivery.groupcommit import WAIT_S, GroupCommit
-from dispatcher.delivery.guard import SLOW_DOWN_DELAY_MS, SendGuard
-from dispatcher.delivery.state import RETRIES_EXHAUSTED, Loaded
+from dispatcher.delivery.groupcommit import WAIT_S
+from dispatcher.delivery.guard import SendGuard
+from dispatcher.delivery.state import Loaded
 from dispatcher.email.mime import build_message
 from dispatcher.errors import (
     ConfigurationError,
@@ -34,8 +33,9 @@ from dispatcher.errors import (
 )
 from dispatcher.queue.broker import register
 from dispatcher.runtime import CompiledCampaign, Runtime, get_runtime
-from dispatcher.store.models import Channel, DeliveryStatus
-from dispatcher.workers.retries import is_last_attempt
+from dispatcher.store.models import Channel, DeliveryStatus, Member
+from dispatcher.workers.actor import Channel as ChannelHooks
+from dispatcher.workers.actor import Outcome, check, failed, render_failed, succeeded
 
 log = logging.getLogger("dispatcher.email")
 
@@ -47,7 +47,40 @@ RECORD_RETRY_S = (0.5, 2.0, 5.0)  # pauses before recording an accepted message 
 CANCEL_WAIT_S = 10.0  # for a send that timed out to stop, before it is handed back
 CAREFUL_S = 10.0  # after an unsendable job, load before waiting for a rate slot this long
 
-_unsendable_at = -CAREFUL_S  # time.monotonic() of the last one in this process
+
+class Careful:
+    """After a job whose delivery was not sendable (a paused campaign, a duplicate job),
+    the process loads and checks before it waits for a rate slot, for `CAREFUL_S`."""
+
+    def __init__(self) -> None:
+        self.since = -CAREFUL_S  # time.monotonic() of the last unsendable job
+
+    def start(self) -> None:
+        self.since = time.monotonic()
+
+    def end(self) -> None:
+        self.since = -CAREFUL_S
+
+    @property
+    def on(self) -> bool:
+        return time.monotonic() - self.since <= CAREFUL_S
+
+
+careful = Careful()
+
+
+class Email(ChannelHooks):
+    name = Channel.EMAIL
+    transport = "smtp"
+    max_retries = MAX_RETRIES
+
+    def unreachable(self, member: Member) -> str | None:
+        if member.opted_in(Channel.EMAIL):
+            return None
+        return "opted out" if not member.email_opt_in else "no email address"
+
+
+EMAIL = Email()
 
 
 def _sendable(loaded: Loaded) -> bool:
@@ -130,7 +163,7 @@ class _Job:
         marked = await rt.deliveries.mark_sent_async(
             self.delivery_id, provider_id=compiled.headers.message_id(self.delivery_id)
         )
-        return "sent" if marked else "unrecorded"
+        return Outcome.SENT if marked else Outcome.UNRECORDED
 
 
 class _RenderFailed(Exception):
@@ -148,9 +181,9 @@ def deliver_email(rt: Runtime, delivery_id: int) -> str:
     duplicate job) would have waited for a slot it does not use, so after meeting one,
     the process loads, checks, waits and claims in that order for `CAREFUL_S`.
     """
-    guard = rt.guard("smtp")
+    guard = rt.guard(EMAIL.transport)
     job = _Job(rt, delivery_id)
-    if rt.settings.mail_from and time.monotonic() - _unsendable_at > CAREFUL_S:
+    if rt.settings.mail_from and not careful.on:
         guard.before_send()  # waits for a slot of SMTP_RATE_LIMIT; costs no retry
         outcome = _on_loop(job, guard, job.begin_and_send())
         if outcome is None:
@@ -165,7 +198,7 @@ def _deliver_carefully(job: _Job, guard: SendGuard) -> str:
     job.loaded, _ = db.begin(delivery_id, _never)
     if job.loaded is None:
         return _not_claimed(job)
-    outcome = _unclaimed(db, delivery_id, job.loaded)
+    outcome = _unclaimed(rt, delivery_id, job.loaded)
     if outcome is not None:
         return outcome
     compiled = rt.compiled(job.loaded.campaign)
@@ -181,15 +214,11 @@ def _deliver_carefully(job: _Job, guard: SendGuard) -> str:
 
 
 def _not_claimed(job: _Job) -> str:
-    global _unsendable_at
-    if job.loaded is None:
-        log.warning("delivery %s: not found", job.delivery_id)
-        return "missing"
-    outcome = _unclaimed(job.rt.deliveries, job.delivery_id, job.loaded)
+    outcome = _unclaimed(job.rt, job.delivery_id, job.loaded)
     if outcome is not None:
         return outcome
-    _unsendable_at = time.monotonic()  # sendable, but another job claimed it first
-    return "duplicate"
+    careful.start()  # sendable, but another job claimed it first
+    return Outcome.DUPLICATE
 
 
 def _on_loop(job: _Job, guard: SendGuard, step: Coroutine[Any, Any, str | None]) -> str | None:
@@ -250,11 +279,10 @@ def _record_error(job: _Job, guard: SendGuard) -> str | None:
     if isinstance(error, asyncio.CancelledError):
         error = TransientDeliveryError(f"no outcome after {WAIT_S:.0f} s")
     if isinstance(error, _RenderFailed):
-        db.mark_failed(delivery_id, None, f"render: {error}")
-        log.warning("delivery %s: failed to render: %s", delivery_id, error)
-        return "failed"
+        return render_failed(job.rt, delivery_id, str(error))
     if isinstance(error, DeliveryError) and job.claimed:
-        return _failed(job, guard, error)
+        assert job.loaded is not None
+        return failed(job.rt, EMAIL, guard, delivery_id, job.loaded, error)
     if job.claimed and job.compiled is None:  # the campaign could not be prepared
         db.release(delivery_id, None, "could not prepare the campaign")
     raise error  # not claimed (e.g. no outcome of the claim itself): nothing to undo
@@ -271,75 +299,32 @@ def _record_sent_late(job: _Job, error: BaseException) -> str:
         time.sleep(pause)
         try:
             if db.mark_sent(delivery_id, provider_id=provider_id):
-                return "sent"
+                return Outcome.SENT
             loaded = db.load(delivery_id)  # the first request committed after all?
         except (SQLAlchemyError, OSError) as exc:
             error = exc
             continue
         if loaded is not None and loaded.delivery.status == DeliveryStatus.SENT:
-            return "sent"
-        return "unrecorded"
+            return Outcome.SENT
+        return Outcome.UNRECORDED
     log.error("delivery %s: sent, but it could not be recorded (%s)", delivery_id, error)
     raise error
 
 
-def _failed(job: _Job, guard: SendGuard, exc: DeliveryError) -> str:
-    """Record a failed send of a claimed delivery: failed, retried or slowed down."""
-    rt, db, delivery_id = job.rt, job.rt.deliveries, job.delivery_id
-    assert job.loaded is not None
-    campaign = job.loaded.campaign
-    if isinstance(exc, PermanentDeliveryError):
-        db.mark_failed(delivery_id, exc.code, str(exc))
-        guard.count_failure(rt.engine, campaign, exc)
-        log.info("delivery %s: failed (%s)", delivery_id, exc)
-        return "failed"
-    if exc.code in guard.slow_down_codes:  # 421/450/451/454: back off; a new message
-        db.release(delivery_id, exc.code, str(exc))
-        guard.count_failure(rt.engine, campaign, exc, slow_down=True)
-        send_email.send_with_options(args=(delivery_id,), delay=SLOW_DOWN_DELAY_MS)
-        return "slowed"
-    if is_last_attempt(MAX_RETRIES):
-        db.mark_failed(delivery_id, exc.code, f"{RETRIES_EXHAUSTED}: {exc}")
-        guard.count_failure(rt.engine, campaign, exc)
-        log.warning("delivery %s: failed after retries (%s)", delivery_id, exc)
-        return "failed"
-    db.release(delivery_id, exc.code, str(exc))
-    guard.count_failure(rt.engine, campaign, exc)
-    log.info("delivery %s: will retry (%s)", delivery_id, exc)
-    raise exc
-
-
 def _after_send(job: _Job, guard: SendGuard, outcome: str) -> str:
-    if outcome not in ("sent", "unrecorded"):  # failed, or slowed down
+    if outcome not in (Outcome.SENT, Outcome.UNRECORDED):  # failed, or slowed down
         return outcome
-    if outcome == "unrecorded":  # e.g. the lease took it back while it was being sent
-        log.error("delivery %s: sent, but it was no longer 'sending' to record it", job.delivery_id)
     assert job.loaded is not None
-    try:
-        guard.sent(job.loaded.campaign)
-    except redis.RedisError as exc:
-        log.warning("delivery %s: could not reset the error count (%s)", job.delivery_id, exc)
-    log.debug("delivery %s: sent", job.delivery_id)  # one line per send: DEBUG; the rest INFO+
-    return "sent"
+    return succeeded(guard, job.delivery_id, job.loaded, outcome == Outcome.SENT)
 
 
-def _unclaimed(db: GroupCommit, delivery_id: int, loaded: Loaded) -> str | None:
-    """Why `begin` did not claim it (and the skip, for a member not reachable); None
+def _unclaimed(rt: Runtime, delivery_id: int, loaded: Loaded | None) -> str | None:
+    """Why `begin` did not claim it (after the skip, for a member not reachable); None
     when it was sendable."""
-    global _unsendable_at
-    if loaded.delivery.status != DeliveryStatus.PENDING:
-        _unsendable_at = time.monotonic()
-        return "duplicate"
-    if is_held(loaded.campaign):  # paused or cancelled: stays pending, resume re-enqueues
-        _unsendable_at = time.monotonic()
-        return "held"
-    member = loaded.member
-    if not member.opted_in(Channel.EMAIL):
-        reason = "opted out" if not member.email_opt_in else "no email address"
-        db.skip(delivery_id, reason)
-        log.info("delivery %s: skipped (%s)", delivery_id, reason)
-        return "skipped"
-    return None
+    outcome = check(rt, EMAIL, delivery_id, loaded)
+    if outcome in (Outcome.DUPLICATE, Outcome.HELD):
+        careful.start()
+    return outcome
 
 
 @register
@@ -353,3 +338,6 @@ def _unclaimed(db: GroupCommit, delivery_id: int, loaded: Loaded) -> str | None:
 def send_email(delivery_id: int) -> None:
     """Send one campaign email, by delivery id."""
     deliver_email(get_runtime(), delivery_id)
+
+
+EMAIL.actor = send_email

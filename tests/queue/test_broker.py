@@ -12,8 +12,7 @@ import pytest
 import redis
 from dramatiq import Message
 
-from dispatcher.queue import broker as broker_module
-from dispatcher.queue.broker import build_broker, enqueue_ids, enqueue_many
+from dispatcher.queue.broker import build_broker, enqueue_ids, enqueue_many, write_batch
 from dispatcher.settings import Settings
 from tests.factories import add_member, harness, write_campaign
 from tests.servers.smtp_server import SmtpServerHandle
@@ -114,18 +113,16 @@ def test_enqueue_ids_stops_at_the_first_batch_redis_refuses(
     settings = make_settings(redis_url=redis_url)
     broker = build_broker(settings, namespace=redis_namespace)
     written: list[int] = []
-    real = broker_module._write_batch
 
     def refuses(client: redis.Redis, queue: str, fields: dict[str, bytes]) -> None:
         if len(written) == refused - 1:
             raise redis.ConnectionError("gone")
-        real(client, queue, fields)
+        write_batch(client, queue, fields)
         written.append(len(fields))
 
-    monkeypatch.setattr(broker_module, "_write_batch", refuses)
     with harness(settings, broker) as h:
         with pytest.raises(redis.ConnectionError):  # 10 ids, batches of 3: 3, 3, 3, 1
-            enqueue_ids(broker, h.actors["email"], range(1, 11), batch=3)
+            enqueue_ids(broker, h.actors["email"], range(1, 11), batch=3, write=refuses)
         client = redis.Redis.from_url(redis_url)
         assert written == [3] * (refused - 1)  # none after the refused one
         assert client.llen(f"{redis_namespace}:email") == 3 * (refused - 1)

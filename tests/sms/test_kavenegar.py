@@ -11,6 +11,7 @@ import pytest
 from requests.adapters import HTTPAdapter
 
 from dispatcher.errors import PermanentDeliveryError, TransientDeliveryError
+from dispatcher.runtime import build_sms_transport
 from dispatcher.settings import Settings
 from dispatcher.sms.kavenegar import (
     KavenegarAccountError,
@@ -24,7 +25,7 @@ from dispatcher.sms.kavenegar import (
     receptor_for,
 )
 from dispatcher.sms.outbox import SmsOutbox
-from dispatcher.sms.transport import SmsResult, build_sms_transport
+from dispatcher.sms.transport import SmsResult
 from tests.servers.kavenegar_server import KavenegarServerHandle
 
 SECRET = "K7f3a9cSECRETapikey0123456789abcdef"

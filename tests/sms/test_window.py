@@ -9,15 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from dispatcher.errors import ConfigurationError
-from dispatcher.settings import Settings
-from dispatcher.sms.window import (
-    SendWindow,
-    describe,
-    is_open,
-    next_opening,
-    parse_window,
-    parse_zone,
-)
+from dispatcher.settings import SendWindow, Settings, parse_window, parse_zone
+from dispatcher.sms.window import describe, is_open, next_opening
 
 TEHRAN = ZoneInfo("Asia/Tehran")
 DAYTIME = parse_window("08:00-21:00")

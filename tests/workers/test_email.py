@@ -269,7 +269,9 @@ def test_an_opt_out_during_the_wait_for_a_rate_slot_is_honoured(
     h.send(write_campaign(tmp_path / "c"))
     assert member.id is not None
     member_id = member.id
-    monkeypatch.setattr(email_worker, "_unsendable_at", time.monotonic())  # the careful path
+    careful = email_worker.Careful()
+    careful.start()  # the careful path: load and check before the rate slot
+    monkeypatch.setattr(email_worker, "careful", careful)
     guard = h.runtime.guard("smtp")
 
     def opt_out_while_waiting() -> None:
@@ -380,7 +382,7 @@ def test_a_campaign_that_cannot_be_prepared_hands_its_delivery_back(
     def broken(campaign: object) -> None:
         raise RuntimeError("templates unreadable")
 
-    monkeypatch.setattr(email_worker, "_unsendable_at", -email_worker.CAREFUL_S)  # the fast way
+    monkeypatch.setattr(email_worker, "careful", email_worker.Careful())  # the fast way
     monkeypatch.setattr(h.runtime, "compiled_if_cached", lambda campaign: None)
     monkeypatch.setattr(h.runtime, "compiled", broken)
     with pytest.raises(RuntimeError, match="templates unreadable"):

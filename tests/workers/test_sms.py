@@ -17,8 +17,9 @@ from dramatiq import Message
 from sqlmodel import Session
 
 from dispatcher.audience.consent import opt_out
+from dispatcher.delivery.control import resume_sms
 from dispatcher.delivery.status import campaign_status
-from dispatcher.sms.hold import release_waiting_sms, resume_sms
+from dispatcher.sms.hold import release_waiting_sms
 from dispatcher.store.models import Campaign, ConsentSource, DeliveryStatus, Member
 from dispatcher.workers.sms import deliver_sms
 from tests.factories import Harness, add_member, write_campaign
@@ -366,12 +367,20 @@ def test_an_sms_due_at_23_tehran_waits_for_08(
     assert sum(len(q.queue) for q in h.broker.queues.values()) == 0
 
     h.runtime.clock = lambda: datetime(2025, 12, 22, 7, 59, tzinfo=TEHRAN)
-    assert release_waiting_sms(h.runtime, h.broker, actor=h.actors["sms"]) == {}
+    assert (
+        release_waiting_sms(h.engine, h.settings, h.broker, h.actors["sms"], now=h.runtime.clock())
+        == {}
+    )
 
     h.runtime.clock = lambda: datetime(2025, 12, 22, 8, 0, tzinfo=TEHRAN)
-    released = release_waiting_sms(h.runtime, h.broker, actor=h.actors["sms"])
+    released = release_waiting_sms(
+        h.engine, h.settings, h.broker, h.actors["sms"], now=h.runtime.clock()
+    )
     assert list(released.values()) == [3]
-    assert release_waiting_sms(h.runtime, h.broker, actor=h.actors["sms"]) == {}  # once
+    assert (
+        release_waiting_sms(h.engine, h.settings, h.broker, h.actors["sms"], now=h.runtime.clock())
+        == {}
+    )  # once
     h.run_workers()
     assert len(kavenegar_server.sent()) == 3
     status = campaign_status(h.engine, "yalda-test")
@@ -393,7 +402,10 @@ def test_a_paused_campaign_is_not_released_by_the_window(
         session.add(campaign)
         session.commit()
     h.runtime.clock = lambda: NOON.replace(day=22)
-    assert release_waiting_sms(h.runtime, h.broker, actor=h.actors["sms"]) == {}
+    assert (
+        release_waiting_sms(h.engine, h.settings, h.broker, h.actors["sms"], now=h.runtime.clock())
+        == {}
+    )
 
 
 def test_outbox_mode_writes_json_lines_whatever_the_hour(

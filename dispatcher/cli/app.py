@@ -1,0 +1,76 @@
+"""The Typer apps, the consoles, and what every command needs (settings, runtime)."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+from dispatcher.errors import DispatcherError
+from dispatcher.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from dispatcher.runtime import Runtime
+
+app = typer.Typer(
+    help="Send the shop's newsletter by email and promotions by SMS; honour every opt-out.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+members_app = typer.Typer(help="Load members and manage their consent.", no_args_is_help=True)
+campaign_app = typer.Typer(
+    help="Validate, preview, send and follow campaigns.", no_args_is_help=True
+)
+app.add_typer(members_app, name="members")
+app.add_typer(campaign_app, name="campaign")
+sms_app = typer.Typer(
+    help="SMS after sending: delivery reports, opt-out replies, the send window.",
+    no_args_is_help=True,
+)
+app.add_typer(sms_app, name="sms")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def settings() -> Settings:
+    try:
+        return get_settings()
+    except DispatcherError as exc:
+        fail(str(exc))
+
+
+def runtime() -> Runtime:
+    """Build this process's runtime from the settings, with the schema in place."""
+    from dispatcher.runtime import Runtime, set_runtime
+    from dispatcher.store.schema import ensure_current
+
+    try:
+        rt = Runtime.from_settings(settings())
+        # The embedded demo (inline, SQLite) migrates itself; production is told to.
+        embedded = rt.settings.inline and rt.engine.dialect.name == "sqlite"
+        ensure_current(rt.engine, auto_upgrade=embedded)
+    except DispatcherError as exc:
+        fail(str(exc))
+    set_runtime(rt)
+    return rt
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each delivery.")] = False,
+) -> None:
+    from dispatcher.logs import configure
+
+    configure(
+        level=logging.INFO if verbose else logging.WARNING,
+        json_lines=settings().log_format == "json",
+    )

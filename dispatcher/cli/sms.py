@@ -1,0 +1,72 @@
+"""`dispatcher sms sync | inbox | release`: SMS after sending, by hand."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dispatcher.errors import DispatcherError
+
+if TYPE_CHECKING:
+    from dispatcher.runtime import Runtime
+
+from dispatcher.cli.app import fail, out, runtime, sms_app
+
+
+def _sms_runtime() -> Runtime:
+    rt: Runtime = runtime()
+    if rt.settings.sms_outbox:
+        fail("KAVENEGAR_API_KEY is not set: SMS go to the outbox; there is nothing to ask")
+    return rt
+
+
+@sms_app.command("sync")
+def sms_sync() -> None:
+    """Record Kavenegar's delivery reports of recent SMS (14 = blocked: opt the member out)."""
+    from dispatcher.sms.sync import sync_statuses
+
+    rt = _sms_runtime()
+    try:
+        counts = sync_statuses(rt)
+    except DispatcherError as exc:
+        fail(str(exc))
+    finally:
+        rt.close()
+    out.print("sms sync: " + ", ".join(f"{n} {k}" for k, n in counts.items()), highlight=False)
+
+
+@sms_app.command("inbox")
+def sms_inbox() -> None:
+    """Read replies to the sender line; opt out of SMS whoever answered an opt-out word."""
+    from dispatcher.sms.sync import read_inbox
+
+    rt = _sms_runtime()
+    try:
+        counts = read_inbox(rt)
+    except DispatcherError as exc:
+        fail(str(exc))
+    finally:
+        rt.close()
+    out.print("sms inbox: " + ", ".join(f"{n} {k}" for k, n in counts.items()), highlight=False)
+
+
+@sms_app.command("release")
+def sms_release() -> None:
+    """Enqueue the SMS that waited for the send window, once it is open (inline: send)."""
+    from dispatcher.delivery.control import finish_if_done
+    from dispatcher.inline import run_inline
+    from dispatcher.sms.hold import release_waiting_sms, window_closed_until
+    from dispatcher.sms.window import describe
+    from dispatcher.workers import ACTORS, broker
+
+    rt = runtime()
+    s = rt.settings
+    opening = window_closed_until(s, rt.clock())
+    if opening is not None:
+        out.print(f"the SMS send window is closed; it opens at {describe(opening, s.sms_zone)}")
+        return
+    released = release_waiting_sms(rt.engine, s, broker, ACTORS["sms"], now=rt.clock())
+    out.print(f"sms release: {sum(released.values())} SMS enqueued", highlight=False)
+    if s.inline:
+        for campaign_id in released:
+            run_inline(broker, rt.engine, campaign_id, threads=s.worker_threads)
+            finish_if_done(rt.engine, campaign_id)
