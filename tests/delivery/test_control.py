@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dramatiq import Worker
+from sqlalchemy import event
 
 from dispatcher.delivery import control
 from dispatcher.delivery.status import campaign_status
 from dispatcher.errors import ControlError
 from dispatcher.queue.broker import build_broker
 from dispatcher.settings import Settings
+from dispatcher.store.db import make_engine
 from dispatcher.store.models import CampaignState, DeliveryStatus, PausedBy
 from dispatcher.workers.email import deliver_email
 from tests.factories import Harness, add_member, harness, write_campaign
@@ -173,3 +177,40 @@ def test_an_error_storm_pauses_the_campaign_and_resume_finishes_it(
         DeliveryStatus.SENT: counts[DeliveryStatus.PENDING],
         DeliveryStatus.FAILED: counts[DeliveryStatus.FAILED],
     }
+
+
+def test_a_pause_made_while_finish_if_done_runs_is_never_overwritten(
+    pipeline: Callable[..., Harness], database_url: str, tmp_path: Path
+) -> None:
+    h = pipeline()
+    add_member(h.engine, "C1", email="c1@example.com")
+    campaign = h.send(write_campaign(tmp_path / "c")).campaign
+    h.run_workers()  # sent into the outbox: nothing outstanding, the campaign still sending
+    assert campaign.id is not None
+    campaign_id = campaign.id
+    other = make_engine(database_url)
+    paused: list[bool] = []
+
+    def pause(statement: str, kind: str) -> None:
+        if not paused and re.search(rf"\b{kind}\b.*\bcampaign\b", statement, re.I | re.S):
+            paused.append(control.pause(other, campaign_id, by=PausedBy.PERSON, reason="typo"))
+
+    # A person pauses the campaign from another connection after it was read, or just
+    # before it is written: between the check and the write.
+    def after_read(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        pause(statement, "FROM")
+
+    def before_write(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        pause(statement, "UPDATE")
+
+    event.listen(h.engine, "after_cursor_execute", after_read)
+    event.listen(h.engine, "before_cursor_execute", before_write)
+    try:
+        assert not control.finish_if_done(h.engine, campaign_id)
+    finally:
+        event.remove(h.engine, "after_cursor_execute", after_read)
+        event.remove(h.engine, "before_cursor_execute", before_write)
+        other.dispose()
+    assert paused == [True]
+    status = campaign_status(h.engine, "yalda-test")
+    assert (status["state"], status["pause_reason"]) == ("paused", "typo")
