@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 import pytest
 
 from dispatcher.email.smtp import SmtpTransport
-from dispatcher.errors import TransientDeliveryError
+from dispatcher.errors import (
+    DeliveryError,
+    InvalidRecipientError,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
 from tests.servers.smtp_server import SmtpServerHandle
 
 MESSAGE = b"Subject: hi\r\n\r\nhello\r\n"
@@ -58,3 +64,37 @@ def test_an_unusable_address_is_not_quoted_in_the_error(smtp_server: SmtpServerH
         asyncio.run(send())
     assert raised.value.args and "bad address" not in str(raised.value)
     assert "553" in str(raised.value)
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one at a time"])
+def test_messages_and_a_refused_recipient_over_one_connection_with_and_without_pipelining(
+    smtp_server_factory: Callable[..., SmtpServerHandle], pipelining: bool
+) -> None:
+    server = smtp_server_factory(pipelining=pipelining)
+    server.reject_recipient("gone@example.com")
+    transport = SmtpTransport(host=server.host, port=server.port, security="none", connections=1)
+    recipients = ["a@example.com", "gone@example.com", "b@example.com"]
+
+    async def send_all() -> list[BaseException | None]:
+        outcomes: list[BaseException | None] = []
+        try:
+            for n, rcpt in enumerate(recipients):
+                try:
+                    await transport.send(
+                        sender="news@shop.example", recipient=rcpt, message=MESSAGE, name=str(n)
+                    )
+                    outcomes.append(None)
+                except DeliveryError as exc:
+                    outcomes.append(exc)
+        finally:
+            await transport.close()
+        return outcomes
+
+    outcomes = asyncio.run(send_all())
+    assert outcomes[0] is None and outcomes[2] is None
+    assert isinstance(outcomes[1], InvalidRecipientError | PermanentDeliveryError)
+    assert outcomes[1].code == 550
+    envelopes = server.envelopes()
+    assert [e["rcpt_to"] for e in envelopes] == ["a@example.com", "b@example.com"]
+    assert {e["connection"] for e in envelopes} == {1}  # the refusal did not cost the connection
+    assert [e["pipelined"] for e in envelopes] == [pipelining, pipelining]

@@ -94,11 +94,14 @@ def kavenegar_server(
 
 @pytest.fixture
 def smtp_server_factory(tmp_path: Path) -> Iterator[Callable[..., SmtpServerHandle]]:
-    """``factory(auth=None)`` starts a dedicated SMTP server, stopped after the test."""
+    """``factory(auth=None, pipelining=True)`` starts a dedicated SMTP server, stopped
+    after the test."""
     handles: list[SmtpServerHandle] = []
 
-    def start(auth: str | tuple[str, str] | None = None) -> SmtpServerHandle:
-        handle = start_smtp_server(tmp_path / f"smtp-{len(handles)}", auth)
+    def start(
+        auth: str | tuple[str, str] | None = None, *, pipelining: bool = True
+    ) -> SmtpServerHandle:
+        handle = start_smtp_server(tmp_path / f"smtp-{len(handles)}", auth, pipelining=pipelining)
         handles.append(handle)
         return handle
 

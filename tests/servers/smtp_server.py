@@ -68,16 +68,32 @@ class Faults:
 class SpoolHandler:
     """aiosmtpd handler: applies the injections and writes accepted mail to the spool."""
 
-    def __init__(self, spool: Path) -> None:
+    def __init__(self, spool: Path, *, pipelining: bool = True) -> None:
         self.spool = spool
+        self.pipelining = pipelining  # offered in EHLO, as Postfix does
         self.faults = Faults()
         self.connections = 0
         self.messages = 0
         self.seq = 0
 
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
+        # The client pipelined when RCPT (and DATA) arrived with MAIL, before its answer.
+        session.pipelined = bool(getattr(server._reader, "_buffer", b""))  # type: ignore[attr-defined]
         failure = self.faults.take_failure("mail")
         if failure:
             return failure
@@ -127,6 +143,7 @@ class SpoolHandler:
                 "rcpt_to": rcpt,
                 "seq": self.seq,
                 "connection": getattr(server, "connection_number", 0),
+                "pipelined": getattr(session, "pipelined", False),
                 "peer": list(session.peer) if session.peer else None,
                 "received_at": time.time(),
             }
@@ -207,7 +224,7 @@ def make_authenticator(user: str, password: str) -> Any:
 async def serve(args: argparse.Namespace) -> None:
     spool = Path(args.spool)
     spool.mkdir(parents=True, exist_ok=True)
-    handler = SpoolHandler(spool)
+    handler = SpoolHandler(spool, pipelining=not args.no_pipelining)
     options: dict[str, Any] = {
         "hostname": "smtp.test",
         "ident": "test-smtp",
@@ -239,6 +256,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--control-port", type=int, default=0)
     parser.add_argument("--spool", required=True)
     parser.add_argument("--auth", default=None, help="USER:PASS; then AUTH is required")
+    parser.add_argument("--no-pipelining", action="store_true", help="do not offer PIPELINING")
     parser.add_argument("--watch-stdin", action="store_true", help="exit when stdin closes")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore")  # aiosmtpd warns about AUTH without TLS, on purpose here
@@ -292,7 +310,8 @@ class SmtpServerHandle:
         return found
 
     def envelopes(self) -> list[dict[str, Any]]:
-        """The JSON sidecars (mail_from, rcpt_to, seq, connection, peer, received_at)."""
+        """The JSON sidecars (mail_from, rcpt_to, seq, connection, pipelined, peer,
+        received_at)."""
         return [
             json.loads(p.with_suffix(".json").read_bytes())
             for p in sorted(self.spool.glob("[0-9]*.eml"))
@@ -350,7 +369,11 @@ class SmtpServerHandle:
 
 
 def start_smtp_server(
-    tmp_path: Path, auth: str | tuple[str, str] | None = None, *, host: str = "127.0.0.1"
+    tmp_path: Path,
+    auth: str | tuple[str, str] | None = None,
+    *,
+    host: str = "127.0.0.1",
+    pipelining: bool = True,
 ) -> SmtpServerHandle:
     """Start the server in a subprocess, spooling to ``tmp_path/smtp-spool``, on free ports."""
     if isinstance(auth, tuple):
@@ -358,6 +381,8 @@ def start_smtp_server(
     spool = tmp_path / "smtp-spool"
     spool.mkdir(parents=True, exist_ok=True)
     args = ["--host", host, "--spool", str(spool)] + (["--auth", auth] if auth else [])
+    if not pipelining:
+        args.append("--no-pipelining")
     proc, ready = spawn_server("tests.servers.smtp_server", args, tmp_path / "smtp-server.log")
     handle = SmtpServerHandle(proc, host, ready["port"], ready["control_port"], spool, auth)
     try:
