@@ -12,7 +12,6 @@ from sqlalchemy import create_engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from dispatcher.delivery import groupcommit
-from dispatcher.delivery import state as delivery
 from dispatcher.delivery.groupcommit import GroupCommit, _Request, run_batch
 from dispatcher.delivery.state import Loaded
 from dispatcher.store.models import DeliveryStatus
@@ -41,8 +40,8 @@ def test_releases_and_failures_in_one_batch_report_each_row(
     pipeline: Callable[..., Harness], tmp_path: Path
 ) -> None:
     h, (released, failed, not_sending) = campaign_of(pipeline, tmp_path, 3)
-    assert delivery.claim(h.engine, released) and delivery.claim(h.engine, failed)
-    GroupCommit(h.engine)  # configures the mappers, as the runtime does
+    db = h.runtime.deliveries
+    assert db.claim(released) and db.claim(failed)
 
     batch = [
         move(released, DeliveryStatus.PENDING),

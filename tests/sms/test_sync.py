@@ -14,7 +14,6 @@ import pytest
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 
-from dispatcher.delivery import state as delivery
 from dispatcher.delivery.control import find, retry_failed
 from dispatcher.delivery.status import campaign_status
 from dispatcher.errors import ConfigurationError
@@ -242,8 +241,8 @@ def test_an_sms_kavenegar_never_got_stays_failed_and_is_asked_about_once(
         (busy, 502, "retries exhausted: 502"),  # a proxy's answer: maybe accepted behind it
         (invalid, 411, "invalid receptor"),  # Kavenegar's refusal: nothing to look up
     ):
-        assert delivery.claim(h.engine, delivery_id)
-        delivery.mark_failed(h.engine, delivery_id, code, reason)
+        assert h.runtime.deliveries.claim(delivery_id)
+        h.runtime.deliveries.mark_failed(delivery_id, code, reason)
 
     def asked() -> int:
         return sum("statuslocalmessageid" in r["path"] for r in kavenegar_server.requests())
