@@ -1,21 +1,8 @@
 """Log lines: one per event, JSON when `LOG_FORMAT=json`, addresses always masked.
 
-Code logs the usual way and passes what a log search needs as `extra`::
-
-    log.info("delivery %s: sent", delivery_id,
-             extra={"campaign": slug, "delivery": delivery_id, "outcome": "sent"})
-
-`JsonFormatter` writes `{"ts", "level", "logger", "message", "campaign", "delivery",
-"outcome", ...}` on one line (exceptions included, escaped); the actors' lines of the
-form `delivery 42: sent ...` give `delivery` and `outcome` without an `extra`. `MaskingFilter` runs
-before any formatter: it renders the message and masks every email address and
-phone number found in it (and in the `extra` values), with `dispatcher.masking`, so
-an address that slips into a message (an SMTP reply quoting the recipient, a
-provider error) never reaches a log file whole.
-
-`configure` sets up the `dispatcher` command; `install` adapts handlers that someone
-else created, as `dramatiq dispatcher.workers` does in each worker process (Dramatiq
-configures logging before it imports our package, which then calls `install`).
+`MaskingFilter` runs before any formatter and masks every email address and phone
+number in the message and its `extra` values; `configure` sets up the command,
+`install_on_root` adapts the handlers Dramatiq's worker processes created.
 """
 
 from __future__ import annotations

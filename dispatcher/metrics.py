@@ -1,19 +1,6 @@
-"""Prometheus metrics, opt-in with `PROMETHEUS=1` (needs the `[metrics]` extra).
-
-Two sources, because Dramatiq's exposition server only serves what its worker
-processes record:
-
-* the workers: Dramatiq's own `Prometheus` middleware (`dispatcher.queue.broker` adds it):
-  messages, errors, retries, durations per actor; served by a process Dramatiq forks,
-  on Dramatiq's port (`dramatiq_prom_port`, default 9191);
-* the scheduler (`dispatcher scheduler`, on `PROMETHEUS_PORT`, default 9192): what the
-  database and Redis say at scrape time, read by a collector (nothing is counted in
-  the hot path):
-
-  - `dispatcher_queue_messages{queue}`: messages waiting in each queue (and `.DQ`);
-  - `dispatcher_campaigns{state}`: campaigns per state;
-  - `dispatcher_deliveries{campaign, channel, status}`: deliveries of every
-    scheduled, sending or paused campaign, per channel and status.
+"""Prometheus metrics, opt-in with `PROMETHEUS=1` (the `[metrics]` extra): Dramatiq's
+middleware in the workers, and the scheduler's `dispatcher_*` gauges read from the
+database and Redis at scrape time, on `PROMETHEUS_PORT`.
 """
 
 from __future__ import annotations

@@ -1,29 +1,11 @@
-"""Group commit: the delivery reads and state changes of many worker threads, in
-shared transactions.
+"""Group commit: the delivery steps (load, claim, record) of many worker threads, run by
+one database thread per process in shared transactions, one commit per cycle.
 
-Each delivery costs three small statements (load, claim, record). Run one by one,
-each in its own transaction from its own worker thread, they cost a round trip and a
-commit each, and on SQLite the threads of every process queue for the one write lock
-(the busy handler sleeps between tries, so most of that time is spent asleep). A
-`GroupCommit` runs them on one database thread per process instead: each cycle takes
-everything the worker threads asked for since the previous cycle, runs it on one
-connection (the loads in one `SELECT ... WHERE id IN (...)`, the claims in one
-conditional `UPDATE ... RETURNING`, the other moves in one executemany) and commits
-once; then each caller is woken with its own result. While a cycle runs, the next
-one's requests gather, so batches grow with the load and cost nothing when idle.
-
-Each round trip from a thread wakes two threads, which on a busy machine costs more
-than the statements. So the email path asks from the process's event loop instead
-(`begin_async`, `mark_sent_async`): a cycle settles everything one loop asked for in
-one callback there, one wake-up per cycle rather than one per delivery; and `begin`
-loads and claims in one cycle.
-
-The guarantees are those of `dispatcher.delivery.state`, whose function names it offers
-(without the engine): a claim is still the conditional update `... WHERE status =
-'pending'`, and a caller returns only once the transaction holding its change has
-committed, so a delivery is recorded `sent` before its job is acknowledged. If a
-cycle fails as a whole, each of its requests is run again on its own, so that one bad
-request fails only its caller.
+A claim is still the conditional `UPDATE ... WHERE status = 'pending'`, and a caller
+returns only once its change has committed. The email path asks from the event loop
+(`begin_async`, `mark_sent_async`): one wake-up of the loop per cycle. A cycle that
+fails as a whole is run again request by request, so one bad request fails only its
+caller.
 """
 
 from __future__ import annotations

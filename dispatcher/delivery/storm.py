@@ -1,22 +1,7 @@
-"""Error storms: pause a campaign when more than `MAX_SEND_ERRORS` sends in a row fail.
-
-A relay that rejects everything (a revoked login, a blocked IP, a full disk) would
-otherwise walk the whole list, burning every delivery's retries and the shop's
-reputation; listmonk protects a list the same way. Once the campaign is paused
-(`paused_by = "error-storm"`, with the last error as the reason), the actors hold
-its remaining deliveries back as for any pause, and `campaign resume` continues
-after the relay is fixed.
-
-"In a row" is per campaign and across every worker process: the count lives in
-Redis (`{namespace}:storm:{channel}:{campaign id}`: a broken relay
-is found even while the other channel succeeds), incremented by each failed send (a
-transient 4xx as much as a final 5xx) and deleted by a success. The per-message
-cost stays tiny: a failure costs one pipelined INCR+EXPIRE; a success costs
-nothing unless this process saw a failure of that campaign, or once a second per
-campaign (a DEL), so that a success in one process also clears failures counted
-by another. A storm may therefore be declared up to a second of failures early
-when processes interleave successes and failures; never late. Without Redis
-(inline mode: one process) the count is kept in memory.
+"""Error storms: more than `MAX_SEND_ERRORS` sends of a campaign failing in a row, per
+channel and across every worker process (an INCR per failure in Redis, a DEL per
+success at most once a second per process; in memory without Redis). The caller
+pauses the campaign. README: "Error storms".
 """
 
 from __future__ import annotations

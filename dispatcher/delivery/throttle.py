@@ -1,39 +1,9 @@
-"""The sending rate of each transport: one limit shared by every worker process, that
-adapts to the provider (GCRA paced, AIMD adapted). The one rate limiter of the package.
-
-**Shared pacing.** `SMTP_RATE_LIMIT` and `KAVENEGAR_RATE_LIMIT` are properties of the
-relay and of the Kavenegar account, not of one process, so the limit lives in Redis:
-GCRA (the "generic cell rate algorithm", a token bucket kept as one timestamp, the
-next free slot) in a Lua script on Redis's clock, so that every process, whatever its
-own clock, agrees. `acquire()` never refuses: it *reserves* the next free slot and
-sleeps until it, so a busy limiter slows the workers down instead of raising, and
-costs no retry. Calls are spaced evenly, `1/rate` seconds apart: no one-second span
-sees more than `rate` of them.
-
-**Adaptation.** A relay or API that answers "slow down" (SMTP 421/450/451/454,
-Kavenegar 451) wants less than that, for a while. So:
-
-* **multiplicative decrease**: `backoff()` halves the transport's effective rate, at
-  most once per second (twenty threads meeting the same 421 halve it once, not
-  twenty times), down to `floor`;
-* **additive increase**: the rate then grows back by `step` messages/s each second
-  (by default a twentieth of the ceiling: from half to full in ten seconds) until it
-  reaches the configured rate.
-
-The state is one Redis hash per transport (`{namespace}:rate:{transport}:aimd`: the
-rate after the last backoff and when), read by the same Lua script that reserves
-the GCRA slot (`{namespace}:rate:{transport}`), so pacing and adaptation cost one
-round trip per call, on Redis's clock. With no configured rate (SMTP_RATE_LIMIT
-unset; Kavenegar in outbox mode, which reaches no provider) nothing is paced and no
-Redis call is made per send until the provider pushes back; the first backoff then
-starts from `UNLIMITED_START` messages/s, and the transport is unpaced again once
-the rate has grown back past it. Each process looks for another process's backoff
-once a second. Without Redis (inline mode: one process) `LocalAdaptiveRateLimiter`
-follows the same rules in memory.
-
-Refusals never reach the retry budget: the actor waits for its slot before claiming
-the delivery, and a delivery that met a "slow down" answer is handed back and sent
-again later as a new message (see `dispatcher.delivery.guard`).
+"""The sending rate of each transport, shared by every worker process through Redis:
+GCRA pacing on Redis's clock in one Lua call, adapted AIMD-fashion (halved on a "slow
+down" answer, at most once a second, then grown back additively to the configured
+rate). Unset rate: unpaced until the provider pushes back. Without Redis,
+`LocalAdaptiveRateLimiter` follows the same rules in memory. README: "Rate limits
+that adapt".
 """
 
 from __future__ import annotations
