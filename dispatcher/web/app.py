@@ -26,6 +26,7 @@ from dispatcher.errors import NotFoundError, TokenError
 from dispatcher.settings import Settings, get_settings
 from dispatcher.store.db import make_engine
 from dispatcher.store.models import ConsentSource
+from dispatcher.web import accesslog
 from dispatcher.web.limits import MAX_BODY, SECURITY_HEADERS, Guard
 from dispatcher.web.optout import WriteLock, look_up, ping, undo, unsubscribe
 from dispatcher.web.pages import Pages
@@ -35,6 +36,7 @@ T = TypeVar("T")
 
 DB_THREADS = 8  # per process, for a server database
 _ONE_CLICK = ("list-unsubscribe", "one-click")
+MAX_FIELDS = 16  # form fields read to find the one-click one
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,13 @@ async def unsubscribe_endpoint(request: Request) -> Response:
     )
 
 
+async def token_endpoint(request: Request) -> Response:
+    """`/u/{token}`: the page (GET, HEAD) or the opt-out (POST)."""
+    if request.method == "POST":
+        return await unsubscribe_endpoint(request)
+    return await confirm_page(request)
+
+
 async def resubscribe_endpoint(request: Request) -> Response:
     """POST: the undo button of the confirmation page."""
     web = _web(request)
@@ -148,18 +157,23 @@ async def healthz(request: Request) -> Response:
 
 async def consent_source(request: Request) -> ConsentSource:
     """`one-click` for an RFC 8058 body (`List-Unsubscribe=One-Click`, form-urlencoded or
-    multipart), `link` for anything else (the page's own button sends an empty form)."""
+    multipart), `link` for anything else (the page's own button sends an empty form).
+
+    The body only decides the source: one that cannot be read (multipart without a
+    boundary, garbage, more than 16 fields) is `link`, and the token still opts out."""
     content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     fields: list[tuple[str, str]]
-    if content_type == "multipart/form-data":
-        async with request.form(max_files=1, max_fields=16, max_part_size=MAX_BODY) as form:
-            fields = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
-    else:
-        body = (await request.body()).decode("utf-8", "replace")
-        try:
-            fields = parse_qsl(body, keep_blank_values=True, max_num_fields=16)
-        except ValueError:
-            raise HTTPException(400, "too many form fields") from None
+    try:
+        if content_type == "multipart/form-data":
+            async with request.form(
+                max_files=1, max_fields=MAX_FIELDS, max_part_size=MAX_BODY
+            ) as form:
+                fields = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
+        else:
+            body = (await request.body()).decode("utf-8", "replace")
+            fields = parse_qsl(body, keep_blank_values=True, max_num_fields=MAX_FIELDS)
+    except (HTTPException, ValueError):  # Starlette's 400 for a form it cannot parse
+        return ConsentSource.LINK
     one_click = any((k.strip().lower(), v.strip().lower()) == _ONE_CLICK for k, v in fields)
     return ConsentSource.ONE_CLICK if one_click else ConsentSource.LINK
 
@@ -191,7 +205,9 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 
 def create_app(settings: Settings | None = None) -> Starlette:
     """The unsubscribe app. Its settings are read at start-up (from the environment
-    when not given), and the engine, token signer and pages are built once then."""
+    when not given), and the engine, token signer and pages are built once then.
+    Tokens are masked in uvicorn's access log from here on."""
+    accesslog.install()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -204,8 +220,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     app = Starlette(
         routes=[
-            Route("/u/{token}", confirm_page, methods=["GET"]),
-            Route("/u/{token}", unsubscribe_endpoint, methods=["POST"]),
+            # One route for both methods, so that a 405 says `Allow: GET, HEAD, POST`.
+            Route("/u/{token}", token_endpoint, methods=["GET", "POST"]),
             Route("/u/{token}/resubscribe", resubscribe_endpoint, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
         ],
