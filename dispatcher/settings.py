@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     unsubscribe_base_url: str = "http://127.0.0.1:8000"
     unsubscribe_secret: SecretStr | None = None
     outbox_dir: Path = Path("./outbox")
+    # The unsubscribe server on SQLite: how long an opt-out waits for another process's
+    # write lock before it is kept in its journal, and how often the journal is applied.
+    unsubscribe_busy_timeout: float = Field(default=1.0, gt=0, le=30)
+    unsubscribe_retry_interval: float = Field(default=1.0, gt=0, le=60)
     # Opt-out replies fetched from Kavenegar, kept until the database has them.
     sms_inbox_spool: Path = Path("./.dispatcher-inbox-spool.jsonl")
 
