@@ -29,7 +29,7 @@ from dispatcher.store.models import ConsentSource
 from dispatcher.web import accesslog
 from dispatcher.web.journal import Journal
 from dispatcher.web.limits import MAX_BODY, SECURITY_HEADERS, Guard
-from dispatcher.web.optout import ConsentWriter, WriteLock, look_up, ping
+from dispatcher.web.optout import ConsentWriter, WriteLock, ping
 from dispatcher.web.pages import Pages
 
 log = logging.getLogger("dispatcher.web")
@@ -112,7 +112,7 @@ async def confirm_page(request: Request) -> Response:
     web = _web(request)
     token = request.path_params["token"]
     claims = web.signer.verify(token)
-    found = await web.read(look_up, web.engine, claims)
+    found = await web.read(web.writer.look_up, claims)
     if not found.opted_in:
         return web.pages.done(
             channel=claims.channel.value,

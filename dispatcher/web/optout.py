@@ -14,7 +14,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import Connection, Table, bindparam, select
 from sqlalchemy.engine import Engine
@@ -160,8 +160,8 @@ class ConsentWriter:
     def unsubscribe(self, claims: TokenClaims, source: ConsentSource) -> tuple[Subscriber, bool]:
         """Opt the member out of the token's channel; True if this changes their consent."""
         with Session(self.engine) as session:
-            found = _read(session.connection(), claims)
-            if not found.opted_in and found.sticky and not self._keeping():
+            found = self._with_kept(_read(session.connection(), claims), claims)
+            if not found.opted_in and found.sticky:
                 return found, False
             change = Change(claims.member_id, claims.channel, False, source, utcnow())
             return found, self._write(session, change, found)
@@ -169,11 +169,16 @@ class ConsentWriter:
     def undo(self, claims: TokenClaims) -> tuple[Subscriber, bool]:
         """Opt the member back in (source `link`); True if this changes their consent."""
         with Session(self.engine) as session:
-            found = _read(session.connection(), claims)
-            if found.opted_in and not found.sticky and not self._keeping():
+            found = self._with_kept(_read(session.connection(), claims), claims)
+            if found.opted_in and not found.sticky:
                 return found, False
             change = Change(claims.member_id, claims.channel, True, ConsentSource.LINK, utcnow())
             return found, self._write(session, change, found)
+
+    def look_up(self, claims: TokenClaims) -> Subscriber:
+        """The member a genuine token names, with the changes the journal keeps for
+        them; TokenError if there is none. Writes nothing, takes no lock."""
+        return self._with_kept(look_up(self.engine, claims), claims)
 
     def flush(self) -> int:
         """Apply the changes kept in the journal, if the lock is free; how many."""
@@ -182,8 +187,8 @@ class ConsentWriter:
         with self.lock.held():
             kept = self.journal.read()
             try:
-                with self.engine.connect() as conn, _brief_wait(conn):
-                    _apply(Session(bind=conn), kept)
+                with self.engine.connect() as conn, _brief_wait(conn), Session(bind=conn) as s:
+                    _apply(s, kept)
             except OperationalError as exc:
                 if not _busy(exc):
                     raise
@@ -193,17 +198,22 @@ class ConsentWriter:
             log.info("%d consent changes kept while the database was locked: recorded", len(kept))
         return len(kept)
 
-    def _keeping(self) -> bool:
-        return self.journal is not None and self.journal.pending()
+    def _with_kept(self, found: Subscriber, claims: TokenClaims) -> Subscriber:
+        """`found` as it will be once the journal's changes are recorded."""
+        if self.journal is None or not self.journal.pending():
+            return found
+        same = (claims.member_id, claims.channel)
+        kept = [c for c in self.journal.read() if (c.member_id, c.channel) == same]
+        if not kept:
+            return found
+        return replace(found, opted_in=kept[-1].opted_in, sticky=not kept[-1].opted_in)
 
     def _write(self, session: Session, change: Change, found: Subscriber) -> bool:
+        """Record `change` (or keep it); whether it changes `found`'s consent."""
         with self.lock.held():
             if self.journal is not None and self.journal.pending():
-                # Behind the others (`flush` applies them in order), and judged after them.
-                same = (change.member_id, change.channel)
-                kept = [c for c in self.journal.read() if (c.member_id, c.channel) == same]
-                self.journal.append(change)
-                return (kept[-1].opted_in if kept else found.opted_in) != change.opted_in
+                self.journal.append(change)  # behind the others: `flush` keeps the order
+                return found.opted_in != change.opted_in
             try:
                 [changed] = _apply(session, [change])
             except OperationalError as exc:

@@ -142,6 +142,8 @@ def test_on_sqlite_an_opt_out_meeting_a_held_write_lock_is_kept_then_recorded_wh
         answer = posting.result()
         assert answer.status_code == 200 and "عضویت شما لغو شد" in answer.text
         assert reload(engine, member.id).email_opt_in  # kept, not in the database yet
+        again = client.get(url(email))  # the page already says so
+        assert again.status_code == 200 and "پیش‌تر لغو شده" in again.text
 
         # While something is kept, the next opt-out does not wait for the lock at all.
         assert answered_fast(pool, lambda: client.post(url(sms), data=ONE_CLICK)) == 200
