@@ -106,10 +106,6 @@ def sqlite_db(tmp_path: Path, sqlite_url: str) -> Path:
     return tmp_path / "test.db"
 
 
-def sqlite_settings(make_settings: Callable[..., Settings], url: str, **values: Any) -> Settings:
-    return make_settings(database_url=url, **values)
-
-
 # ----------------------------------------------------------------------------- SQLite
 
 
