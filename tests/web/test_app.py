@@ -33,7 +33,7 @@ from dispatcher.settings import Settings, get_settings
 from dispatcher.store.db import make_engine
 from dispatcher.store.models import Channel, ConsentEvent, DeliveryStatus, Member
 from dispatcher.web import MAX_BODY, create_app
-from tests.factories import add_member, harness, write_campaign
+from tests.factories import add_member, harness, write_campaign, write_lock_held
 
 ROOT = Path(__file__).resolve().parents[2]
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
@@ -581,9 +581,9 @@ def procfile_web(port: int) -> list[str]:
 
 
 @pytest.fixture
-def start_uvicorn(sqlite_url: str, tmp_path: Path) -> Iterator[Callable[[list[str]], str]]:
-    """`start_uvicorn(command)` runs `python -m uvicorn ...` on `sqlite_url` with the
-    secret `SERVER_SECRET`, and returns its base URL once /healthz answers; stopped
+def start_uvicorn(sqlite_url: str, tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """`start_uvicorn(command, **env)` runs `python -m uvicorn ...` on `sqlite_url` with
+    the secret `SERVER_SECRET`, and returns its base URL once /healthz answers; stopped
     at the end of the test (its output in tmp_path/uvicorn.log, checked: no traceback)."""
     procs: list[subprocess.Popen[bytes]] = []
     log_path = tmp_path / "uvicorn.log"
@@ -600,10 +600,10 @@ def start_uvicorn(sqlite_url: str, tmp_path: Path) -> Iterator[Callable[[list[st
     )
     log = log_path.open("wb")
 
-    def start(command: list[str]) -> str:
+    def start(command: list[str], **extra: str) -> str:
         port = int(command[command.index("--port") + 1])
         proc = subprocess.Popen(
-            command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT
+            command, cwd=tmp_path, env={**env, **extra}, stdout=log, stderr=subprocess.STDOUT
         )
         procs.append(proc)
         base = f"http://127.0.0.1:{port}"
@@ -633,7 +633,7 @@ def start_uvicorn(sqlite_url: str, tmp_path: Path) -> Iterator[Callable[[list[st
 
 
 @pytest.fixture
-def uvicorn_server(start_uvicorn: Callable[[list[str]], str]) -> tuple[str, str]:
+def uvicorn_server(start_uvicorn: Callable[..., str]) -> tuple[str, str]:
     """`uvicorn unsubscribe_server:app` on a free port: (base URL, secret)."""
     address = ["--host", "127.0.0.1", "--port", str(free_port())]
     command = [sys.executable, "-m", "uvicorn", "unsubscribe_server:app", *address]
@@ -641,7 +641,7 @@ def uvicorn_server(start_uvicorn: Callable[[list[str]], str]) -> tuple[str, str]
 
 
 def test_the_procfile_web_command_keeps_tokens_out_of_its_access_log(
-    start_uvicorn: Callable[[list[str]], str], sqlite_url: str, tmp_path: Path
+    start_uvicorn: Callable[..., str], sqlite_url: str, tmp_path: Path
 ) -> None:
     command = procfile_web(free_port())
     for option in ("--timeout-keep-alive", "--limit-concurrency", "--proxy-headers"):
@@ -693,6 +693,36 @@ def test_a_real_server_honours_one_click_as_gmail_and_yahoo_send_it(
         for m in (gmail, yahoo):
             found = reload(engine, m.id)
             assert not found.email_opt_in and found.email_optout_source == "one-click"
+    finally:
+        engine.dispose()
+
+
+def test_the_procfile_web_command_keeps_an_opt_out_asked_while_an_import_holds_the_lock(
+    start_uvicorn: Callable[..., str], sqlite_url: str, tmp_path: Path
+) -> None:
+    base = start_uvicorn(
+        procfile_web(free_port()),
+        UNSUBSCRIBE_BUSY_TIMEOUT="0.3",
+        UNSUBSCRIBE_RETRY_INTERVAL="0.1",
+    )
+    engine = make_engine(sqlite_url)
+    try:
+        member = add_member(engine, "C1", email="ali@example.com")
+        assert member.id is not None
+        token = TokenSigner([SERVER_SECRET.encode()]).sign(member.id, Channel.EMAIL)
+        with write_lock_held(tmp_path / "test.db") as release, httpx.Client(base_url=base) as http:
+            start = time.monotonic()
+            assert http.post(url(token), data=ONE_CLICK).status_code == 200
+            assert http.get("/healthz").text == "ok"
+            assert http.get(url(token)).status_code == 200
+            assert time.monotonic() - start < 3
+            assert reload(engine, member.id).email_opt_in  # kept: the import has the lock
+            release()
+            deadline = time.monotonic() + 10
+            while reload(engine, member.id).email_opt_in:
+                assert time.monotonic() < deadline, "the kept opt-out was not recorded"
+                time.sleep(0.05)
+        assert reload(engine, member.id).email_optout_source == "one-click"
     finally:
         engine.dispose()
 

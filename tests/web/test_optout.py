@@ -5,12 +5,9 @@ whose requests from several threads run concurrently on the app's one event loop
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,45 +25,10 @@ from dispatcher.store.db import make_engine
 from dispatcher.store.models import Channel, ConsentEvent, Member
 from dispatcher.web import create_app
 from dispatcher.web.app import WRITE_THREADS
-from tests.factories import add_member
+from tests.factories import add_member, write_lock_held
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 FAST = 1.0  # seconds: what "answers at once" means here, on a loaded machine
-
-# Holds SQLite's write lock (BEGIN IMMEDIATE) until a line arrives on stdin.
-LOCK_HOLDER = """
-import sqlite3, sys
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-sys.stdin.readline()
-conn.execute("ROLLBACK")
-"""
-
-
-@contextmanager
-def write_lock_held(database: Path) -> Iterator[Callable[[], None]]:
-    """Another process holds the database's write lock; the callable releases it."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", LOCK_HOLDER, str(database)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    stdin = proc.stdin
-
-    def release() -> None:
-        if not stdin.closed:
-            stdin.write("\n")
-            stdin.close()
-            proc.wait(timeout=10)
-
-    try:
-        assert proc.stdout.readline() == "locked\n"
-        yield release
-    finally:
-        release()
 
 
 def url(token: str) -> str:
