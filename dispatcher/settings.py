@@ -6,8 +6,10 @@ Everything that needs a setting receives it from here; nothing else reads
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
+import tempfile
 from dataclasses import dataclass
 from datetime import time
 from functools import lru_cache
@@ -106,8 +108,13 @@ class Settings(BaseSettings):
     unsubscribe_base_url: str = "http://127.0.0.1:8000"
     unsubscribe_secret: SecretStr | None = None
     outbox_dir: Path = Path("./outbox")
-    # Opt-out replies fetched from Kavenegar, kept until the database has them.
-    sms_inbox_spool: Path = Path("./.dispatcher-inbox-spool.jsonl")
+    # The unsubscribe server on SQLite: how long an opt-out waits for another process's
+    # write lock before it is kept in its journal, and how often the journal is applied.
+    unsubscribe_busy_timeout: float = Field(default=1.0, gt=0, le=30)
+    unsubscribe_retry_interval: float = Field(default=1.0, gt=0, le=60)
+    # Deprecated: opt-out replies now wait in the database (table `sms_inbox_spool`).
+    # A file left here by an older version is moved in by the next `sms inbox`.
+    sms_inbox_spool: Path | None = Path("./.dispatcher-inbox-spool.jsonl")
 
     # SMS through Kavenegar; without an API key, SMS go to OUTBOX_DIR/sms/.
     kavenegar_api_key: SecretStr | None = None
@@ -244,9 +251,31 @@ class Settings(BaseSettings):
         if not self.inline:
             raise ConfigurationError("UNSUBSCRIBE_SECRET is required when REDIS_URL is set")
         if not DEV_SECRET_FILE.exists():
-            DEV_SECRET_FILE.write_text(secrets.token_urlsafe(32))
-            DEV_SECRET_FILE.chmod(0o600)
+            create_private_file(DEV_SECRET_FILE, secrets.token_urlsafe(32).encode())
         return [DEV_SECRET_FILE.read_text().strip().encode()]
+
+
+def create_private_file(path: Path, content: bytes) -> bool:
+    """Create `path` holding `content`, readable by this user only from its first
+    moment, and whole when it appears; False if it exists already (left as it is).
+
+    The content goes to a temporary file created with mode 0600 beside `path`, which
+    is then linked as `path` (a link never replaces a file: of two processes racing
+    here, one wins and the other reads the winner's key)."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        try:
+            os.write(fd, content)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        os.unlink(temporary)
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -136,3 +138,39 @@ def harness(settings: Settings, broker: Broker | None = None) -> Iterator[Harnes
         set_runtime(previous)
         h.close()
         dramatiq.set_broker(build_broker(settings.model_copy(update={"redis_url": None})))
+
+
+# Holds SQLite's write lock (BEGIN IMMEDIATE) until a line arrives on stdin.
+LOCK_HOLDER = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.readline()
+conn.execute("ROLLBACK")
+"""
+
+
+@contextmanager
+def write_lock_held(database: Path) -> Iterator[Callable[[], None]]:
+    """Another process holds the database's write lock; the callable releases it."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(database)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    stdin = proc.stdin
+
+    def release() -> None:
+        if not stdin.closed:
+            stdin.write("\n")
+            stdin.close()
+            proc.wait(timeout=10)
+
+    try:
+        assert proc.stdout.readline() == "locked\n"
+        yield release
+    finally:
+        release()

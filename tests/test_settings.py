@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import stat
+import sys
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from dispatcher.errors import ConfigurationError
-from dispatcher.settings import load_settings
+from dispatcher.settings import create_private_file, load_settings
 
 
 def test_no_secret_or_password_shows_in_the_repr() -> None:
@@ -43,3 +50,51 @@ def test_outside_inline_mode_the_unsubscribe_secret_is_required() -> None:
     settings = load_settings(_env_file=None, redis_url="redis://127.0.0.1:6379/0")
     with pytest.raises(ConfigurationError, match="UNSUBSCRIBE_SECRET"):
         settings.unsubscribe_keys()
+
+
+# The files of one folder a test watches, and their modes at every audited file
+# operation of this process (`sys.addaudithook` cannot be undone: it is added once).
+_watched: dict[str, Any] = {"folder": None, "seen": set(), "busy": False}
+
+
+def _note_modes(event: str, args: tuple[Any, ...]) -> None:
+    folder = _watched["folder"]
+    if folder is None or _watched["busy"] or not event.startswith(("open", "os.")):
+        return
+    _watched["busy"] = True
+    try:
+        for entry in os.scandir(folder):
+            with contextlib.suppress(FileNotFoundError):
+                _watched["seen"].add((entry.name, entry.stat().st_mode & 0o777))
+    finally:
+        _watched["busy"] = False
+
+
+sys.addaudithook(_note_modes)
+
+
+def test_the_inline_secret_file_is_never_readable_by_others_even_for_a_moment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    previous = os.umask(0o022)
+    _watched.update(folder=str(tmp_path), seen=set())
+    try:
+        keys = load_settings(_env_file=None, unsubscribe_secret=None).unsubscribe_keys()
+    finally:
+        _watched["folder"] = None
+        os.umask(previous)
+    secret = tmp_path / ".dispatcher-secret"
+    assert keys == [secret.read_bytes().strip()] and len(keys[0]) >= 32
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert _watched["seen"] and {mode for _, mode in _watched["seen"]} == {0o600}
+    assert [p.name for p in tmp_path.iterdir()] == [".dispatcher-secret"]  # no leftover
+    # Read back, never rewritten, by the next command.
+    assert load_settings(_env_file=None).unsubscribe_keys() == keys
+
+
+def test_a_private_file_is_created_once_and_never_replaced(tmp_path: Path) -> None:
+    assert create_private_file(tmp_path / "s", b"first") is True
+    assert create_private_file(tmp_path / "s", b"second") is False
+    assert (tmp_path / "s").read_bytes() == b"first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]

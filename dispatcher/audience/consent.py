@@ -76,7 +76,14 @@ _EXISTS = select(_MEMBER.c.id).where(_MEMBER.c.id == bindparam("member_id"))
 _RECORD = insert(ConsentEvent.__table__)  # type: ignore[attr-defined]
 
 
-def opt_out(session: Session, member_id: int, channel: Channel, source: ConsentSource) -> bool:
+def opt_out(
+    session: Session,
+    member_id: int,
+    channel: Channel,
+    source: ConsentSource,
+    *,
+    at: datetime | None = None,
+) -> bool:
     """Opt a member out of `channel`; return True if they were opted in.
 
     Every source but `import` is sticky: it is stored in the member's
@@ -87,11 +94,11 @@ def opt_out(session: Session, member_id: int, channel: Channel, source: ConsentS
     link stays out whatever the next import says).
 
     Works inside the caller's transaction (nothing is committed here); the update is
-    one conditional statement, so two simultaneous opt-outs record one event. Raises
-    `NotFoundError` for an unknown member.
+    one conditional statement, so two simultaneous opt-outs record one event. `at` is
+    when the member asked (default: now). Raises `NotFoundError` for an unknown member.
     """
     channel, source = Channel(channel), ConsentSource(source)
-    statements, conn, now = _STATEMENTS[channel], session.connection(), utcnow()
+    statements, conn, now = _STATEMENTS[channel], session.connection(), at or utcnow()
     params = {"member_id": member_id, "now": now, "source": source.value}
     sticky = source is not ConsentSource.IMPORT
     if conn.execute(statements["out_sticky" if sticky else "out"], params).rowcount:
@@ -103,15 +110,23 @@ def opt_out(session: Session, member_id: int, channel: Channel, source: ConsentS
     return False
 
 
-def resubscribe(session: Session, member_id: int, channel: Channel, source: ConsentSource) -> bool:
+def resubscribe(
+    session: Session,
+    member_id: int,
+    channel: Channel,
+    source: ConsentSource,
+    *,
+    at: datetime | None = None,
+) -> bool:
     """Opt a member back in on `channel` (the unsubscribe page's undo); True if changed.
 
     Clears the sticky opt-out source and records a `ConsentEvent` with `source`.
     Idempotent: returns False and records nothing for a member already opted in.
-    Works inside the caller's transaction. Raises `NotFoundError` for an unknown member.
+    Works inside the caller's transaction; `at` as for `opt_out`. Raises `NotFoundError`
+    for an unknown member.
     """
     channel, source = Channel(channel), ConsentSource(source)
-    statements, conn, now = _STATEMENTS[channel], session.connection(), utcnow()
+    statements, conn, now = _STATEMENTS[channel], session.connection(), at or utcnow()
     params = {"member_id": member_id, "now": now}
     if conn.execute(statements["in"], params).rowcount:
         _record(conn, member_id, channel, True, source, now)

@@ -23,7 +23,8 @@ keyset-paginated chunks. Queue messages still in flight when the
 window closes do the same, so nothing is lost and nothing is sent at night; a
 delivery enqueued twice is harmless (`claim` is a conditional update).
 
-The outbox sends to no phone, so the window applies to Kavenegar only.
+The window applies to every SMS transport alike, the outbox included, so that a
+rehearsal on the outbox shows what the real run will do.
 """
 
 from __future__ import annotations
@@ -54,9 +55,9 @@ def as_utc(moment: datetime) -> datetime:
 
 
 def window_closed_until(settings: Settings, now: datetime) -> datetime | None:
-    """The window's next opening if an SMS cannot go at `now`; None if it can."""
-    if settings.sms_outbox:
-        return None
+    """The window's next opening if an SMS cannot go at `now`; None if it can.
+
+    The same for every SMS transport: the outbox keeps the hours Kavenegar would."""
     window, tz = settings.send_window, settings.sms_zone
     if is_open(now, window, tz):
         return None

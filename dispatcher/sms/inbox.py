@@ -1,57 +1,75 @@
-"""Opt-out replies between Kavenegar and the database.
+"""Opt-out replies between Kavenegar and the database: the spool (`sms_inbox_spool`).
 
 Kavenegar hands each reply to the sender line out once: `sms/receive` marks what it
 returns as read. A reply fetched and then lost to a database error, or to a crash
 before the commit, would be an opt-out never recorded, and the member would go on
-getting SMS after writing «لغو». So the senders of opt-out replies are written here
-first (appended, flushed to disk, readable by this user only), recorded in the
-database, and only then cleared; whatever is still here at the next `sms inbox` is
-recorded first. Recording an opt-out twice changes nothing, so a replay is harmless.
+getting SMS after writing «لغو». So the senders of opt-out replies are first written
+to the spool table in a transaction of their own, then recorded, and removed from the
+spool in the transaction that records them; whatever the spool still holds at the next
+`sms inbox`, on any host, is recorded first. Recording an opt-out twice changes
+nothing, so a replay is harmless.
 
 Only what is needed to opt the member out is kept: the number, nothing of the text.
+Before the spool was a table it was a file (`SMS_INBOX_SPOOL`): `adopt_file` moves
+what such a file still holds into the table, then deletes the file.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from sqlalchemy import delete, select
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col
+
+from dispatcher.store.models import InboxOptOut
 
 
 class OptOutSpool:
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    """The senders of opt-out replies fetched and not recorded yet, in the database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
 
     def __repr__(self) -> str:
-        return f"OptOutSpool({self.path})"
+        return "OptOutSpool(sms_inbox_spool)"
 
-    def add(self, senders: list[str]) -> None:
-        """Keep these senders' opt-outs until `clear`; on disk before this returns."""
+    def add(self, senders: list[str]) -> list[int]:
+        """Keep these senders until `remove`; committed before this returns. Their ids."""
         if not senders:
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            data = "".join(json.dumps({"sender": s}) + "\n" for s in senders).encode()
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-    def pending(self) -> list[str]:
-        """The senders kept and not cleared yet (a torn last line is skipped)."""
-        try:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
             return []
+        rows = [InboxOptOut(sender=s) for s in senders]
+        with Session(self.engine, expire_on_commit=False) as session:
+            session.add_all(rows)
+            session.commit()
+        return [r.id for r in rows if r.id is not None]
+
+    def pending(self) -> list[tuple[int, str]]:
+        """`(id, sender)` of every sender kept, oldest first."""
+        with Session(self.engine) as session:
+            rows = session.execute(
+                select(col(InboxOptOut.id), col(InboxOptOut.sender)).order_by(col(InboxOptOut.id))
+            ).all()
+        return [(int(i), str(s)) for i, s in rows]
+
+    def remove(self, session: Session, ids: list[int]) -> None:
+        """Drop these senders, in the caller's transaction (the one that records them)."""
+        if ids:
+            session.execute(delete(InboxOptOut).where(col(InboxOptOut.id).in_(ids)))
+
+    def adopt_file(self, path: Path) -> int:
+        """Move the senders an old spool file holds into the table; delete the file."""
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return 0
         senders = []
         for line in lines:
             try:
                 senders.append(str(json.loads(line)["sender"]))
             except (ValueError, KeyError, TypeError):
                 continue  # a line cut short by a crash while it was written
-        return senders
-
-    def clear(self) -> None:
-        """Everything kept is recorded in the database."""
-        self.path.unlink(missing_ok=True)
+        self.add(senders)
+        path.unlink(missing_ok=True)
+        return len(senders)

@@ -310,18 +310,20 @@ def read_inbox(rt: Runtime) -> dict[str, int]:
     Keys: `received`, `opt_out_replies`, `opted_out` (members whose consent changed),
     `unmatched` (an opt-out from a number no member has), `ignored` (other replies),
     `replayed` (opt-outs an earlier run fetched but could not record, recorded now).
-    The senders of opt-out replies go through `OptOutSpool` (`SMS_INBOX_SPOOL`), so
-    that none is lost between Kavenegar, which hands each reply out once, and the
-    database.
+    The senders of opt-out replies go through `OptOutSpool` (the `sms_inbox_spool`
+    table), so that none is lost between Kavenegar, which hands each reply out once,
+    and the opt-out.
     """
     transport = _kavenegar(rt)
-    spool = OptOutSpool(rt.settings.sms_inbox_spool)
+    spool = OptOutSpool(rt.engine)
     counts: Counter[str] = Counter()
+    if rt.settings.sms_inbox_spool is not None and spool.adopt_file(rt.settings.sms_inbox_spool):
+        log.info("sms inbox: opt-out replies of the old spool file moved into the database")
     kept = spool.pending()
     if kept:
         with session_scope(rt.engine) as session:
-            _opt_out_senders(session, kept, counts)
-        spool.clear()
+            _opt_out_senders(session, [sender for _, sender in kept], counts)
+            spool.remove(session, [i for i, _ in kept])
         counts["replayed"] += len(kept)
         log.info("sms inbox: %d opt-out replies kept from an earlier run recorded", len(kept))
     for _ in range(MAX_INBOX_PAGES):
@@ -335,10 +337,10 @@ def read_inbox(rt: Runtime) -> dict[str, int]:
                 senders.append(message.sender)
             else:
                 counts["ignored"] += 1
-        spool.add(senders)  # on disk before the database is asked
+        ids = spool.add(senders)  # committed before the opt-outs are recorded
         with session_scope(rt.engine) as session:
             _opt_out_senders(session, senders, counts)
-        spool.clear()
+            spool.remove(session, ids)
         if len(inbound) < RECEIVE_PAGE:
             break
     return {

@@ -13,11 +13,12 @@ from sqlmodel import Session, SQLModel, create_engine
 from dispatcher.store import models  # noqa: F401  (registers the tables)
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine; SQLite gets WAL and a busy timeout so workers can share it."""
+def make_engine(url: str, *, busy_timeout: float = 30.0, **kwargs: Any) -> Engine:
+    """Create an engine; SQLite gets WAL and a busy timeout so workers can share it
+    (`busy_timeout`: seconds a statement waits for another process's write lock)."""
     if url.startswith("sqlite"):
         engine = create_engine(
-            url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs
+            url, connect_args={"timeout": busy_timeout, "check_same_thread": False}, **kwargs
         )
 
         @event.listens_for(engine, "connect")

@@ -110,6 +110,18 @@ class ConsentEvent(SQLModel, table=True):
     at: datetime = Field(default_factory=utcnow, index=True)
 
 
+class InboxOptOut(SQLModel, table=True):
+    """An opt-out reply fetched from Kavenegar and not recorded yet: its sender only.
+
+    Written in a transaction of its own before the opt-out is applied, deleted in the
+    transaction that applies it (`dispatcher.sms.inbox`)."""
+
+    __tablename__ = "sms_inbox_spool"
+    id: int | None = Field(default=None, primary_key=True)
+    sender: str = Field(max_length=64)
+    received_at: datetime = Field(default_factory=utcnow)
+
+
 class Campaign(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     slug: str = Field(index=True, unique=True, max_length=128)

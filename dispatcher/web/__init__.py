@@ -12,8 +12,10 @@ Every answer is a page with the same security headers: no redirect, no cookie, n
 script. A bad token (malformed, tampered with, truncated, signed by no configured key,
 or naming no member) gets the same 400 page, and `TokenSigner.verify` costs the same
 however much of it was right. A request whose path or body is too large is refused
-before any work is done. The opt-out is committed before the answer is sent; the
-workers read consent at send time, so a delivery still queued is skipped.
+before any work is done. No database call runs on the event loop. The opt-out is
+committed before the answer is sent or, on SQLite when another process holds the
+write lock, kept in a journal on disk and recorded once the lock frees; the workers
+read consent at send time, so a delivery still queued is skipped.
 
 `unsubscribe_server.py` at the top level is `create_app()`, for uvicorn.
 """

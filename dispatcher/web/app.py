@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
@@ -26,54 +26,76 @@ from dispatcher.errors import NotFoundError, TokenError
 from dispatcher.settings import Settings, get_settings
 from dispatcher.store.db import make_engine
 from dispatcher.store.models import ConsentSource
+from dispatcher.web import accesslog
+from dispatcher.web.journal import Journal
 from dispatcher.web.limits import MAX_BODY, SECURITY_HEADERS, Guard
-from dispatcher.web.optout import WriteLock, look_up, ping, undo, unsubscribe
+from dispatcher.web.optout import ConsentWriter, WriteLock, ping
 from dispatcher.web.pages import Pages
 
 log = logging.getLogger("dispatcher.web")
 T = TypeVar("T")
 
-DB_THREADS = 8  # per process, for a server database
+READ_THREADS = 8  # per process: pages and /healthz
+WRITE_THREADS = 8  # per process, for a server database; SQLite writes one at a time
 _ONE_CLICK = ("list-unsubscribe", "one-click")
+MAX_FIELDS = 16  # form fields read to find the one-click one
 
 
 @dataclass(frozen=True)
 class Web:
-    """What the endpoints share, built once at start-up from the settings."""
+    """What the endpoints share, built once at start-up from the settings.
+
+    No database call runs on the event loop: reads go to one pool of threads and
+    writes to another, so that writes waiting for a lock never hold a page or
+    /healthz back."""
 
     engine: Engine
     signer: TokenSigner
     pages: Pages
-    lock: WriteLock
-    executor: ThreadPoolExecutor | None
+    writer: ConsentWriter
+    reads: ThreadPoolExecutor
+    writes: ThreadPoolExecutor
+    retry_interval: float
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Web:
-        engine = make_engine(settings.database_url)
-        executor = None
-        if engine.dialect.name != "sqlite":
-            executor = ThreadPoolExecutor(DB_THREADS, thread_name_prefix="unsubscribe-db")
+        engine = make_engine(settings.database_url, busy_timeout=settings.unsubscribe_busy_timeout)
+        database = engine.url.database
+        journal = None
+        if engine.dialect.name == "sqlite" and database and database != ":memory:":
+            journal = Journal.beside(database)
+        writers = 1 if engine.dialect.name == "sqlite" else WRITE_THREADS
         return cls(
             engine=engine,
             signer=TokenSigner(settings.unsubscribe_keys()),
             pages=Pages(shop_name(settings.mail_from)),
-            lock=WriteLock(engine),
-            executor=executor,
+            writer=ConsentWriter(engine, WriteLock(engine), journal),
+            reads=ThreadPoolExecutor(READ_THREADS, thread_name_prefix="unsubscribe-read"),
+            writes=ThreadPoolExecutor(writers, thread_name_prefix="unsubscribe-write"),
+            retry_interval=settings.unsubscribe_retry_interval,
         )
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a blocking database call. A server database is called from a few threads,
-        as its time is mostly spent waiting on the network. SQLite is called right here,
-        on the event loop: its time is all CPU in this process, and a thread would only
-        add a hand-off of the GIL at every statement."""
-        if self.executor is None:
-            return fn(*args)
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking read on the read threads."""
+        return await asyncio.get_running_loop().run_in_executor(self.reads, fn, *args)
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking write on the write threads."""
+        return await asyncio.get_running_loop().run_in_executor(self.writes, fn, *args)
+
+    async def keep_flushing(self) -> None:
+        """Apply the journal's changes every `retry_interval` seconds, until cancelled."""
+        while True:
+            await asyncio.sleep(self.retry_interval)
+            try:
+                await self.write(self.writer.flush)
+            except SQLAlchemyError as exc:
+                log.warning("kept consent changes not recorded yet: %s", exc)
 
     def close(self) -> None:
-        if self.executor is not None:
-            self.executor.shutdown(wait=True)
-        self.lock.close()
+        self.reads.shutdown(wait=True)
+        self.writes.shutdown(wait=True)
+        self.writer.lock.close()
         self.engine.dispose()
 
 
@@ -90,7 +112,7 @@ async def confirm_page(request: Request) -> Response:
     web = _web(request)
     token = request.path_params["token"]
     claims = web.signer.verify(token)
-    found = await web.run(look_up, web.engine, claims)
+    found = await web.read(web.writer.look_up, claims)
     if not found.opted_in:
         return web.pages.done(
             channel=claims.channel.value,
@@ -109,7 +131,7 @@ async def unsubscribe_endpoint(request: Request) -> Response:
     token = request.path_params["token"]
     claims = web.signer.verify(token)
     source = await consent_source(request)
-    found, changed = await web.run(unsubscribe, web.engine, web.lock, claims, source)
+    found, changed = await web.write(web.writer.unsubscribe, claims, source)
     if changed:
         log.info("member %s opted out of %s (%s)", claims.member_id, claims.channel, source)
     return web.pages.done(
@@ -120,12 +142,19 @@ async def unsubscribe_endpoint(request: Request) -> Response:
     )
 
 
+async def token_endpoint(request: Request) -> Response:
+    """`/u/{token}`: the page (GET, HEAD) or the opt-out (POST)."""
+    if request.method == "POST":
+        return await unsubscribe_endpoint(request)
+    return await confirm_page(request)
+
+
 async def resubscribe_endpoint(request: Request) -> Response:
     """POST: the undo button of the confirmation page."""
     web = _web(request)
     token = request.path_params["token"]
     claims = web.signer.verify(token)
-    found, changed = await web.run(undo, web.engine, web.lock, claims)
+    found, changed = await web.write(web.writer.undo, claims)
     if changed:
         log.info("member %s opted back in to %s (link)", claims.member_id, claims.channel)
     return web.pages.confirm(
@@ -139,7 +168,7 @@ async def resubscribe_endpoint(request: Request) -> Response:
 async def healthz(request: Request) -> Response:
     web = _web(request)
     try:
-        await web.run(ping, web.engine)
+        await web.read(ping, web.engine)
     except SQLAlchemyError as exc:
         log.warning("healthz: the database does not answer: %s", exc)
         return PlainTextResponse("database unavailable", status_code=503)
@@ -148,18 +177,23 @@ async def healthz(request: Request) -> Response:
 
 async def consent_source(request: Request) -> ConsentSource:
     """`one-click` for an RFC 8058 body (`List-Unsubscribe=One-Click`, form-urlencoded or
-    multipart), `link` for anything else (the page's own button sends an empty form)."""
+    multipart), `link` for anything else (the page's own button sends an empty form).
+
+    The body only decides the source: one that cannot be read (multipart without a
+    boundary, garbage, more than 16 fields) is `link`, and the token still opts out."""
     content_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     fields: list[tuple[str, str]]
-    if content_type == "multipart/form-data":
-        async with request.form(max_files=1, max_fields=16, max_part_size=MAX_BODY) as form:
-            fields = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
-    else:
-        body = (await request.body()).decode("utf-8", "replace")
-        try:
-            fields = parse_qsl(body, keep_blank_values=True, max_num_fields=16)
-        except ValueError:
-            raise HTTPException(400, "too many form fields") from None
+    try:
+        if content_type == "multipart/form-data":
+            async with request.form(
+                max_files=1, max_fields=MAX_FIELDS, max_part_size=MAX_BODY
+            ) as form:
+                fields = [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
+        else:
+            body = (await request.body()).decode("utf-8", "replace")
+            fields = parse_qsl(body, keep_blank_values=True, max_num_fields=MAX_FIELDS)
+    except (HTTPException, ValueError):  # Starlette's 400 for a form it cannot parse
+        return ConsentSource.LINK
     one_click = any((k.strip().lower(), v.strip().lower()) == _ONE_CLICK for k, v in fields)
     return ConsentSource.ONE_CLICK if one_click else ConsentSource.LINK
 
@@ -191,21 +225,35 @@ async def _server_error(request: Request, exc: Exception) -> Response:
 
 def create_app(settings: Settings | None = None) -> Starlette:
     """The unsubscribe app. Its settings are read at start-up (from the environment
-    when not given), and the engine, token signer and pages are built once then."""
+    when not given), and the engine, token signer and pages are built once then.
+    Tokens are masked in uvicorn's access log from here on."""
+    accesslog.install()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         web = Web.from_settings(settings if settings is not None else get_settings())
         app.state.web = web
         try:
+            await web.write(web.writer.flush)  # what an earlier run kept
+        except SQLAlchemyError as exc:
+            log.warning("kept consent changes not recorded yet: %s", exc)
+        flushing = asyncio.create_task(web.keep_flushing())
+        try:
             yield
         finally:
+            flushing.cancel()
+            with suppress(asyncio.CancelledError):
+                await flushing
+            try:
+                await web.write(web.writer.flush)
+            except SQLAlchemyError as exc:  # kept on disk: the next start records them
+                log.warning("kept consent changes not recorded yet: %s", exc)
             web.close()
 
     app = Starlette(
         routes=[
-            Route("/u/{token}", confirm_page, methods=["GET"]),
-            Route("/u/{token}", unsubscribe_endpoint, methods=["POST"]),
+            # One route for both methods, so that a 405 says `Allow: GET, HEAD, POST`.
+            Route("/u/{token}", token_endpoint, methods=["GET", "POST"]),
             Route("/u/{token}/resubscribe", resubscribe_endpoint, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
         ],

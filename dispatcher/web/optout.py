@@ -2,26 +2,35 @@
 
 The writes are `dispatcher.audience.consent.opt_out` and `resubscribe`, in one short
 transaction each; a member whose consent would not change costs one read, no write.
-These are blocking calls: `dispatcher.web.app` decides where they run.
+On SQLite, a write that meets the lock held elsewhere is kept in a `Journal` and
+applied once it frees. These are blocking calls: `dispatcher.web.app` runs them on
+threads, never on the event loop.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import Connection, Table, bindparam, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from dispatcher.audience.consent import opt_out, resubscribe
 from dispatcher.audience.tokens import TokenClaims
-from dispatcher.errors import TokenError
+from dispatcher.errors import NotFoundError, TokenError
 from dispatcher.masking import mask_email, mask_mobile
-from dispatcher.store.models import Channel, ConsentSource, Member
+from dispatcher.store.models import Channel, ConsentSource, Member, utcnow
+from dispatcher.web.journal import Change, Journal
+
+log = logging.getLogger("dispatcher.web")
+SQLITE_BUSY, SQLITE_LOCKED = 5, 6
+FLUSH_WAIT_MS = 100  # how long a retry of the journal waits for SQLite's lock
 
 _MEMBER: Table = Member.__table__  # type: ignore[attr-defined]
 # Prepared once: a Core statement costs a quarter of an ORM query per request.
@@ -98,30 +107,127 @@ def look_up(engine: Engine, claims: TokenClaims) -> Subscriber:
         return _read(conn, claims)
 
 
-def unsubscribe(
-    engine: Engine, lock: WriteLock, claims: TokenClaims, source: ConsentSource
-) -> tuple[Subscriber, bool]:
-    """Opt the member out of the token's channel; True if this changed their consent."""
-    with Session(engine) as session:
-        found = _read(session.connection(), claims)
-        if not found.opted_in and found.sticky:
-            return found, False
-        with lock.held():
-            changed = opt_out(session, claims.member_id, claims.channel, source)
-            session.commit()
-        return found, changed
+def _apply(session: Session, changes: list[Change]) -> list[bool]:
+    """Write `changes` in order and commit; whether each changed consent. A change of
+    a member who no longer exists is dropped."""
+    results = []
+    for c in changes:
+        write = resubscribe if c.opted_in else opt_out
+        try:
+            results.append(write(session, c.member_id, c.channel, c.source, at=c.at))
+        except NotFoundError:
+            results.append(False)
+    session.commit()
+    return results
 
 
-def undo(engine: Engine, lock: WriteLock, claims: TokenClaims) -> tuple[Subscriber, bool]:
-    """Opt the member back in (source `link`); True if this changed their consent."""
-    with Session(engine) as session:
-        found = _read(session.connection(), claims)
-        if found.opted_in and not found.sticky:
-            return found, False
-        with lock.held():
-            changed = resubscribe(session, claims.member_id, claims.channel, ConsentSource.LINK)
-            session.commit()
-        return found, changed
+def _busy(exc: OperationalError) -> bool:
+    """True for SQLite's "database is locked" (another connection holds the write lock)."""
+    code = getattr(exc.orig, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (SQLITE_BUSY, SQLITE_LOCKED)
+
+
+@contextmanager
+def _brief_wait(conn: Connection) -> Iterator[None]:
+    """On this connection SQLite waits at most `FLUSH_WAIT_MS` for the lock (a retry
+    comes soon), so that a retry never holds the opt-outs asked meanwhile back."""
+    usual = int(conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one())
+    conn.exec_driver_sql(f"PRAGMA busy_timeout = {min(usual, FLUSH_WAIT_MS)}")
+    conn.commit()
+    try:
+        yield
+    finally:
+        conn.rollback()
+        conn.exec_driver_sql(f"PRAGMA busy_timeout = {usual}")
+        conn.commit()
+
+
+class ConsentWriter:
+    """The opt-outs and undos of one server process. Blocking: run it on one thread.
+
+    A change is written at once when the database lets it, within the engine's busy
+    timeout. On SQLite, one that meets the write lock held longer than that is kept in
+    the `Journal` and counts as done; so does every change asked while the journal
+    holds something (the order is kept, and nobody waits for a lock known to be held
+    by someone else). `flush`, called every second or so, applies what is kept.
+    """
+
+    def __init__(self, engine: Engine, lock: WriteLock, journal: Journal | None) -> None:
+        self.engine = engine
+        self.lock = lock
+        self.journal = journal
+
+    def unsubscribe(self, claims: TokenClaims, source: ConsentSource) -> tuple[Subscriber, bool]:
+        """Opt the member out of the token's channel; True if this changes their consent."""
+        with Session(self.engine) as session:
+            found = self._with_kept(_read(session.connection(), claims), claims)
+            if not found.opted_in and found.sticky:
+                return found, False
+            change = Change(claims.member_id, claims.channel, False, source, utcnow())
+            return found, self._write(session, change, found)
+
+    def undo(self, claims: TokenClaims) -> tuple[Subscriber, bool]:
+        """Opt the member back in (source `link`); True if this changes their consent."""
+        with Session(self.engine) as session:
+            found = self._with_kept(_read(session.connection(), claims), claims)
+            if found.opted_in and not found.sticky:
+                return found, False
+            change = Change(claims.member_id, claims.channel, True, ConsentSource.LINK, utcnow())
+            return found, self._write(session, change, found)
+
+    def look_up(self, claims: TokenClaims) -> Subscriber:
+        """The member a genuine token names, with the changes the journal keeps for
+        them; TokenError if there is none. Writes nothing, takes no lock."""
+        return self._with_kept(look_up(self.engine, claims), claims)
+
+    def flush(self) -> int:
+        """Apply the changes kept in the journal, if the lock is free; how many."""
+        if self.journal is None or not self.journal.pending():
+            return 0
+        with self.lock.held():
+            kept = self.journal.read()
+            try:
+                with self.engine.connect() as conn, _brief_wait(conn), Session(bind=conn) as s:
+                    _apply(s, kept)
+            except OperationalError as exc:
+                if not _busy(exc):
+                    raise
+                return 0
+            self.journal.clear()
+        if kept:
+            log.info("%d consent changes kept while the database was locked: recorded", len(kept))
+        return len(kept)
+
+    def _with_kept(self, found: Subscriber, claims: TokenClaims) -> Subscriber:
+        """`found` as it will be once the journal's changes are recorded."""
+        if self.journal is None or not self.journal.pending():
+            return found
+        same = (claims.member_id, claims.channel)
+        kept = [c for c in self.journal.read() if (c.member_id, c.channel) == same]
+        if not kept:
+            return found
+        return replace(found, opted_in=kept[-1].opted_in, sticky=not kept[-1].opted_in)
+
+    def _write(self, session: Session, change: Change, found: Subscriber) -> bool:
+        """Record `change` (or keep it); whether it changes `found`'s consent."""
+        with self.lock.held():
+            if self.journal is not None and self.journal.pending():
+                self.journal.append(change)  # behind the others: `flush` keeps the order
+                return found.opted_in != change.opted_in
+            try:
+                [changed] = _apply(session, [change])
+            except OperationalError as exc:
+                if self.journal is None or not _busy(exc):
+                    raise
+                self.journal.append(change)
+                log.warning(
+                    "member %s: %s of %s kept until the database is unlocked",
+                    change.member_id,
+                    "opt-in" if change.opted_in else "opt-out",
+                    change.channel.value,
+                )
+                return found.opted_in != change.opted_in
+            return changed
 
 
 def ping(engine: Engine) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from tests.cli.helpers import run
 
@@ -11,7 +13,11 @@ from tests.cli.helpers import run
 def test_the_demo_sends_the_example_campaign_into_the_outbox(workdir: Path) -> None:
     imported = run(workdir, "members", "import", "campaigns/members.csv")
     assert imported.returncode == 0, imported.stderr
-    sent = run(workdir, "campaign", "send", "campaigns/yalda-1405.toml")
+    # The demo's campaign texts too, and the SMS outbox keeps the send window: open it
+    # all day so that the campaign finishes at any hour.
+    sent = run(
+        workdir, "campaign", "send", "campaigns/yalda-1405.toml", SMS_SEND_WINDOW="00:00-24:00"
+    )
     assert sent.returncode == 0, sent.stderr
     assert "in-process (inline)" in sent.stdout and "outbox" in sent.stdout
     status = json.loads(run(workdir, "campaign", "status", "yalda-1405", "--json").stdout)
@@ -25,6 +31,23 @@ def test_the_demo_sends_the_example_campaign_into_the_outbox(workdir: Path) -> N
     again = run(workdir, "campaign", "send", "campaigns/yalda-1405.toml")
     assert again.returncode == 0 and "nothing new" in again.stdout
     assert len(list((workdir / "outbox" / "email").glob("*.eml"))) == len(emls)
+
+
+def test_the_demo_outside_the_send_window_sends_the_email_and_keeps_the_sms_waiting(
+    workdir: Path,
+) -> None:
+    hour = datetime.now(ZoneInfo("Asia/Tehran")).hour
+    closed = f"{(hour + 2) % 24:02d}:00-{(hour + 3) % 24:02d}:00"  # closed right now
+    assert run(workdir, "members", "import", "campaigns/members.csv").returncode == 0
+    sent = run(workdir, "campaign", "send", "campaigns/yalda-1405.toml", SMS_SEND_WINDOW=closed)
+    assert sent.returncode == 0, sent.stderr
+    assert "sms waiting for the send window" in sent.stdout
+    status = json.loads(run(workdir, "campaign", "status", "yalda-1405", "--json").stdout)
+    assert status["email"]["sent"] == len(list((workdir / "outbox" / "email").glob("*.eml"))) > 0
+    assert status["sms"]["sent"] == 0 and status["sms"]["pending"] > 0
+    assert not (workdir / "outbox" / "sms").exists() or not any(
+        (workdir / "outbox" / "sms").iterdir()
+    )
 
 
 def test_validate_reports_problems_and_exits_non_zero(workdir: Path) -> None:

@@ -19,6 +19,7 @@ from dispatcher.delivery.status import campaign_status
 from dispatcher.errors import ConfigurationError
 from dispatcher.settings import Settings
 from dispatcher.sms import sync as sms_sync
+from dispatcher.sms.inbox import OptOutSpool
 from dispatcher.sms.sync import is_opt_out_reply, read_inbox, sync_statuses
 from dispatcher.store.models import Campaign, ConsentEvent, Member
 from dispatcher.workers.sms import deliver_sms
@@ -161,7 +162,7 @@ def test_an_inbox_reply_laghv_opts_the_member_out(
         "ignored": 1,
         "replayed": 0,
     }
-    assert not h.runtime.settings.sms_inbox_spool.exists()  # cleared once recorded
+    assert OptOutSpool(h.engine).pending() == []  # cleared once recorded
     gone = load_member(h, leaves.id)
     assert (gone.sms_opt_in, gone.sms_optout_source) == (False, "sms-keyword")
     assert gone.email_opt_in  # only SMS
@@ -270,8 +271,8 @@ def test_an_opt_out_reply_fetched_when_the_database_fails_is_recorded_next_time(
     with pytest.raises(OperationalError):
         read_inbox(h.runtime)
     assert load_member(h, leaves.id).sms_opt_in  # not recorded ...
-    spool = h.runtime.settings.sms_inbox_spool
-    assert spool.stat().st_mode & 0o777 == 0o600  # ... but kept, for this user only
+    spool = OptOutSpool(h.engine)
+    assert [s for _, s in spool.pending()] == ["09121234567"]  # ... but kept, in the database
 
     monkeypatch.setattr(sms_sync, "opt_out", real)
     counts = read_inbox(h.runtime)  # Kavenegar has nothing more: it handed the reply out
@@ -279,4 +280,33 @@ def test_an_opt_out_reply_fetched_when_the_database_fails_is_recorded_next_time(
     assert (counts["received"], counts["replayed"], counts["opted_out"]) == (0, 1, 1)
     gone = load_member(h, leaves.id)
     assert (gone.sms_opt_in, gone.sms_optout_source) == (False, "sms-keyword")
-    assert not spool.exists()
+    assert spool.pending() == []
+
+
+def test_an_opt_out_reply_one_scheduler_could_not_record_is_recorded_by_another_host(
+    sms_harness: Callable[..., Harness],
+    kavenegar_server: KavenegarServerHandle,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    here = sms_harness(sms_inbox_spool=tmp_path / "host-a" / "spool.jsonl")
+    leaves = add_member(here.engine, "C1", mobile="+989121234567")
+    kavenegar_server.add_inbox("09121234567", "لغو", line=SENDER)
+    real = sms_sync.opt_out
+
+    def database_gone(*args: object, **kwargs: object) -> bool:
+        raise OperationalError("UPDATE member ...", None, Exception("server closed the connection"))
+
+    monkeypatch.setattr(sms_sync, "opt_out", database_gone)
+    with pytest.raises(OperationalError):
+        read_inbox(here.runtime)  # host A fetched the reply, then lost the database
+    monkeypatch.setattr(sms_sync, "opt_out", real)
+    assert load_member(here, leaves.id).sms_opt_in
+
+    # Host B shares the database, not host A's disk.
+    there = sms_harness(sms_inbox_spool=tmp_path / "host-b" / "spool.jsonl")
+    counts = read_inbox(there.runtime)
+    assert (counts["received"], counts["replayed"], counts["opted_out"]) == (0, 1, 1)
+    gone = load_member(there, leaves.id)
+    assert (gone.sms_opt_in, gone.sms_optout_source) == (False, "sms-keyword")
+    assert not (tmp_path / "host-a").exists()  # nothing of it on a host's disk

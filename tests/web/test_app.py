@@ -9,6 +9,7 @@ import json
 import os
 import random
 import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -29,13 +30,15 @@ from dispatcher.audience.tokens import TokenSigner
 from dispatcher.cli import app as cli_app
 from dispatcher.runtime import set_runtime
 from dispatcher.settings import Settings, get_settings
+from dispatcher.store.db import make_engine
 from dispatcher.store.models import Channel, ConsentEvent, DeliveryStatus, Member
 from dispatcher.web import MAX_BODY, create_app
-from tests.factories import add_member, harness, write_campaign
+from tests.factories import add_member, harness, write_campaign, write_lock_held
 
 ROOT = Path(__file__).resolve().parents[2]
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 SHOP = "فروشگاه نمونه"
+SERVER_SECRET = "server-secret-0123456789abcdef"
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -199,6 +202,44 @@ def test_the_page_button_unsubscribes_with_source_link(
     assert [e.source for e in events(engine)] == ["link"]
 
 
+def sixteen_plus_multipart() -> bytes:
+    parts = [
+        b'--xyz\r\nContent-Disposition: form-data; name="f%d"\r\n\r\nx\r\n' % i for i in range(20)
+    ]
+    return b"".join(parts) + b"--xyz--\r\n"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        pytest.param("multipart/form-data", b"List-Unsubscribe=One-Click", id="no boundary"),
+        pytest.param("multipart/form-data; boundary=xyz", b"\x00garbage\xff", id="garbage"),
+        pytest.param("multipart/form-data; boundary=xyz", sixteen_plus_multipart(), id="17+ parts"),
+        pytest.param(
+            "application/x-www-form-urlencoded", b"&".join([b"a=1"] * 17), id="17+ fields"
+        ),
+    ],
+)
+def test_a_valid_token_with_an_unreadable_body_opts_out_with_source_link(
+    client: TestClient,
+    signer: TokenSigner,
+    member: Member,
+    engine: Engine,
+    content_type: str,
+    body: bytes,
+) -> None:
+    assert member.id is not None
+    response = client.post(
+        url(signer.sign(member.id, Channel.EMAIL)),
+        content=body,
+        headers={"content-type": content_type},
+    )
+    assert response.status_code == 200 and "عضویت شما لغو شد" in response.text
+    after = reload(engine, member.id)
+    assert not after.email_opt_in and after.email_optout_source == "link"
+    assert [e.source for e in events(engine)] == ["link"]
+
+
 def test_a_second_post_is_a_200_and_changes_nothing_more(
     client: TestClient, signer: TokenSigner, member: Member, engine: Engine
 ) -> None:
@@ -277,6 +318,19 @@ def test_the_undo_cannot_be_triggered_by_a_get(
     assert client.head(url(token) + "/resubscribe").status_code == 405
     assert not reload(engine, member.id).email_opt_in
     assert len(events(engine)) == 1
+
+
+def test_a_405_names_every_method_the_path_takes(
+    client: TestClient, signer: TokenSigner, member: Member
+) -> None:
+    assert member.id is not None
+    token = signer.sign(member.id, Channel.EMAIL)
+    for method in ("PUT", "DELETE", "PATCH"):
+        refused = client.request(method, url(token))
+        assert refused.status_code == 405
+        assert {m.strip() for m in refused.headers["allow"].split(",")} == {"GET", "HEAD", "POST"}
+    undo = client.get(url(token) + "/resubscribe")
+    assert undo.status_code == 405 and undo.headers["allow"] == "POST"
 
 
 # ------------------------------------------------------------------------ bad tokens
@@ -519,11 +573,20 @@ def free_port() -> int:
         return port
 
 
+def procfile_web(port: int) -> list[str]:
+    """The Procfile's `web` command, as a shell would run it with PORT set."""
+    [line] = [x for x in (ROOT / "Procfile").read_text().splitlines() if x.startswith("web:")]
+    command = line.removeprefix("web:").replace("${PORT:-8000}", str(port))
+    return [sys.executable, "-m", *shlex.split(command)]
+
+
 @pytest.fixture
-def uvicorn_server(sqlite_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """`uvicorn unsubscribe_server:app` as the Procfile runs it: (base URL, secret)."""
-    secret = "server-secret-0123456789abcdef"
-    port = free_port()
+def start_uvicorn(sqlite_url: str, tmp_path: Path) -> Iterator[Callable[..., str]]:
+    """`start_uvicorn(command, **env)` runs `python -m uvicorn ...` on `sqlite_url` with
+    the secret `SERVER_SECRET`, and returns its base URL once /healthz answers; stopped
+    at the end of the test (its output in tmp_path/uvicorn.log, checked: no traceback)."""
+    procs: list[subprocess.Popen[bytes]] = []
+    log_path = tmp_path / "uvicorn.log"
     env = {
         k: v
         for k, v in os.environ.items()
@@ -531,45 +594,80 @@ def uvicorn_server(sqlite_url: str, tmp_path: Path) -> Iterator[tuple[str, str]]
     }
     env.update(
         DATABASE_URL=sqlite_url,
-        UNSUBSCRIBE_SECRET=secret,
+        UNSUBSCRIBE_SECRET=SERVER_SECRET,
         MAIL_FROM=f"{SHOP} <news@shop.example>",
         PYTHONPATH=str(ROOT),
     )
-    log = (tmp_path / "uvicorn.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "unsubscribe_server:app",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
+    log = log_path.open("wb")
+
+    def start(command: list[str], **extra: str) -> str:
+        port = int(command[command.index("--port") + 1])
+        proc = subprocess.Popen(
+            command, cwd=tmp_path, env={**env, **extra}, stdout=log, stderr=subprocess.STDOUT
+        )
+        procs.append(proc)
+        base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
         while True:
-            assert proc.poll() is None, (tmp_path / "uvicorn.log").read_text()
+            assert proc.poll() is None, log_path.read_text()
             try:
                 if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
+                    return base
             except httpx.TransportError:
                 pass
             assert time.monotonic() < deadline, "uvicorn did not start"
             time.sleep(0.1)
-        yield base, secret
+
+    try:
+        yield start
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        for proc in procs:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         log.close()
-    assert b"Traceback" not in (tmp_path / "uvicorn.log").read_bytes()
+    assert b"Traceback" not in log_path.read_bytes()
+
+
+@pytest.fixture
+def uvicorn_server(start_uvicorn: Callable[..., str]) -> tuple[str, str]:
+    """`uvicorn unsubscribe_server:app` on a free port: (base URL, secret)."""
+    address = ["--host", "127.0.0.1", "--port", str(free_port())]
+    command = [sys.executable, "-m", "uvicorn", "unsubscribe_server:app", *address]
+    return start_uvicorn([*command, "--log-level", "warning"]), SERVER_SECRET
+
+
+def test_the_procfile_web_command_keeps_tokens_out_of_its_access_log(
+    start_uvicorn: Callable[..., str], sqlite_url: str, tmp_path: Path
+) -> None:
+    command = procfile_web(free_port())
+    for option in ("--timeout-keep-alive", "--limit-concurrency", "--proxy-headers"):
+        assert option in command  # slow or many clients cannot hold the server forever
+    base = start_uvicorn(command)
+    engine = make_engine(sqlite_url)
+    try:
+        member = add_member(engine, "C1", email="ali@example.com")
+        assert member.id is not None
+        token = TokenSigner([SERVER_SECRET.encode()]).sign(member.id, Channel.EMAIL)
+        with httpx.Client(base_url=base) as http:
+            assert http.get(url(token)).status_code == 200
+            assert http.post(url(token), data=ONE_CLICK).status_code == 200
+            assert http.post(url(token) + "/resubscribe").status_code == 200
+            assert http.put(url(token)).status_code == 405
+    finally:
+        engine.dispose()
+    logged = (tmp_path / "uvicorn.log").read_text()
+    assert logged.count('"GET /u/*** HTTP/1.1" 200') == 1, logged
+    assert '"POST /u/*** HTTP/1.1" 200' in logged and '"POST /u/***/resubscribe' in logged
+    assert token not in logged and token[:12] not in logged
 
 
 def test_a_real_server_honours_one_click_as_gmail_and_yahoo_send_it(
     uvicorn_server: tuple[str, str], sqlite_url: str
 ) -> None:
-    from dispatcher.store.db import make_engine
-
     base, secret = uvicorn_server
     engine = make_engine(sqlite_url)
     try:
@@ -595,6 +693,36 @@ def test_a_real_server_honours_one_click_as_gmail_and_yahoo_send_it(
         for m in (gmail, yahoo):
             found = reload(engine, m.id)
             assert not found.email_opt_in and found.email_optout_source == "one-click"
+    finally:
+        engine.dispose()
+
+
+def test_the_procfile_web_command_keeps_an_opt_out_asked_while_an_import_holds_the_lock(
+    start_uvicorn: Callable[..., str], sqlite_url: str, tmp_path: Path
+) -> None:
+    base = start_uvicorn(
+        procfile_web(free_port()),
+        UNSUBSCRIBE_BUSY_TIMEOUT="0.3",
+        UNSUBSCRIBE_RETRY_INTERVAL="0.1",
+    )
+    engine = make_engine(sqlite_url)
+    try:
+        member = add_member(engine, "C1", email="ali@example.com")
+        assert member.id is not None
+        token = TokenSigner([SERVER_SECRET.encode()]).sign(member.id, Channel.EMAIL)
+        with write_lock_held(tmp_path / "test.db") as release, httpx.Client(base_url=base) as http:
+            start = time.monotonic()
+            assert http.post(url(token), data=ONE_CLICK).status_code == 200
+            assert http.get("/healthz").text == "ok"
+            assert http.get(url(token)).status_code == 200
+            assert time.monotonic() - start < 3
+            assert reload(engine, member.id).email_opt_in  # kept: the import has the lock
+            release()
+            deadline = time.monotonic() + 10
+            while reload(engine, member.id).email_opt_in:
+                assert time.monotonic() < deadline, "the kept opt-out was not recorded"
+                time.sleep(0.05)
+        assert reload(engine, member.id).email_optout_source == "one-click"
     finally:
         engine.dispose()
 

@@ -19,7 +19,7 @@ from sqlmodel import Session
 from dispatcher.audience.consent import opt_out
 from dispatcher.delivery.control import resume_sms
 from dispatcher.delivery.status import campaign_status
-from dispatcher.sms.hold import release_waiting_sms
+from dispatcher.sms.hold import held_sms, release_waiting_sms
 from dispatcher.store.models import Campaign, ConsentSource, DeliveryStatus, Member
 from dispatcher.workers.sms import deliver_sms
 from tests.factories import Harness, add_member, write_campaign
@@ -408,10 +408,34 @@ def test_a_paused_campaign_is_not_released_by_the_window(
     )
 
 
-def test_outbox_mode_writes_json_lines_whatever_the_hour(
+def test_outbox_mode_keeps_the_send_window_as_kavenegar_does(
     pipeline: Pipeline, tmp_path: Path
 ) -> None:
     h = pipeline()  # no KAVENEGAR_API_KEY: outbox mode, no phone is reached
+    h.runtime.clock = lambda: datetime(2025, 12, 21, 23, 0, tzinfo=TEHRAN)
+    add_member(h.engine, "C1", first_name="مریم", mobile="+989121234567")
+    h.send(sms_campaign(tmp_path))
+    h.run_workers()
+    outbox = tmp_path / "outbox" / "sms" / "yalda-test.jsonl"
+    assert not outbox.exists()  # 23:00 in Tehran: nothing "sent" at night
+    [delivery] = h.deliveries()
+    assert delivery.status == DeliveryStatus.PENDING
+    assert held_sms(h.engine, delivery.campaign_id) is not None
+
+    h.runtime.clock = lambda: NOON.replace(day=22)
+    assert release_waiting_sms(
+        h.engine, h.settings, h.broker, h.actors["sms"], now=h.runtime.clock()
+    ) == {delivery.campaign_id: 1}
+    h.run_workers()
+    [line] = outbox.read_text("utf-8").splitlines()
+    assert "مریم عزیز، حراج یلدا شروع شد\\nلغو11" in line
+    assert h.deliveries()[0].status == DeliveryStatus.SENT
+
+
+def test_outbox_mode_writes_json_lines_at_any_hour_with_an_all_day_window(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    h = pipeline(sms_send_window="00:00-24:00")
     h.runtime.clock = lambda: datetime(2025, 12, 21, 23, 0, tzinfo=TEHRAN)
     add_member(h.engine, "C1", first_name="مریم", mobile="+989121234567")
     h.send(sms_campaign(tmp_path))
