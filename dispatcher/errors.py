@@ -56,5 +56,15 @@ class PermanentDeliveryError(DeliveryError):
     """Raised when a send will never succeed for this recipient (5xx, invalid receptor)."""
 
 
+class MessageError(PermanentDeliveryError):
+    """Raised when a message cannot be built or sent as it is (a control character in
+    a header, an address the relay cannot take): this delivery fails, with the reason."""
+
+
+class RenderError(PermanentDeliveryError):
+    """Raised when a campaign's template cannot render a message for a member (an
+    error in the template, a limit passed, no visible unsubscribe link)."""
+
+
 class RateLimiterUnavailable(TransientDeliveryError):
     """Raised when the shared rate limiter's Redis cannot be reached (nothing was sent)."""

@@ -108,9 +108,15 @@ def run() -> None:
 
 def _load(file: Path) -> CampaignSpec:
     from dispatcher.definition.campaign import load_campaign
+    from dispatcher.sms.text import parts_with_footer
 
+    s = settings()
     try:
-        return load_campaign(file)
+        return load_campaign(
+            file,
+            sms_parts=lambda body: parts_with_footer(body, s.sms_optout_footer),
+            sms_max_parts=s.sms_max_parts,
+        )
     except CampaignError as exc:
         err.print(f"[bold red]{file}: {len(exc.problems)} problem(s)[/]", highlight=False)
         for problem in exc.problems:

@@ -33,7 +33,6 @@ import logging
 
 import dramatiq
 import redis
-from jinja2 import TemplateError
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import col
@@ -43,13 +42,13 @@ from dispatcher.delivery.control import is_held
 from dispatcher.delivery.groupcommit import GroupCommit
 from dispatcher.delivery.guard import SLOW_DOWN_DELAY_MS
 from dispatcher.delivery.state import Loaded
-from dispatcher.errors import PermanentDeliveryError, TransientDeliveryError
+from dispatcher.errors import PermanentDeliveryError, RenderError, TransientDeliveryError
 from dispatcher.masking import mask_mobile
 from dispatcher.queue.broker import register
 from dispatcher.runtime import Runtime, get_runtime
 from dispatcher.sms.hold import pause_sms, wait_for_window, window_closed_until
 from dispatcher.sms.kavenegar import KavenegarAccountError, KavenegarReceptorError
-from dispatcher.sms.text import with_footer
+from dispatcher.sms.text import render_text
 from dispatcher.sms.transport import SmsResult
 from dispatcher.sms.window import describe
 from dispatcher.store.models import Channel, DeliveryStatus, Member, utcnow
@@ -95,14 +94,16 @@ def deliver_sms(rt: Runtime, delivery_id: int) -> str:
     assert member.id is not None and member.mobile
     mobile = member.mobile
     try:
-        body = compiled.templates.render_sms(member.template_context())
-        if not body.strip():
-            raise ValueError("the message is empty")
-    except (TemplateError, ValueError) as exc:
-        db.mark_failed(delivery_id, None, f"render: {exc}")
+        text = render_text(
+            compiled.templates,
+            member.template_context(),
+            footer=rt.settings.sms_optout_footer,
+            max_parts=rt.settings.sms_max_parts,
+        )
+    except RenderError as exc:
+        db.mark_failed(delivery_id, None, str(exc))
         log.warning("delivery %s: failed to render: %s", delivery_id, exc)
         return "failed"
-    text = with_footer(body, rt.settings.sms_optout_footer)
     transport = rt.sms_transport
     try:
         result = transport.status_by_localid(delivery_id) if retrying else None
