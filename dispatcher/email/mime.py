@@ -102,12 +102,14 @@ def encode_address(value: str, *, name: str = "From") -> str:
     addr = wire_address(addr)
     if not display:
         return addr
-    return _with_phrase(encode_phrase(display, name=name), f"<{addr}>")
+    return _with_phrase(encode_phrase(display, name=name), f"<{addr}>", name=name)
 
 
-def _with_phrase(phrase: str, angle: str) -> str:
-    last = phrase.rpartition("\n")[2]
-    sep = " " if len(last) + 1 + len(angle) <= LINE else "\r\n "
+def _with_phrase(phrase: str, angle: str, *, name: str) -> str:
+    """`phrase <addr>`, the angle part on a line of its own when it would not fit."""
+    _before, newline, last = phrase.rpartition("\n")
+    used = len(last) if newline else len(name) + 2 + len(last)
+    sep = " " if used + 1 + len(angle) <= LINE else "\r\n "
     return f"{phrase}{sep}{angle}"
 
 
@@ -135,7 +137,9 @@ class MessageHeaders:
         check_header("List-Id", slug)
         from_header = encode_address(mail_from)
         domain = wire_address(parseaddr(mail_from)[1]).rpartition("@")[2] or "localhost"
-        list_id = _with_phrase(encode_phrase(campaign_name, name="List-Id"), f"<{slug}.{domain}>")
+        list_id = _with_phrase(
+            encode_phrase(campaign_name, name="List-Id"), f"<{slug}.{domain}>", name="List-Id"
+        )
         return cls(from_header=from_header, list_id=list_id, domain=domain)
 
     def message_id(self, delivery_id: int) -> str:

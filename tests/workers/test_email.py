@@ -417,3 +417,38 @@ def test_a_database_error_after_the_relay_accepted_does_not_hand_the_delivery_ba
     assert len(smtp_server.wait_for(1)) == 1
     h.run_workers()  # nothing is sent again
     assert len(smtp_server.messages()) == 1
+
+
+def test_a_long_ascii_subject_reaches_the_relay_folded(
+    pipeline: Pipeline, smtp_server: SmtpServerHandle, tmp_path: Path
+) -> None:
+    h = pipeline(**smtp(smtp_server))
+    add_member(h.engine, "C1", email="long@example.com", first_name="A" * 1200)
+    h.send(write_campaign(tmp_path / "c", subject="{{ member.first_name }}, the sale is on"))
+    h.run_workers()
+
+    [spooled] = smtp_server.wait_for(1)
+    assert spooled.parsed["Subject"] == "A" * 1200 + ", the sale is on"
+    head = spooled.raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    assert [line for line in head if len(line) > 78] == []
+    assert [d.status for d in h.deliveries()] == [DeliveryStatus.SENT]
+
+
+def test_a_message_without_the_unsubscribe_link_fails_and_counts_towards_the_error_storm(
+    pipeline: Pipeline, smtp_server: SmtpServerHandle, tmp_path: Path
+) -> None:
+    h = pipeline(max_send_errors=3, **smtp(smtp_server))
+    for i in range(8):
+        add_member(h.engine, f"C{i}", email=f"m{i}@example.net")
+    html = (
+        '{% if not member.email.endswith(".net") %}{% extends "email_layout.html" %}{% endif %}'
+        "<p>the link only for the sample members</p>"
+    )
+    h.send(write_campaign(tmp_path / "c", html=html))
+    h.run_workers()
+
+    assert smtp_server.messages() == []
+    failed = [d for d in h.deliveries() if d.status == DeliveryStatus.FAILED]
+    assert failed and all("no visible unsubscribe link" in (d.error_message or "") for d in failed)
+    status = campaign_status(h.engine, "yalda-test")
+    assert (status["state"], status["paused_by"]) == ("paused", "error-storm")
