@@ -24,6 +24,10 @@ class CampaignError(InputError):
         super().__init__(f"{path}: " + "; ".join(problems))
 
 
+class EmptyAudienceError(DispatcherError):
+    """Raised when a campaign would be recorded for no one (nothing is recorded)."""
+
+
 class NotFoundError(DispatcherError):
     """Raised when a campaign, member or delivery named by a person does not exist."""
 

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from dispatcher.errors import CampaignError, DispatcherError
+from dispatcher.errors import CampaignError, DispatcherError, EmptyAudienceError
 from dispatcher.settings import Settings, get_settings
 from dispatcher.store.models import Channel
 
@@ -190,6 +190,12 @@ def campaign_send(
             "'1405-09-29 10:00', or ISO 8601 with an offset. Overrides send_at.",
         ),
     ] = None,
+    allow_empty: Annotated[
+        bool,
+        typer.Option(
+            "--allow-empty", help="Record the campaign even if no member is in its audience."
+        ),
+    ] = False,
 ) -> None:
     """Expand the campaign into deliveries and enqueue them (inline mode: send them now).
 
@@ -210,7 +216,14 @@ def campaign_send(
     if Channel.SMS in spec.channels:
         out.print(f"sms transport: [bold]{s.sms_transport_label}[/]", highlight=False)
     send_at = send_time(spec, at, s)
-    result = expand(rt.engine, spec, send_at=send_at)
+    try:
+        result = expand(rt.engine, spec, send_at=send_at, allow_empty=allow_empty)
+    except EmptyAudienceError as exc:
+        fail(
+            f"{exc}. Is DATABASE_URL the one the members were imported into? "
+            "--allow-empty records it anyway.",
+            code=2,
+        )
     campaign = result.campaign
     assert campaign.id is not None
     if not result.created:

@@ -72,3 +72,23 @@ def test_a_database_that_cannot_be_opened_is_one_clear_line(workdir: Path) -> No
     assert result.returncode == 1
     assert "database sqlite:////no/such/dir/x.db: unable to open database file" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_send_with_an_empty_audience_exits_2_and_leaves_the_slug_usable(workdir: Path) -> None:
+    sent = run(workdir, "campaign", "send", "campaigns/yalda-1405.toml")
+    assert sent.returncode == 2, sent.stdout + sent.stderr
+    assert "no member is in its audience" in sent.stderr and "--allow-empty" in sent.stderr
+    assert "Traceback" not in sent.stderr
+
+    assert run(workdir, "members", "import", "campaigns/members.csv").returncode == 0
+    again = run(workdir, "campaign", "send", "campaigns/yalda-1405.toml")
+    assert again.returncode == 0, again.stderr
+    status = json.loads(run(workdir, "campaign", "status", "yalda-1405", "--json").stdout)
+    assert status["state"] == "done" and status["email"]["sent"] > 0
+
+
+def test_send_allow_empty_records_an_empty_campaign(workdir: Path) -> None:
+    sent = run(workdir, "campaign", "send", "campaigns/yalda-1405.toml", "--allow-empty")
+    assert sent.returncode == 0, sent.stderr
+    status = json.loads(run(workdir, "campaign", "status", "yalda-1405", "--json").stdout)
+    assert status["state"] == "done"
