@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")  # a terminal escape sequence (colours...)
 
 
 def find_control(value: str) -> str | None:
@@ -18,5 +19,5 @@ def find_control(value: str) -> str | None:
 
 
 def strip_controls(value: str) -> str:
-    """`value` without its control characters."""
-    return CONTROL.sub("", value)
+    """`value` without its control characters (and terminal escape sequences whole)."""
+    return CONTROL.sub("", _ANSI.sub("", value))

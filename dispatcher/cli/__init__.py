@@ -144,8 +144,9 @@ def campaign_preview(
     ] = None,
 ) -> None:
     """Render the subject, text and HTML for one member (or a sample member)."""
-    from sqlmodel import Session, select
+    from sqlmodel import Session, col, select
 
+    from dispatcher.audience.normalise import external_id_forms
     from dispatcher.definition.campaign import SAMPLE_MEMBER, SAMPLE_UNSUBSCRIBE_URL
     from dispatcher.store.models import Member
 
@@ -154,7 +155,9 @@ def campaign_preview(
     context, url = dict(SAMPLE_MEMBER), SAMPLE_UNSUBSCRIBE_URL
     if member is not None:
         with Session(rt.engine) as session:
-            found = session.exec(select(Member).where(Member.external_id == member)).first()
+            found = session.exec(
+                select(Member).where(col(Member.external_id).in_(external_id_forms(member)))
+            ).first()
         if found is None:
             fail(f"no member with external_id {member!r}")
         assert found.id is not None

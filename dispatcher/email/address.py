@@ -7,7 +7,10 @@ from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 
+from dispatcher.audience.normalise import needs_smtputf8
 from dispatcher.errors import MessageError
+
+__all__ = ["needs_smtputf8", "wire_address"]
 
 
 def wire_address(address: str) -> str:
@@ -18,11 +21,6 @@ def wire_address(address: str) -> str:
     if not at:
         raise MessageError("not an email address")
     return f"{local}@{_ascii_domain(domain)}"
-
-
-def needs_smtputf8(address: str) -> bool:
-    """True when the local part is not ASCII: only a relay offering SMTPUTF8 takes it."""
-    return not address.rpartition("@")[0].isascii()
 
 
 @lru_cache(maxsize=1024)
