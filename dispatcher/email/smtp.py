@@ -23,7 +23,8 @@ from collections import deque
 
 import aiosmtplib
 
-from dispatcher.errors import PermanentDeliveryError, TransientDeliveryError
+from dispatcher.email.address import wire_address
+from dispatcher.errors import MessageError, PermanentDeliveryError, TransientDeliveryError
 from dispatcher.logs import mask
 from dispatcher.settings import Settings
 
@@ -105,6 +106,9 @@ class SmtpTransport:
         self._slots.release()
 
     async def send(self, *, sender: str, recipient: str, message: bytes, name: str) -> None:
+        """Raises MessageError when the relay cannot take this address (a non-ASCII
+        local part without SMTPUTF8); an international domain is sent IDNA-encoded."""
+        sender, recipient = wire_address(sender), wire_address(recipient)
         pipe: _Pipe | None = None
         borrowed = False
         try:
@@ -122,6 +126,8 @@ class SmtpTransport:
             if pipe is not None:
                 pipe.close()
             raise TransientDeliveryError(f"connection problem: {type(exc).__name__}") from None
+        except MessageError as exc:  # refused before a command was written: pipe reusable
+            raise MessageError(f"{exc} ({self.host}:{self.port})") from None
         except BaseException:  # cancelled: replies may still be due, so the pipe is unusable
             if pipe is not None:
                 pipe.close()
@@ -254,7 +260,9 @@ class _Pipe(asyncio.Protocol):
             if any(c in address for c in "\r\n<> ") or not address:
                 raise SmtpReply(553, "unusable address")
             if not address.isascii() and not self.smtputf8:
-                raise SmtpReply(553, "non-ASCII address and no SMTPUTF8 at the relay")
+                raise MessageError(
+                    "the address has a non-ASCII local part and the relay does not offer SMTPUTF8"
+                )
         utf8 = "" if sender.isascii() and recipient.isascii() else " SMTPUTF8"
         commands = [
             f"MAIL FROM:<{sender}>{utf8}\r\n".encode(),

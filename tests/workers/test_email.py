@@ -452,3 +452,57 @@ def test_a_message_without_the_unsubscribe_link_fails_and_counts_towards_the_err
     assert failed and all("no visible unsubscribe link" in (d.error_message or "") for d in failed)
     status = campaign_status(h.engine, "yalda-test")
     assert (status["state"], status["paused_by"]) == ("paused", "error-storm")
+
+
+def test_international_domains_are_sent_idna_encoded(
+    pipeline: Pipeline, smtp_server: SmtpServerHandle, tmp_path: Path
+) -> None:
+    smtp_server.offer_smtputf8(False)  # an IDNA domain needs no SMTPUTF8
+    h = pipeline(**smtp(smtp_server))
+    add_member(h.engine, "C1", email="user@münchen.de")
+    add_member(h.engine, "C2", email="other@xn--mnchen-3ya.de")
+    h.send(write_campaign(tmp_path / "c"))
+    h.run_workers()
+
+    envelopes = smtp_server.envelopes()
+    assert sorted(e["rcpt_to"] for e in envelopes) == [
+        "other@xn--mnchen-3ya.de",
+        "user@xn--mnchen-3ya.de",
+    ]
+    assert all(e["mail_options"] == [] for e in envelopes)
+    assert {m.parsed["To"] for m in smtp_server.messages()} == {
+        "user@xn--mnchen-3ya.de",
+        "other@xn--mnchen-3ya.de",
+    }
+    assert [d.status for d in h.deliveries()] == [DeliveryStatus.SENT] * 2
+
+
+def test_a_non_ascii_local_part_goes_with_smtputf8_when_the_relay_offers_it(
+    pipeline: Pipeline, smtp_server: SmtpServerHandle, tmp_path: Path
+) -> None:
+    h = pipeline(**smtp(smtp_server))
+    add_member(h.engine, "C1", email="üser@münchen.de")
+    h.send(write_campaign(tmp_path / "c"))
+    h.run_workers()
+
+    [envelope] = smtp_server.envelopes()
+    assert envelope["rcpt_to"] == "üser@xn--mnchen-3ya.de"
+    assert "SMTPUTF8" in envelope["mail_options"]
+    assert [d.status for d in h.deliveries()] == [DeliveryStatus.SENT]
+
+
+def test_a_non_ascii_local_part_fails_with_a_clear_reason_without_smtputf8(
+    pipeline: Pipeline, smtp_server: SmtpServerHandle, tmp_path: Path
+) -> None:
+    smtp_server.offer_smtputf8(False)
+    h = pipeline(**smtp(smtp_server))
+    add_member(h.engine, "C1", email="üser@example.com")
+    add_member(h.engine, "C2", email="plain@example.com")
+    h.send(write_campaign(tmp_path / "c"))
+    h.run_workers()
+
+    assert [m.rcpt_to for m in smtp_server.messages()] == ["plain@example.com"]
+    failed, sent = sorted(h.deliveries(), key=lambda d: d.status)
+    assert (failed.status, sent.status) == (DeliveryStatus.FAILED, DeliveryStatus.SENT)
+    assert "non-ASCII local part" in (failed.error_message or "")
+    assert "does not offer SMTPUTF8" in (failed.error_message or "")
