@@ -11,6 +11,10 @@ class ConfigurationError(DispatcherError):
     """Raised when a setting is missing or invalid."""
 
 
+class RelayUnavailable(DispatcherError):
+    """Raised when the SMTP relay cannot be reached, or refuses STARTTLS or our AUTH."""
+
+
 class InputError(DispatcherError):
     """Raised when a file given by a person (CSV, campaign) cannot be used at all."""
 

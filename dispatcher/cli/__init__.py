@@ -219,6 +219,15 @@ def campaign_send(
     if Channel.SMS in spec.channels:
         out.print(f"sms transport: [bold]{s.sms_transport_label}[/]", highlight=False)
     send_at = send_time(spec, at, s)
+    relay_watched = s.inline and not s.outbox and Channel.EMAIL in spec.channels
+    if relay_watched and send_at is None:
+        from dispatcher.email.relay import check_relay
+        from dispatcher.errors import RelayUnavailable
+
+        try:
+            check_relay(s)  # before anything is recorded: the slug stays usable
+        except RelayUnavailable as exc:
+            fail(f"{exc}; nothing was recorded", code=2)
     try:
         result = expand(rt.engine, spec, send_at=send_at, allow_empty=allow_empty)
     except EmptyAudienceError as exc:
@@ -245,6 +254,7 @@ def campaign_send(
             f"{channel}: {result.eligible[channel]} deliveries, "
             f"{result.excluded[channel]} excluded (opted out or no address)"
         )
+    stopped: str | None = None
     with _progress() as progress:
         task = progress.add_task("enqueue", total=total)
         enqueue_pending(rt.engine, broker, campaign, ACTORS, lambda n: progress.advance(task, n))
@@ -255,12 +265,29 @@ def campaign_send(
                 progress.update(send_task, completed=total - left)
 
             if s.inline:
-                run_inline(broker, rt.engine, campaign.id, threads=s.worker_threads, on_tick=tick)
+                from dispatcher.email.relay import RelayWatch
+
+                stopped = run_inline(
+                    broker,
+                    rt.engine,
+                    campaign.id,
+                    threads=s.worker_threads,
+                    on_tick=tick,
+                    stop=RelayWatch(s) if relay_watched else None,
+                )
             else:
                 wait_for(rt.engine, campaign.id, tick)
     mark_done_if_finished(rt.engine, campaign.id)
     rt.close()
+    if stopped is not None:
+        err.print(
+            f"[bold red]error:[/] {stopped}; sending stopped. What was not sent stays "
+            f"pending: `dispatcher campaign resume {spec.slug}` once the relay is back.",
+            highlight=False,
+        )
     _print_status(spec.slug)
+    if stopped is not None:
+        raise typer.Exit(1)
 
 
 def _progress() -> Progress:

@@ -24,7 +24,12 @@ from collections import deque
 import aiosmtplib
 
 from dispatcher.email.address import wire_address
-from dispatcher.errors import MessageError, PermanentDeliveryError, TransientDeliveryError
+from dispatcher.errors import (
+    MessageError,
+    PermanentDeliveryError,
+    RelayUnavailable,
+    TransientDeliveryError,
+)
 from dispatcher.logs import mask
 from dispatcher.settings import Settings
 
@@ -87,6 +92,26 @@ class SmtpTransport:
             pipelining=client.supports_extension("pipelining"),
             smtputf8=client.supports_extension("smtputf8"),
         )
+
+    async def probe(self) -> None:
+        """Open one connection as a send would (EHLO, STARTTLS, AUTH) and close it;
+        RelayUnavailable naming host, port and why when that fails."""
+        where = f"SMTP relay {self.host}:{self.port}"
+        try:
+            async with asyncio.timeout(self.timeout):
+                pipe = await self._connect()
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            raise RelayUnavailable(f"{where}: AUTH refused ({exc.code} {exc.message})") from None
+        except (TimeoutError, aiosmtplib.SMTPTimeoutError):
+            raise RelayUnavailable(f"{where}: no answer within {self.timeout:g} s") from None
+        except ssl.SSLError as exc:
+            raise RelayUnavailable(f"{where}: TLS failed ({exc.reason or exc})") from None
+        except aiosmtplib.SMTPConnectError as exc:
+            reason = exc.__cause__ or exc
+            raise RelayUnavailable(f"{where}: cannot connect ({_reason(reason)})") from None
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise RelayUnavailable(f"{where}: {_reason(exc)}") from None
+        await pipe.quit()
 
     async def _borrow(self) -> _Pipe | None:
         if self._idle is None or self._slots is None:
@@ -324,6 +349,13 @@ class _Pipe(asyncio.Protocol):
 
 class SmtpProtocolError(OSError):
     """Raised when the server's replies do not make sense; the connection is dropped."""
+
+
+def _reason(exc: BaseException) -> str:
+    """One line for a connection error: `Connection refused`, not `[Errno 111] ...`."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _classify(code: int, message: str) -> TransientDeliveryError | PermanentDeliveryError:
