@@ -61,9 +61,14 @@ def test_a_relay_that_dies_mid_run_is_said_once_and_the_run_ends_non_zero(
     assert run(workdir, "members", "import", "m.csv").returncode == 0
     server.delay_data(seconds=0.05, count=10_000)  # a run long enough to kill the relay in
     proc = start(workdir, "campaign", "send", CAMPAIGN, **relay(server.host, server.port))
-    server.wait_for(5, timeout=30)
-    server.stop()
-    out, err = proc.communicate(timeout=90)
+    try:
+        server.wait_for(5, timeout=30)
+        server.stop()
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
     assert proc.returncode == 1, out + err
     assert err.count(f"SMTP relay {server.host}:{server.port}") == 1
