@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from dispatcher.errors import CampaignError, DispatcherError, EmptyAudienceError
+from dispatcher.errors import CampaignError, DispatcherError, EmptyAudienceError, RenderError
 from dispatcher.settings import Settings, get_settings
 from dispatcher.store.models import Channel
 
@@ -164,6 +164,19 @@ def campaign_preview(
         context = found.template_context()
         url = rt.unsubscribe_url(found.id, Channel.EMAIL)
     templates = spec.templates(rt.shop())
+    try:
+        _preview(spec, templates, context, url, rt.settings)
+    except RenderError as exc:
+        fail(f"{file}: {exc}")
+
+
+def _preview(
+    spec: CampaignSpec,
+    templates: CampaignTemplates,
+    context: dict[str, Any],
+    url: str,
+    s: Settings,
+) -> None:
     if spec.email:
         rendered = templates.render_email(context, url)
         out.rule("subject")
@@ -175,7 +188,7 @@ def campaign_preview(
     if spec.sms:
         from dispatcher.sms.text import measure, with_footer
 
-        text = with_footer(templates.render_sms(context), rt.settings.sms_optout_footer)
+        text = with_footer(templates.render_sms(context), s.sms_optout_footer)
         out.rule("sms")
         out.print(text, highlight=False, markup=False)
         out.print(f"sms: {measure(text)}", highlight=False)

@@ -92,3 +92,22 @@ def test_send_allow_empty_records_an_empty_campaign(workdir: Path) -> None:
     assert sent.returncode == 0, sent.stderr
     status = json.loads(run(workdir, "campaign", "status", "yalda-1405", "--json").stdout)
     assert status["state"] == "done"
+
+
+def test_validate_reports_a_hostile_template_without_a_traceback(workdir: Path) -> None:
+    folder = workdir / "campaigns" / "hostile"
+    folder.mkdir()
+    (folder / "email.html").write_text(
+        "<p>{% for i in range(10**8) %}{{ i }}{% endfor %}{{ 'a' * 10**8 }}</p>", encoding="utf-8"
+    )
+    toml = folder / "c.toml"
+    toml.write_text(
+        'slug = "h"\nname = "n"\nchannels = ["email", "sms"]\n[email]\nsubject = "x"\n'
+        'html = "email.html"\n[sms]\nbody = "' + "سلام " * 40 + '"\n',
+        encoding="utf-8",
+    )
+    result = run(workdir, "campaign", "validate", str(toml), SMS_MAX_PARTS="2")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "email.html" in result.stderr and "range() of more than 10,000 items" in result.stderr
+    assert "over SMS_MAX_PARTS (2)" in result.stderr
