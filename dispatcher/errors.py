@@ -11,6 +11,10 @@ class ConfigurationError(DispatcherError):
     """Raised when a setting is missing or invalid."""
 
 
+class RelayUnavailable(DispatcherError):
+    """Raised when the SMTP relay cannot be reached, or refuses STARTTLS or our AUTH."""
+
+
 class InputError(DispatcherError):
     """Raised when a file given by a person (CSV, campaign) cannot be used at all."""
 
@@ -22,6 +26,10 @@ class CampaignError(InputError):
         self.path = path
         self.problems = problems
         super().__init__(f"{path}: " + "; ".join(problems))
+
+
+class EmptyAudienceError(DispatcherError):
+    """Raised when a campaign would be recorded for no one (nothing is recorded)."""
 
 
 class NotFoundError(DispatcherError):
@@ -71,6 +79,16 @@ class AccountError(DeliveryError):
     def __init__(self, message: str, *, code: int | None = None, problem: str = "") -> None:
         self.problem = problem or "the account cannot send"
         super().__init__(message, code=code)
+
+
+class MessageError(PermanentDeliveryError):
+    """Raised when a message cannot be built or sent as it is (a control character in
+    a header, an address the relay cannot take): this delivery fails, with the reason."""
+
+
+class RenderError(PermanentDeliveryError):
+    """Raised when a campaign's template cannot render a message for a member (an
+    error in the template, a limit passed, no visible unsubscribe link)."""
 
 
 class RateLimiterUnavailable(TransientDeliveryError):

@@ -39,10 +39,15 @@ def run_inline(
     *,
     threads: int = 8,
     on_tick: Callable[[int], None] | None = None,
-) -> None:
+    stop: Callable[[int], str | None] | None = None,
+) -> str | None:
     """Start an in-process Worker and return once the queues are drained and the
     campaign has nothing outstanding, or is paused or cancelled, or has only SMS left
-    that wait for the send window or a resume (they stay pending)."""
+    that wait for the send window or a resume (they stay pending).
+
+    `stop(left)` is asked at every tick; a reason from it ends the run at once (what
+    is left stays pending, for `campaign resume`) and is returned.
+    """
     assert isinstance(broker, StubBroker)
     held = _SmsHoldCheck(engine, campaign_id)
     worker = Worker(broker, worker_threads=threads, worker_timeout=100)
@@ -52,6 +57,9 @@ def run_inline(
             left = outstanding(engine, campaign_id)
             if on_tick:
                 on_tick(left)
+            reason = stop(left) if stop else None
+            if reason is not None:
+                return reason
             if _drained(broker) and (
                 left == 0 or is_held(get(engine, campaign_id)) or held.only_held_left(left)
             ):
@@ -64,6 +72,7 @@ def run_inline(
         worker.join()
     finally:
         worker.stop()
+    return None
 
 
 def _drained(broker: StubBroker) -> bool:

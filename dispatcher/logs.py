@@ -13,6 +13,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from dispatcher.errors import TransientDeliveryError
 from dispatcher.masking import mask_email, mask_mobile, mask_text
 
 FIELDS = ("campaign", "delivery", "channel", "outcome", "code")
@@ -59,6 +60,16 @@ class MaskingFilter(logging.Filter):
         return True
 
 
+class ExpectedFailureFilter(logging.Filter):
+    """Drops Dramatiq's "unhandled exception" record, traceback and all, for a send
+    that failed for now (TransientDeliveryError): the actor has already logged it in
+    one line, and the retry is expected."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not (isinstance(exc, TransientDeliveryError) and record.name.startswith("dramatiq."))
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line."""
 
@@ -85,6 +96,8 @@ class JsonFormatter(logging.Formatter):
 
 def install(handler: logging.Handler, *, json_lines: bool) -> None:
     """Add masking (once) and, for JSON, our formatter to an existing handler."""
+    if not any(isinstance(f, ExpectedFailureFilter) for f in handler.filters):
+        handler.addFilter(ExpectedFailureFilter())
     if not any(isinstance(f, MaskingFilter) for f in handler.filters):
         handler.addFilter(MaskingFilter())
     if json_lines:

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dispatcher.controlchars import find_control
 from dispatcher.errors import ConfigurationError
 
 DEV_SECRET_FILE = Path(".dispatcher-secret")
@@ -125,6 +126,7 @@ class Settings(BaseSettings):
     sms_send_window: str = "08:00-21:00"
     sms_timezone: str = "Asia/Tehran"
     sms_optout_footer: str = "لغو11"
+    sms_max_parts: int = Field(default=4, ge=1, le=10)  # SMS parts per message, footer included
     sms_sync_interval: float = Field(default=300.0, gt=0)  # seconds: scheduler's sync, inbox
 
     worker_threads: int = Field(default=8, ge=1)  # inline mode
@@ -145,6 +147,13 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("mail_from")
+    @classmethod
+    def _no_control_characters(cls, value: str | None) -> str | None:
+        if value is not None and (found := find_control(value)):
+            raise ValueError(f"a control character ({found}) cannot go into the From header")
+        return value
 
     @field_validator("kavenegar_api_key", mode="before")
     @classmethod

@@ -64,6 +64,7 @@ def write_campaign(
     tags: list[str] | None = None,
     html: str = HTML,
     sms: str | None = None,
+    subject: str = "{{ member.first_name }} عزیز، حراج یلدا",
 ) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "email.html").write_text(html, encoding="utf-8")
@@ -77,7 +78,7 @@ def write_campaign(
     if "email" in channels:
         lines += [
             "[email]",
-            'subject = "{{ member.first_name }} عزیز، حراج یلدا"',
+            f'subject = "{subject}"',
             'html = "email.html"',
         ]
     if "sms" in channels:

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, bindparam, false, insert, true, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from dispatcher.audience.normalise import external_id_forms
 from dispatcher.errors import NotFoundError
 from dispatcher.store.db import session_scope
 from dispatcher.store.models import Channel, ConsentEvent, ConsentSource, Member, utcnow
@@ -41,7 +42,7 @@ def subscribe(engine: Engine, external_id: str, channel: Channel) -> None:
     """
     with session_scope(engine) as session:
         member_id = session.exec(
-            select(Member.id).where(col(Member.external_id) == external_id)
+            select(Member.id).where(col(Member.external_id).in_(external_id_forms(external_id)))
         ).first()
         if member_id is None:
             raise NotFoundError(f"no member with external_id {external_id!r}")

@@ -38,12 +38,15 @@ from sqlalchemy.engine import Engine
 from dispatcher.audience.consent import CONSENT_COLUMNS
 from dispatcher.audience.normalise import (
     clean_mobile,
+    needs_smtputf8,
     normalise_email,
+    normalise_external_id,
     normalise_mobile,
     normalise_name,
     parse_opt_in,
     parse_tags,
 )
+from dispatcher.controlchars import CONTROL, strip_controls
 from dispatcher.errors import InputError
 from dispatcher.masking import mask_email, mask_text
 from dispatcher.store.models import ConsentEvent, ConsentSource, Member, MemberTag, utcnow
@@ -68,6 +71,7 @@ COLUMNS = (
     "tags",
 )
 MAX_EXTERNAL_ID_LENGTH = 64  # Member.external_id
+_CLEANED = ("first_name", "last_name", "tags")  # control characters removed, with a warning
 _CHUNK = 500  # ids per `IN (...)` on SQLite: well under its parameter limit
 
 _MEMBER: Table = Member.__table__  # type: ignore[attr-defined]
@@ -106,7 +110,9 @@ class ImportReport:
     counts imported rows that asked to opt a member in on a channel that the member
     had left through the dispatcher (sticky opt-out); such a row is not an error, and
     is also counted in `updated` or `unchanged`. `rejected` lists every problem found;
-    a rejected row is not imported, and a line may have several problems.
+    a rejected row is not imported, and a line may have several problems. `warnings`
+    lists what was imported but changed (control characters removed from a name) or
+    may not be sendable (an address with a non-ASCII local part).
     """
 
     created: int = 0
@@ -114,6 +120,7 @@ class ImportReport:
     unchanged: int = 0
     kept_opted_out: int = 0
     rejected: list[RowError] = field(default_factory=list)
+    warnings: list[RowError] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -150,9 +157,11 @@ def import_members(engine: Engine, path: Path) -> ImportReport:
 
     Rows are rejected, with their line, column and reason, for: a missing, too long
     or duplicate `external_id` (a later row with the same id is rejected, the first
-    is imported), an invalid email or mobile, a bad opt-in value, a tag too long, or
-    a number of fields different from the header's. Rows with only empty cells are
-    skipped. Every other row is imported.
+    is imported), an invalid email or mobile, a bad opt-in value, a tag too long, a
+    control character in the `external_id`, or a number of fields different from the
+    header's. Rows with only empty cells are skipped. Every other row is imported.
+    An `external_id` is stored with ASCII digits (`normalise_external_id`); control
+    characters in names and tags are removed, each such line reported in `warnings`.
 
     An unknown column in the header is reported as an error on line 1 (so the CLI
     exits non-zero) but does not stop the import: the known columns are imported.
@@ -180,6 +189,9 @@ def _parse(path: Path, report: ImportReport) -> tuple[set[str], list[_Row]]:
     def reject(line: int, column: str, reason: str, external_id: str | None = None) -> None:
         report.rejected.append(RowError(line, column, reason, external_id or None, name))
 
+    def warn(line: int, column: str, reason: str, external_id: str | None = None) -> None:
+        report.warnings.append(RowError(line, column, reason, external_id or None, name))
+
     records = _records(reader, name)
     header_line, header = next(records, (0, []))
     if not header:
@@ -197,7 +209,12 @@ def _parse(path: Path, report: ImportReport) -> tuple[set[str], list[_Row]]:
     for line, cells in records:
         if not any(cell.strip() for cell in cells):
             continue
-        external_id = cells[id_index].strip() if id_index < len(cells) else ""
+        raw_id = cells[id_index] if id_index < len(cells) else ""
+        try:
+            external_id = normalise_external_id(raw_id)
+        except ValueError as exc:
+            reject(line, "external_id", str(exc))
+            continue
         if len(cells) != len(columns):
             reject(line, "row", f"{len(cells)} fields, the header has {len(columns)}", external_id)
             continue
@@ -219,10 +236,23 @@ def _parse(path: Path, report: ImportReport) -> tuple[set[str], list[_Row]]:
         for column, i in index.items():
             if column == "external_id":
                 continue
+            cell = cells[i]
+            if column in _CLEANED and CONTROL.search(collapsed := " ".join(cell.split())):
+                cell = strip_controls(collapsed)  # line breaks and tabs are only spaces
+                warn(line, column, "control characters removed", external_id)
             try:
-                values[column] = _convert(column, cells[i])
+                values[column] = _convert(column, cell)
             except ValueError as exc:
-                reject(line, column, f"{exc}{_shown(column, cells[i])}", external_id)
+                reject(line, column, f"{exc}{_shown(column, cell)}", external_id)
+                continue
+            if column == "email" and values[column] and needs_smtputf8(values[column]):
+                warn(
+                    line,
+                    column,
+                    f"{mask_email(values[column])!r} has a non-ASCII local part: it is sent "
+                    "only through a relay offering SMTPUTF8",
+                    external_id,
+                )
         if len(report.rejected) == errors_before:
             rows.append(_Row(line, external_id, values))
     return set(index), rows

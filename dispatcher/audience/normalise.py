@@ -15,6 +15,8 @@ from email_validator import EmailNotValidError, validate_email
 from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES, DOT_ATOM_TEXT
 from phonenumbers import PhoneNumber, PhoneNumberType
 
+from dispatcher.controlchars import find_control
+
 IRAN_COUNTRY_CODE = 98
 MAX_TAG_LENGTH = 64  # MemberTag.tag
 
@@ -115,6 +117,37 @@ def _normalise_domain(domain: str) -> str | None:
         return validate_email(f"a@{domain}", check_deliverability=False).domain
     except EmailNotValidError:
         return None
+
+
+# Invisible marks that copying from right-to-left text brings along: never part of an id.
+_MARKS = re.compile(r"[\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+
+
+def normalise_external_id(raw: str) -> str:
+    """The stored form of an external_id, at import and wherever one is looked up:
+    trimmed, Persian and Arabic-Indic digits as ASCII (`M۲۰۱۰` -> `M2010`), without
+    invisible direction marks. Raises `ValueError` for a control character."""
+    text = _MARKS.sub("", to_ascii_digits(raw)).strip()
+    found = find_control(text)
+    if found:
+        raise ValueError(f"a control character ({found}) in the id")
+    return text
+
+
+def external_id_forms(typed: str) -> list[str]:
+    """What to look an id typed by a person up by: its normalised form, and the form as
+    typed (for rows imported before ids were normalised)."""
+    try:
+        normalised = normalise_external_id(typed)
+    except ValueError:
+        return [typed]
+    return list(dict.fromkeys((normalised, typed.strip())))
+
+
+def needs_smtputf8(address: str) -> bool:
+    """True when an address's local part is not ASCII: only a relay offering SMTPUTF8
+    takes it (an international domain alone is sent IDNA-encoded)."""
+    return not address.rpartition("@")[0].isascii()
 
 
 def normalise_name(raw: str) -> str:

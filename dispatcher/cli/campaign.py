@@ -12,7 +12,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from dispatcher.errors import CampaignError, DispatcherError
+from dispatcher.errors import CampaignError, DispatcherError, EmptyAudienceError, RenderError
 from dispatcher.settings import Settings
 from dispatcher.store.models import Channel
 
@@ -28,9 +28,15 @@ from dispatcher.cli.ops import print_scheduled, send_time, status_notes
 
 def _load(file: Path) -> CampaignSpec:
     from dispatcher.definition.campaign import load_campaign
+    from dispatcher.sms.text import parts_with_footer
 
+    s = settings()
     try:
-        return load_campaign(file)
+        return load_campaign(
+            file,
+            sms_parts=lambda body: parts_with_footer(body, s.sms_optout_footer),
+            sms_max_parts=s.sms_max_parts,
+        )
     except CampaignError as exc:
         err.print(f"[bold red]{file}: {len(exc.problems)} problem(s)[/]", highlight=False)
         for problem in exc.problems:
@@ -58,8 +64,9 @@ def campaign_preview(
     ] = None,
 ) -> None:
     """Render the subject, text and HTML for one member (or a sample member)."""
-    from sqlmodel import Session, select
+    from sqlmodel import Session, col, select
 
+    from dispatcher.audience.normalise import external_id_forms
     from dispatcher.definition.campaign import SAMPLE_MEMBER, SAMPLE_UNSUBSCRIBE_URL
     from dispatcher.store.models import Member
 
@@ -68,13 +75,28 @@ def campaign_preview(
     context, url = dict(SAMPLE_MEMBER), SAMPLE_UNSUBSCRIBE_URL
     if member is not None:
         with Session(rt.engine) as session:
-            found = session.exec(select(Member).where(Member.external_id == member)).first()
+            found = session.exec(
+                select(Member).where(col(Member.external_id).in_(external_id_forms(member)))
+            ).first()
         if found is None:
             fail(f"no member with external_id {member!r}")
         assert found.id is not None
         context = found.template_context()
         url = rt.unsubscribe_url(found.id, Channel.EMAIL)
     templates = spec.templates(rt.shop())
+    try:
+        _preview(spec, templates, context, url, rt.settings)
+    except RenderError as exc:
+        fail(f"{file}: {exc}")
+
+
+def _preview(
+    spec: CampaignSpec,
+    templates: CampaignTemplates,
+    context: dict[str, Any],
+    url: str,
+    s: Settings,
+) -> None:
     if spec.email:
         rendered = templates.render_email(context, url)
         out.rule("subject")
@@ -86,7 +108,7 @@ def campaign_preview(
     if spec.sms:
         from dispatcher.sms.text import measure, with_footer
 
-        text = with_footer(templates.render_sms(context), rt.settings.sms_optout_footer)
+        text = with_footer(templates.render_sms(context), s.sms_optout_footer)
         out.rule("sms")
         out.print(text, highlight=False, markup=False)
         out.print(f"sms: {measure(text)}", highlight=False)
@@ -104,6 +126,12 @@ def campaign_send(
             "'1405-09-29 10:00', or ISO 8601 with an offset. Overrides send_at.",
         ),
     ] = None,
+    allow_empty: Annotated[
+        bool,
+        typer.Option(
+            "--allow-empty", help="Record the campaign even if no member is in its audience."
+        ),
+    ] = False,
 ) -> None:
     """Expand the campaign into deliveries and enqueue them (inline mode: send them now).
 
@@ -123,7 +151,23 @@ def campaign_send(
     if Channel.SMS in spec.channels:
         out.print(f"sms transport: [bold]{s.sms_transport_label}[/]", highlight=False)
     send_at = send_time(spec, at, s)
-    result = expand(rt.engine, spec, send_at=send_at)
+    relay_watched = s.inline and not s.outbox and Channel.EMAIL in spec.channels
+    if relay_watched and send_at is None:
+        from dispatcher.email.relay import check_relay
+        from dispatcher.errors import RelayUnavailable
+
+        try:
+            check_relay(s)  # before anything is recorded: the slug stays usable
+        except RelayUnavailable as exc:
+            fail(f"{exc}; nothing was recorded", code=2)
+    try:
+        result = expand(rt.engine, spec, send_at=send_at, allow_empty=allow_empty)
+    except EmptyAudienceError as exc:
+        fail(
+            f"{exc}. Is DATABASE_URL the one the members were imported into? "
+            "--allow-empty records it anyway.",
+            code=2,
+        )
     campaign = result.campaign
     assert campaign.id is not None
     if not result.created:
@@ -142,6 +186,7 @@ def campaign_send(
             f"{channel}: {result.eligible[channel]} deliveries, "
             f"{result.excluded[channel]} excluded (opted out or no address)"
         )
+    stopped: str | None = None
     with _progress() as progress:
         task = progress.add_task("enqueue", total=total)
         enqueue_pending(rt.engine, broker, campaign, ACTORS, lambda n: progress.advance(task, n))
@@ -152,12 +197,29 @@ def campaign_send(
                 progress.update(send_task, completed=total - left)
 
             if s.inline:
-                run_inline(broker, rt.engine, campaign.id, threads=s.worker_threads, on_tick=tick)
+                from dispatcher.email.relay import RelayWatch
+
+                stopped = run_inline(
+                    broker,
+                    rt.engine,
+                    campaign.id,
+                    threads=s.worker_threads,
+                    on_tick=tick,
+                    stop=RelayWatch(s) if relay_watched else None,
+                )
             else:
                 wait_for(rt.engine, campaign.id, tick)
     finish_if_done(rt.engine, campaign.id)
     rt.close()
+    if stopped is not None:
+        err.print(
+            f"[bold red]error:[/] {stopped}; sending stopped. What was not sent stays "
+            f"pending: `dispatcher campaign resume {spec.slug}` once the relay is back.",
+            highlight=False,
+        )
     _print_status(spec.slug)
+    if stopped is not None:
+        raise typer.Exit(1)
 
 
 def _progress() -> Progress:

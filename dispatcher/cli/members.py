@@ -35,6 +35,8 @@ def members_import(
         f"(opted out through the dispatcher), {len(report.rejected)} rejected",
         highlight=False,
     )
+    for row in report.warnings:
+        err.print(f"[yellow]warning[/] {row}", highlight=False)
     for row in report.rejected:
         err.print(f"[red]rejected[/] {row}", highlight=False)
     if report.rejected:

@@ -9,22 +9,26 @@ from __future__ import annotations
 
 import tomllib
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jinja2 import TemplateError, TemplateSyntaxError
+from jinja2 import TemplateSyntaxError
 from jinja2.exceptions import TemplateNotFound
 
+from dispatcher.controlchars import find_control
 from dispatcher.definition.rendering import (
     HTML_NAME,
+    MAX_SUBJECT_CHARS,
     SMS_NAME,
     SUBJECT_NAME,
     TEXT_NAME,
     CampaignTemplates,
+    has_unsubscribe_link,
     wrap_in_layout,
 )
-from dispatcher.errors import CampaignError
+from dispatcher.errors import CampaignError, RenderError
 from dispatcher.store.models import Channel
 
 _KEYS: dict[str, set[str]] = {
@@ -40,6 +44,15 @@ SAMPLE_MEMBER: dict[str, Any] = {
     "email": "maryam@example.com",
     "mobile": "+989121234567",
     "tags": ["newsletter"],
+}
+# A second, different member: a template that shows the link only to the first fails.
+OTHER_SAMPLE_MEMBER: dict[str, Any] = {
+    "external_id": "X-other",
+    "first_name": "Ali",
+    "last_name": "",
+    "email": "ali@example.org",
+    "mobile": None,
+    "tags": [],
 }
 SAMPLE_UNSUBSCRIBE_URL = "https://shop.example/u/sample-token"
 
@@ -139,8 +152,15 @@ def _unknown_keys(table: dict[str, Any], section: str, problems: _Problems) -> N
             problems.add(where, f"unknown key (expected one of: {', '.join(sorted(allowed))})")
 
 
-def load_campaign(path: Path) -> CampaignSpec:
-    """Parse and validate a campaign file; raise CampaignError listing every problem."""
+def load_campaign(
+    path: Path, *, sms_parts: Callable[[str], int] | None = None, sms_max_parts: int = 4
+) -> CampaignSpec:
+    """Parse and validate a campaign file; raise CampaignError listing every problem.
+
+    `sms_parts` counts the SMS parts of a rendered body as sent (the SMS channel's
+    `parts_with_footer`); with it, an SMS over `sms_max_parts` (SMS_MAX_PARTS) for a
+    sample member is a problem.
+    """
     problems = _Problems(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -170,6 +190,8 @@ def load_campaign(path: Path) -> CampaignSpec:
     if not isinstance(name, str) or not name.strip():
         problems.add("name", "required: the campaign's name")
         name = ""
+    elif found := find_control(name):
+        problems.add("name", f"a control character ({found}) cannot go into a header")
 
     channels: list[Channel] = []
     raw_channels = data.get("channels")
@@ -215,7 +237,7 @@ def load_campaign(path: Path) -> CampaignSpec:
         source=str(path),
     )
     if spec.email or spec.sms:
-        _check_templates(spec, base, problems)
+        _check_templates(spec, base, problems, sms_parts=sms_parts, sms_max_parts=sms_max_parts)
     if problems.items:
         raise CampaignError(str(path), problems.items)
     return spec
@@ -235,6 +257,8 @@ def _email_section(
     subject = section.get("subject")
     if not isinstance(subject, str) or not subject.strip():
         problems.add("email.subject", "required: the subject line (a Jinja2 template)")
+    elif found := find_control(subject):
+        problems.add("email.subject", f"a control character ({found}) cannot go into a header")
     html = _read_template(base, section.get("html"), "email.html", problems)
     text = None
     if "text" in section:
@@ -285,8 +309,15 @@ def _template_file(spec: CampaignSpec, base: Path, name: str) -> tuple[str, Path
     return "email.subject", base
 
 
-def _check_templates(spec: CampaignSpec, base: Path, problems: _Problems) -> None:
-    """Compile every template, then render each for a sample member."""
+def _check_templates(
+    spec: CampaignSpec,
+    base: Path,
+    problems: _Problems,
+    *,
+    sms_parts: Callable[[str], int] | None,
+    sms_max_parts: int,
+) -> None:
+    """Compile every template, then render each for two sample members."""
     try:
         templates = spec.templates({"name": "فروشگاه نمونه"})
     except TemplateSyntaxError as exc:
@@ -296,29 +327,30 @@ def _check_templates(spec: CampaignSpec, base: Path, problems: _Problems) -> Non
     except TemplateNotFound as exc:
         problems.add("email.html", f"extends or includes a template that does not exist: {exc}")
         return
-    member = SAMPLE_MEMBER
     for name in (SUBJECT_NAME, HTML_NAME, TEXT_NAME, SMS_NAME):
         if not templates.has(name):
             continue
         where, file = _template_file(spec, base, name)
-        try:
-            out = templates.render(
-                name, {"member": member, "unsubscribe_url": SAMPLE_UNSUBSCRIBE_URL}
-            )
-        except TemplateNotFound as exc:
-            problems.add(where, f"extends or includes a template that does not exist: {exc}")
-            continue
-        except (TemplateError, TypeError, ValueError) as exc:
-            line = _template_line(exc, name)
-            problems.add(where, f"cannot render for a sample member: {exc}", file=file, line=line)
-            continue
-        if name == HTML_NAME and SAMPLE_UNSUBSCRIBE_URL not in out:
-            problems.add(
-                where,
-                "the rendered HTML has no unsubscribe link: extend "
-                '"email_layout.html" (or give a fragment, which is wrapped in it)',
-                file=file,
-            )
+        for member in (SAMPLE_MEMBER, OTHER_SAMPLE_MEMBER):
+            try:
+                out = templates.render(
+                    name, {"member": member, "unsubscribe_url": SAMPLE_UNSUBSCRIBE_URL}
+                )
+            except RenderError as exc:
+                cause = exc.__cause__
+                if isinstance(cause, TemplateNotFound):
+                    reason = f"extends or includes a template that does not exist: {cause}"
+                    problems.add(where, reason)
+                else:
+                    line = _template_line(cause or exc, name)
+                    reason = str(cause or exc).removeprefix("render: ")
+                    problems.add(
+                        where, f"cannot render for a sample member: {reason}", file=file, line=line
+                    )
+                break
+            limits = (sms_parts, sms_max_parts)
+            if not _rendered_ok(name, out, member, where, file, problems, limits):
+                break
     if (
         spec.email
         and wrap_in_layout(spec.email.html) is spec.email.html
@@ -329,6 +361,46 @@ def _check_templates(spec: CampaignSpec, base: Path, problems: _Problems) -> Non
             'extends a layout other than "email_layout.html"',
             file=base / spec.email.html_path,
         )
+
+
+def _rendered_ok(
+    name: str,
+    out: str,
+    member: dict[str, Any],
+    where: str,
+    file: Path,
+    problems: _Problems,
+    sms_limits: tuple[Callable[[str], int] | None, int],
+) -> bool:
+    """Check one rendered template against the limits; False after a problem."""
+    sample = "a sample member" if member is SAMPLE_MEMBER else "another sample member"
+    if name == HTML_NAME and not has_unsubscribe_link(out, SAMPLE_UNSUBSCRIBE_URL):
+        problems.add(
+            where,
+            f"the rendered HTML for {sample} has no visible unsubscribe link: extend "
+            '"email_layout.html" (or give a fragment, which is wrapped in it) for every member',
+            file=file,
+        )
+        return False
+    if name == SUBJECT_NAME and len(" ".join(out.split())) > MAX_SUBJECT_CHARS:
+        problems.add(
+            where,
+            f"the subject for {sample} is {len(' '.join(out.split()))} characters, "
+            f"over the limit of {MAX_SUBJECT_CHARS}",
+        )
+        return False
+    sms_parts, sms_max_parts = sms_limits
+    if name == SMS_NAME and sms_parts is not None:
+        parts = sms_parts(out.strip())
+        if parts > sms_max_parts:
+            problems.add(
+                where,
+                f"the SMS for {sample} is {parts} parts (footer included), over "
+                f"SMS_MAX_PARTS ({sms_max_parts})",
+                file=file,
+            )
+            return False
+    return True
 
 
 def _template_line(exc: BaseException, name: str) -> int | None:

@@ -1,12 +1,16 @@
 """The sandboxed Jinja2 environment and each campaign's compiled templates.
 
 Templates are compiled once per campaign (`CampaignTemplates`), then rendered per
-member. Campaign HTML always ends up inside `email_layout.html`, whose footer (outside
-every block) carries the visible unsubscribe link, so no campaign can forget it.
+member. Campaign HTML ends up inside `email_layout.html`, whose footer (outside every
+block) carries the visible unsubscribe link; every rendered HTML is checked for it.
+The sandbox has limits (`LimitedSandbox`): rendered sizes, ranges, and the operators
+and calls that could build a huge string; any failure is a `RenderError`.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.utils import parseaddr
 from html.parser import HTMLParser
@@ -14,8 +18,13 @@ from typing import Any
 
 from jinja2 import BaseLoader, ChoiceLoader, PackageLoader, StrictUndefined, Template
 from jinja2.environment import Environment
-from jinja2.exceptions import TemplateNotFound
+from jinja2.exceptions import SecurityError, TemplateNotFound
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from markupsafe import escape
+
+from dispatcher.controlchars import strip_controls
+from dispatcher.errors import RenderError
 
 LAYOUT = "email_layout.html"
 HTML_NAME, TEXT_NAME, SUBJECT_NAME, SMS_NAME = (
@@ -24,6 +33,16 @@ HTML_NAME, TEXT_NAME, SUBJECT_NAME, SMS_NAME = (
     "campaign/subject.txt",
     "campaign/sms.txt",
 )
+# Limits, in characters (see the README's "Template limits").
+MAX_HTML_CHARS = 500_000
+MAX_TEXT_CHARS = 200_000
+MAX_SUBJECT_CHARS = 200  # for the sample member, at validate
+MAX_VALUE_CHARS = 1_000_000  # any one string a template builds (`*`, `%`, a width)
+MAX_RANGE = 10_000  # items of one `range()`
+_DIGITS = re.compile(r"\d+")
+_EXTENDS = re.compile(r"\{%[-+]?\s*extends\b")
+_COMMENT = re.compile(r"\{#.*?#\}", re.DOTALL)
+_HTML_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 _WRAP_OPEN = '{% extends "' + LAYOUT + '" %}{% block content %}'
 _WRAP_CLOSE = "{% endblock %}"
 
@@ -41,9 +60,17 @@ def wrap_in_layout(source: str) -> str:
     The opening tag goes on the fragment's first line, so line numbers in errors
     still match the file.
     """
-    if "{% extends" in source or "{%- extends" in source:
+    if _EXTENDS.search(_COMMENT.sub("", source)):
         return source
     return _WRAP_OPEN + source + _WRAP_CLOSE
+
+
+def has_unsubscribe_link(html: str, unsubscribe_url: str) -> bool:
+    """Whether `html` links to `unsubscribe_url` outside HTML comments."""
+    needle = f'href="{escape(unsubscribe_url)}"'
+    if needle not in html:
+        return False
+    return "<!--" not in html or needle in _HTML_COMMENT.sub("", html)
 
 
 def shop_name(mail_from: str | None) -> str:
@@ -63,15 +90,98 @@ class _CampaignLoader(BaseLoader):
         return self.sources[template], template, lambda: True
 
 
+def _too_big(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > MAX_VALUE_CHARS
+
+
+def _check_args(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    if any(_too_big(a) for a in args) or any(_too_big(v) for v in kwargs.values()):
+        raise SecurityError(f"a size over {MAX_VALUE_CHARS:,} is not allowed in a template")
+
+
+def _check_format(fmt: object) -> None:
+    """Refuse a format string with a width or precision over the limit (`%0100000000d`)."""
+    if isinstance(fmt, str) and any(
+        len(d) > 7 or int(d) > MAX_VALUE_CHARS for d in _DIGITS.findall(fmt)
+    ):
+        raise SecurityError(f"a width over {MAX_VALUE_CHARS:,} is not allowed in a template")
+
+
+def bounded_range(*args: int) -> range:
+    """`range`, at most MAX_RANGE items."""
+    rng = range(*args)
+    if len(rng) > MAX_RANGE:
+        raise SecurityError(f"range() of more than {MAX_RANGE:,} items is not allowed")
+    return rng
+
+
+def _sized(value: Any) -> int:
+    return len(value) if isinstance(value, str | bytes | list | tuple) else 0
+
+
+class LimitedSandbox(ImmutableSandboxedEnvironment):
+    """Jinja2's immutable sandbox, refusing what would build a huge value *before* it
+    is built: `'a' * 10**8`, `10 ** 10 ** 10`, `'%0100000000d' % 1`,
+    `'a'.ljust(10**8)`, `'a'|center(10**8)`, `range(10**8)`."""
+
+    intercepted_binops = frozenset({"*", "**", "%"})
+
+    def call_binop(self, context: Context, op: str, left: Any, right: Any) -> Any:
+        if op == "*":
+            size = _sized(left) or _sized(right)
+            times = right if _sized(left) else left
+            if size and isinstance(times, int) and size * times > MAX_VALUE_CHARS:
+                raise SecurityError(f"a value over {MAX_VALUE_CHARS:,} characters")
+        elif op == "**":
+            if (
+                isinstance(left, int)
+                and isinstance(right, int)
+                and abs(left) > 1
+                and right * max(abs(left).bit_length(), 1) > 4096
+            ):
+                raise SecurityError("a power too large for a template")
+        elif op == "%":
+            _check_format(left)
+        return super().call_binop(context, op, left, right)
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(getattr(__obj, "__self__", None), str):  # str methods: widths, format
+            _check_args(args, kwargs)
+            if getattr(__obj, "__name__", "") in ("format", "format_map"):
+                _check_format(__obj.__self__)
+        return super().call(__context, __obj, *args, **kwargs)
+
+
+def _limited_filter(func: Callable[..., Any], checks_format: bool) -> Callable[..., Any]:
+    def limited(*args: Any, **kwargs: Any) -> Any:
+        _check_args(args, kwargs)
+        if checks_format and args:
+            _check_format(args[0])
+        return func(*args, **kwargs)
+
+    for attr in ("jinja_pass_arg",):  # pass_context / pass_environment / pass_eval_context
+        if hasattr(func, attr):
+            setattr(limited, attr, getattr(func, attr))
+    return limited
+
+
 def make_environment(sources: dict[str, str]) -> ImmutableSandboxedEnvironment:
-    """A sandbox that sees the campaign's sources and the package's layouts."""
-    return ImmutableSandboxedEnvironment(
+    """A limited sandbox that sees the campaign's sources and the package's layouts."""
+    env = LimitedSandbox(
         loader=ChoiceLoader([_CampaignLoader(sources), PackageLoader("dispatcher", "templates")]),
         undefined=StrictUndefined,
         autoescape=lambda name: bool(name) and name.endswith(".html"),
         keep_trailing_newline=False,
         auto_reload=False,
     )
+    env.globals["range"] = bounded_range
+    for name in ("center", "indent", "format"):
+        env.filters[name] = _limited_filter(env.filters[name], checks_format=name == "format")
+    return env
+
+
+def _limit_of(name: str) -> int:
+    return MAX_HTML_CHARS if name == HTML_NAME else MAX_TEXT_CHARS
 
 
 class CampaignTemplates:
@@ -107,12 +217,28 @@ class CampaignTemplates:
         return name in self._compiled
 
     def render(self, name: str, context: dict[str, Any]) -> str:
-        return self._compiled[name].render(context)
+        """One template, rendered; stops as soon as the output passes its limit.
+
+        Raises RenderError for anything that goes wrong (the template's error, a limit,
+        a MemoryError), the original chained as its cause.
+        """
+        limit = _limit_of(name)
+        try:
+            return _joined(self._compiled[name].generate(context), limit, name)
+        except RenderError:
+            raise
+        except Exception as exc:  # the template's own error, whatever it is: reported
+            reason = str(exc) or type(exc).__name__
+            raise RenderError(f"render: {_FIELDS.get(name, name)}: {reason}") from exc
 
     def render_email(self, member: dict[str, Any], unsubscribe_url: str) -> RenderedEmail:
+        """Subject, text and HTML for one member; RenderError when the HTML lacks the
+        visible unsubscribe link (a template that prints it only for some members)."""
         ctx = {"member": member, "unsubscribe_url": unsubscribe_url}
-        subject = " ".join(self.render(SUBJECT_NAME, ctx).split())
+        subject = strip_controls(" ".join(self.render(SUBJECT_NAME, ctx).split()))
         html = self.render(HTML_NAME, ctx)
+        if not has_unsubscribe_link(html, unsubscribe_url):
+            raise RenderError("render: email.html: the HTML has no visible unsubscribe link")
         if TEXT_NAME in self._compiled:
             text = self.render(TEXT_NAME, ctx).strip()
         else:
@@ -123,6 +249,27 @@ class CampaignTemplates:
 
     def render_sms(self, member: dict[str, Any]) -> str:
         return self.render(SMS_NAME, {"member": member, "unsubscribe_url": ""}).strip()
+
+
+_FIELDS = {
+    SUBJECT_NAME: "email.subject",
+    HTML_NAME: "email.html",
+    TEXT_NAME: "email.text",
+    SMS_NAME: "sms",
+}
+
+
+def _joined(chunks: Iterator[str], limit: int, name: str) -> str:
+    parts: list[str] = []
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > limit:
+            raise RenderError(
+                f"render: {_FIELDS.get(name, name)}: over {limit:,} characters (the limit)"
+            )
+        parts.append(chunk)
+    return "".join(parts)
 
 
 class _TextExtractor(HTMLParser):

@@ -23,7 +23,14 @@ from collections import deque
 
 import aiosmtplib
 
-from dispatcher.errors import PermanentDeliveryError, ThrottledError, TransientDeliveryError
+from dispatcher.email.address import wire_address
+from dispatcher.errors import (
+    MessageError,
+    PermanentDeliveryError,
+    RelayUnavailable,
+    ThrottledError,
+    TransientDeliveryError,
+)
 from dispatcher.logs import mask
 from dispatcher.settings import Settings
 
@@ -87,6 +94,26 @@ class SmtpTransport:
             smtputf8=client.supports_extension("smtputf8"),
         )
 
+    async def probe(self) -> None:
+        """Open one connection as a send would (EHLO, STARTTLS, AUTH) and close it;
+        RelayUnavailable naming host, port and why when that fails."""
+        where = f"SMTP relay {self.host}:{self.port}"
+        try:
+            async with asyncio.timeout(self.timeout):
+                pipe = await self._connect()
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            raise RelayUnavailable(f"{where}: AUTH refused ({exc.code} {exc.message})") from None
+        except (TimeoutError, aiosmtplib.SMTPTimeoutError):
+            raise RelayUnavailable(f"{where}: no answer within {self.timeout:g} s") from None
+        except ssl.SSLError as exc:
+            raise RelayUnavailable(f"{where}: TLS failed ({exc.reason or exc})") from None
+        except aiosmtplib.SMTPConnectError as exc:
+            reason = exc.__cause__ or exc
+            raise RelayUnavailable(f"{where}: cannot connect ({_reason(reason)})") from None
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise RelayUnavailable(f"{where}: {_reason(exc)}") from None
+        await pipe.quit()
+
     async def _borrow(self) -> _Pipe | None:
         if self._idle is None or self._slots is None:
             self._idle = asyncio.LifoQueue()
@@ -105,6 +132,9 @@ class SmtpTransport:
         self._slots.release()
 
     async def send(self, *, sender: str, recipient: str, message: bytes, name: str) -> None:
+        """Raises MessageError when the relay cannot take this address (a non-ASCII
+        local part without SMTPUTF8); an international domain is sent IDNA-encoded."""
+        sender, recipient = wire_address(sender), wire_address(recipient)
         pipe: _Pipe | None = None
         borrowed = False
         try:
@@ -122,6 +152,8 @@ class SmtpTransport:
             if pipe is not None:
                 pipe.close()
             raise TransientDeliveryError(f"connection problem: {type(exc).__name__}") from None
+        except MessageError as exc:  # refused before a command was written: pipe reusable
+            raise MessageError(f"{exc} ({self.host}:{self.port})") from None
         except BaseException:  # cancelled: replies may still be due, so the pipe is unusable
             if pipe is not None:
                 pipe.close()
@@ -254,7 +286,9 @@ class _Pipe(asyncio.Protocol):
             if any(c in address for c in "\r\n<> ") or not address:
                 raise SmtpReply(553, "unusable address")
             if not address.isascii() and not self.smtputf8:
-                raise SmtpReply(553, "non-ASCII address and no SMTPUTF8 at the relay")
+                raise MessageError(
+                    "the address has a non-ASCII local part and the relay does not offer SMTPUTF8"
+                )
         utf8 = "" if sender.isascii() and recipient.isascii() else " SMTPUTF8"
         commands = [
             f"MAIL FROM:<{sender}>{utf8}\r\n".encode(),
@@ -319,6 +353,13 @@ class SmtpProtocolError(OSError):
 
 
 SLOW_DOWN_CODES = frozenset({421, 450, 451, 454})  # the relay asks us to slow down
+
+
+def _reason(exc: BaseException) -> str:
+    """One line for a connection error: `Connection refused`, not `[Errno 111] ...`."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _classify(code: int, message: str) -> TransientDeliveryError | PermanentDeliveryError:

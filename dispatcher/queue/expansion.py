@@ -13,11 +13,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from dramatiq import Actor, Broker
-from sqlalchemy import ColumnElement, and_, exists, func, insert, literal, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from dispatcher.definition.campaign import CampaignSpec
+from dispatcher.errors import EmptyAudienceError
 from dispatcher.queue.broker import enqueue_ids
 from dispatcher.store.models import (
     Campaign,
@@ -66,8 +78,18 @@ def reachable(channel: Channel) -> ColumnElement[bool]:
     )
 
 
-def expand(engine: Engine, spec: CampaignSpec, *, send_at: datetime | None = None) -> Expansion:
+def expand(
+    engine: Engine,
+    spec: CampaignSpec,
+    *,
+    send_at: datetime | None = None,
+    allow_empty: bool = True,
+) -> Expansion:
     """Record the campaign and its deliveries, once per slug.
+
+    Without `allow_empty`, a campaign that no member would get now (an empty database,
+    a tag nobody has) raises EmptyAudienceError and nothing is recorded, so the slug
+    stays usable.
 
     A slug seen before is returned as it is (`created=False`): sending a campaign twice
     never sends anything twice. With `send_at` the campaign is recorded as `scheduled`
@@ -92,8 +114,31 @@ def expand(engine: Engine, spec: CampaignSpec, *, send_at: datetime | None = Non
         result = Expansion(campaign=campaign, created=True)
         if send_at is None:
             _insert_deliveries(session, campaign, spec, result)
+            empty = not any(result.eligible.values())
+        else:
+            empty = not _audience_size(session, spec)
+        if empty and not allow_empty:
+            session.rollback()
+            raise EmptyAudienceError(
+                f"campaign {spec.slug}: no member is in its audience "
+                f"({_members(session)} members in the database, none reachable); "
+                "nothing was recorded"
+            )
         session.commit()
         return result
+
+
+def _audience_size(session: Session, spec: CampaignSpec) -> int:
+    """Members the campaign would reach now on any of its channels."""
+    reach = or_(*(reachable(channel) for channel in spec.channels))
+    query = select(func.count()).select_from(Member)
+    return int(
+        session.execute(query.where(audience_filter(spec.audience_tags), reach)).scalar_one()
+    )
+
+
+def _members(session: Session) -> int:
+    return int(session.execute(select(func.count()).select_from(Member)).scalar_one())
 
 
 def launch(engine: Engine, campaign_id: int, *, now: datetime) -> Expansion | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 
 import dramatiq
-from jinja2 import TemplateError
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import col
@@ -22,11 +21,11 @@ from dispatcher.masking import mask_mobile
 from dispatcher.queue.broker import register
 from dispatcher.runtime import Runtime, get_runtime
 from dispatcher.sms.hold import wait_for_window, window_closed_until
-from dispatcher.sms.text import with_footer
+from dispatcher.sms.text import render_text
 from dispatcher.sms.window import describe
 from dispatcher.store.models import Channel, Member, utcnow
 from dispatcher.workers.actor import Channel as ChannelHooks
-from dispatcher.workers.actor import Outcome, check, failed, render_failed, succeeded
+from dispatcher.workers.actor import Outcome, check, failed, succeeded
 
 log = logging.getLogger("dispatcher.sms")
 
@@ -104,19 +103,18 @@ def deliver_sms(rt: Runtime, delivery_id: int) -> Outcome:
         return Outcome.DUPLICATE
     mobile = loaded.member.mobile
     assert mobile
-    try:
-        body = compiled.templates.render_sms(loaded.member.template_context())
-        if not body.strip():
-            raise ValueError("the message is empty")
-    except (TemplateError, ValueError) as exc:
-        return render_failed(rt, delivery_id, str(exc))
     transport = rt.sms_transport
     try:
+        text = render_text(  # a template error or limit: a RenderError, failed and counted
+            compiled.templates,
+            loaded.member.template_context(),
+            footer=rt.settings.sms_optout_footer,
+            max_parts=rt.settings.sms_max_parts,
+        )
         result = transport.status_by_localid(delivery_id) if retrying else None
         if result is not None:
             log.info("delivery %s: Kavenegar already has it; not sent again", delivery_id)
         else:
-            text = with_footer(body, rt.settings.sms_optout_footer)
             result = transport.send(
                 receptor=mobile, message=text, localid=delivery_id, campaign=compiled.slug
             )

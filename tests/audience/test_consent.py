@@ -135,3 +135,13 @@ def test_list_optouts_oldest_first_and_since(engine: Engine, tmp_path: Path) -> 
         "2025-03-01T07:00:00+00:00",
         "2025-03-01T08:00:00+00:00",
     ]
+
+
+def test_subscribe_finds_a_member_by_an_id_typed_with_persian_digits(
+    engine: Engine, tmp_path: Path
+) -> None:
+    run(engine, tmp_path, "external_id,email\nM2010,a@example.com\n")
+    with session_scope(engine) as session:
+        opt_out(session, member(engine, "M2010").id or 0, Channel.EMAIL, ConsentSource.LINK)
+    subscribe(engine, "M۲۰۱۰", Channel.EMAIL)
+    assert member(engine, "M2010").email_opt_in

@@ -383,3 +383,58 @@ def test_import_of_unchanged_consent_records_no_event(engine: Engine, tmp_path: 
     report = run(engine, tmp_path, "external_id,email_opt_in\nC1,0\n")
     assert report.unchanged == 1
     assert events(engine) == []
+
+
+# -- hostile files: digits, control characters, international addresses ----------------------
+
+
+def test_persian_and_arabic_digits_in_an_external_id_are_stored_as_ascii(
+    engine: Engine, tmp_path: Path
+) -> None:
+    report = run(engine, tmp_path, "external_id,first_name\nM۲۰۱۰,Ali\n\u200fM٢٠١١,Sara\n")
+    assert report.ok and report.created == 2
+    assert set(members(engine)) == {"M2010", "M2011"}
+    again = run(engine, tmp_path, "external_id,first_name\nM2010,Ali Reza\n")
+    assert again.created == 0 and again.updated == 1  # the same member, not a new one
+
+
+def test_control_characters_in_names_and_tags_are_removed_and_reported_by_line(
+    engine: Engine, tmp_path: Path
+) -> None:
+    content = (
+        "external_id,first_name,last_name,tags\n"
+        "C1,Ali\x07\x1b[31m,Rezaei,vip\n"
+        "C2,Sara,Ah\x01madi,news\x1bletter\n"
+        "C3,Plain,Name,\n"
+    )
+    report = run(engine, tmp_path, content)
+    assert report.ok and report.created == 3
+    assert [(w.line, w.field, w.reason) for w in report.warnings] == [
+        (2, "first_name", "control characters removed"),
+        (3, "last_name", "control characters removed"),
+        (3, "tags", "control characters removed"),
+    ]
+    assert member(engine, "C1").first_name == "Ali"
+    assert member(engine, "C2").last_name == "Ahmadi"
+    assert tags(engine, "C2") == {"newsletter"}
+
+
+def test_a_control_character_in_an_external_id_rejects_the_row(
+    engine: Engine, tmp_path: Path
+) -> None:
+    report = run(engine, tmp_path, "external_id,first_name\nC\x071,Ali\nC2,Sara\n")
+    assert where(report) == [(2, "external_id")]
+    assert set(members(engine)) == {"C2"}
+
+
+def test_an_address_with_a_non_ascii_local_part_is_imported_with_a_warning(
+    engine: Engine, tmp_path: Path
+) -> None:
+    content = (
+        "external_id,email\nC1,user@münchen.de\nC2,user@xn--mnchen-3ya.de\nC3,üser@example.com\n"
+    )
+    report = run(engine, tmp_path, content)
+    assert report.ok and report.created == 3
+    assert [(w.line, w.field) for w in report.warnings] == [(4, "email")]
+    assert "SMTPUTF8" in report.warnings[0].reason and "üser" not in report.warnings[0].reason
+    assert member(engine, "C2").email == "user@münchen.de"

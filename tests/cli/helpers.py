@@ -13,10 +13,31 @@ DISPATCHER = [sys.executable, "-m", "dispatcher"]
 CLEARED = ("SMTP_", "REDIS_", "DATABASE_", "KAVENEGAR_", "UNSUBSCRIBE_", "SMS_", "BOUNCE_")
 
 
-def run(workdir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """`dispatcher ARGS` in `workdir`, with `env` on top of a cleared environment."""
+def _environ(env: dict[str, str]) -> dict[str, str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(CLEARED)}
     environ.update(MAIL_FROM="فروشگاه نمونه <news@shop.example>", PYTHONPATH=str(ROOT), **env)
+    return environ
+
+
+def run(workdir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`dispatcher ARGS` in `workdir`, with `env` on top of a cleared environment."""
     return subprocess.run(
-        [*DISPATCHER, *args], cwd=workdir, env=environ, capture_output=True, text=True, timeout=120
+        [*DISPATCHER, *args],
+        cwd=workdir,
+        env=_environ(env),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def start(workdir: Path, *args: str, **env: str) -> subprocess.Popen[str]:
+    """`run`, without waiting: the caller acts meanwhile, then `communicate()`s."""
+    return subprocess.Popen(
+        [*DISPATCHER, *args],
+        cwd=workdir,
+        env=_environ(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )

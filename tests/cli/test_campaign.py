@@ -95,3 +95,44 @@ def test_a_database_that_cannot_be_opened_is_one_clear_line(workdir: Path) -> No
     assert result.returncode == 1
     assert "database sqlite:////no/such/dir/x.db: unable to open database file" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_send_with_an_empty_audience_exits_2_and_leaves_the_slug_usable(workdir: Path) -> None:
+    sent = run(workdir, "campaign", "send", "campaigns/yalda-1405.toml")
+    assert sent.returncode == 2, sent.stdout + sent.stderr
+    assert "no member is in its audience" in sent.stderr and "--allow-empty" in sent.stderr
+    assert "Traceback" not in sent.stderr
+
+    assert run(workdir, "members", "import", "campaigns/members.csv").returncode == 0
+    again = run(
+        workdir, "campaign", "send", "campaigns/yalda-1405.toml", SMS_SEND_WINDOW="00:00-24:00"
+    )
+    assert again.returncode == 0, again.stderr
+    status = json.loads(run(workdir, "campaign", "status", "yalda-1405", "--json").stdout)
+    assert status["state"] == "done" and status["email"]["sent"] > 0
+
+
+def test_send_allow_empty_records_an_empty_campaign(workdir: Path) -> None:
+    sent = run(workdir, "campaign", "send", "campaigns/yalda-1405.toml", "--allow-empty")
+    assert sent.returncode == 0, sent.stderr
+    status = json.loads(run(workdir, "campaign", "status", "yalda-1405", "--json").stdout)
+    assert status["state"] == "done"
+
+
+def test_validate_reports_a_hostile_template_without_a_traceback(workdir: Path) -> None:
+    folder = workdir / "campaigns" / "hostile"
+    folder.mkdir()
+    (folder / "email.html").write_text(
+        "<p>{% for i in range(10**8) %}{{ i }}{% endfor %}{{ 'a' * 10**8 }}</p>", encoding="utf-8"
+    )
+    toml = folder / "c.toml"
+    toml.write_text(
+        'slug = "h"\nname = "n"\nchannels = ["email", "sms"]\n[email]\nsubject = "x"\n'
+        'html = "email.html"\n[sms]\nbody = "' + "سلام " * 40 + '"\n',
+        encoding="utf-8",
+    )
+    result = run(workdir, "campaign", "validate", str(toml), SMS_MAX_PARTS="2")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "email.html" in result.stderr and "range() of more than 10,000 items" in result.stderr
+    assert "over SMS_MAX_PARTS (2)" in result.stderr

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from dispatcher.definition.campaign import CampaignSpec, load_campaign
+from dispatcher.definition.rendering import has_unsubscribe_link
 from dispatcher.errors import CampaignError
 from dispatcher.store.models import Channel
 
@@ -120,3 +121,90 @@ def test_sandbox_blocks_unsafe_attribute_access(tmp_path: Path) -> None:
     html = "<p>{{ member.__class__.__mro__ }}</p>"
     problems = problems_of(write_campaign(tmp_path, GOOD, html=html))
     assert any("cannot render" in p for p in problems)
+
+
+# -- hostile campaign files: headers, limits, the unsubscribe link ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("toml", "field"),
+    [
+        (GOOD.replace('name = "آزمایش"', 'name = "Promo\\r\\nBcc: all@example.com"'), "name"),
+        (GOOD.replace('subject = "', 'subject = "Hi\\r\\nBcc: all@example.com '), "email.subject"),
+        (GOOD.replace('name = "آزمایش"', 'name = "Promo\\u0007"'), "name"),
+    ],
+)
+def test_a_control_character_in_a_header_value_is_a_problem(
+    tmp_path: Path, toml: str, field: str
+) -> None:
+    problems = problems_of(write_campaign(tmp_path, toml, html="<p>x</p>"))
+    assert any(f": {field}: a control character" in p for p in problems), problems
+
+
+def test_a_subject_over_the_limit_is_a_problem(tmp_path: Path) -> None:
+    toml = GOOD.replace('subject = "', 'subject = "' + "Yalda sale " * 30)
+    problems = problems_of(write_campaign(tmp_path, toml, html="<p>x</p>"))
+    assert any("email.subject" in p and "over the limit of 200" in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        '{% if member.external_id == "C0000" %}{% extends "email_layout.html" %}{% endif %}'
+        "<p>only the sample member sees the link</p>",
+        '{% if member.external_id == "C0000" %}<a href="{{ unsubscribe_url }}">x</a>{% endif %}'
+        '{# {% extends "email_layout.html" %} #}',
+        '<!-- <a href="{{ unsubscribe_url }}">x</a> -->{# {% extends "email_layout.html" %} #}',
+    ],
+)
+def test_a_link_shown_only_to_the_sample_member_or_hidden_is_a_problem(
+    tmp_path: Path, html: str
+) -> None:
+    path = write_campaign(tmp_path, GOOD, html=html)
+    try:
+        spec = load_campaign(path)
+    except CampaignError as exc:
+        assert any("unsubscribe link" in p for p in exc.problems), exc.problems
+        return
+    # Not a problem only because the fragment is now wrapped in the layout after all.
+    assert spec.email is not None
+    rendered = spec.templates({"name": "s"}).render_email(
+        {"external_id": "C9", "first_name": "x", "tags": []}, "https://s.example/u/T"
+    )
+    assert has_unsubscribe_link(rendered.html, "https://s.example/u/T")
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "{{ 'a' * 10**8 }}",
+        "{% for i in range(10**8) %}{{ i }}{% endfor %}",
+        "{{ 7 ** (10**9) }}",
+        "{{ '%0100000000d' % 1 }}",
+        "{{ 'a'.ljust(10**8) }}",
+        "{{ 'a'|center(10**8) }}",
+        "{{ '{:100000000}'.format(1) }}",
+        "{% for i in range(10000) %}{% for j in range(10000) %}xxxxxxxxxx{% endfor %}{% endfor %}",
+        "{{ 1 / 0 }}",
+        "{{ member.tags[5] }}",
+    ],
+)
+def test_a_hostile_template_is_a_reported_problem_found_cheaply(
+    tmp_path: Path, expression: str
+) -> None:
+    import time
+
+    path = write_campaign(tmp_path, GOOD, html=f"<p>{expression}</p>")
+    started = time.monotonic()
+    problems = problems_of(path)
+    assert time.monotonic() - started < 2.0
+    assert any("email.html" in p and "cannot render for a sample member" in p for p in problems)
+
+
+def test_an_sms_over_sms_max_parts_is_a_problem(tmp_path: Path) -> None:
+    toml = 'slug = "s-1"\nname = "x"\nchannels = ["sms"]\n[sms]\nbody = "' + "سلام " * 60 + '"\n'
+    path = write_campaign(tmp_path, toml)
+    with pytest.raises(CampaignError) as info:
+        load_campaign(path, sms_parts=lambda body: len(body) // 67 + 1, sms_max_parts=4)
+    assert any("SMS_MAX_PARTS (4)" in p for p in info.value.problems)
+    assert load_campaign(path, sms_parts=lambda body: len(body) // 67 + 1, sms_max_parts=5)

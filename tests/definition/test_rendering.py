@@ -57,3 +57,43 @@ def test_html_to_text_drops_style_and_script() -> None:
 def test_shop_name_comes_from_the_from_header() -> None:
     assert shop_name("فروشگاه نمونه <news@shop.example>") == "فروشگاه نمونه"
     assert shop_name("news@shop.example") == "فروشگاه"
+
+
+def test_a_template_that_shows_the_link_to_some_members_only_fails_for_the_others() -> None:
+    import pytest
+
+    from dispatcher.errors import RenderError
+
+    t = templates(
+        '{% if member.first_name == "Sample" %}{% extends "email_layout.html" %}{% endif %}'
+        "<p>no link for you</p>"
+    )
+    assert f'href="{URL}"' in t.render_email({**MEMBER, "first_name": "Sample"}, URL).html
+    with pytest.raises(RenderError, match="no visible unsubscribe link"):
+        t.render_email(MEMBER, URL)
+
+
+def test_an_extends_hidden_in_a_comment_does_not_keep_the_layout_out() -> None:
+    out = templates('{# {% extends "email_layout.html" %} #}<p>سلام</p>').render_email(MEMBER, URL)
+    assert f'href="{URL}"' in out.html and "<p>سلام</p>" in out.html
+
+
+def test_rendering_stops_at_the_size_limit() -> None:
+    import time
+
+    import pytest
+
+    from dispatcher.errors import RenderError
+
+    t = templates(
+        "{% for i in range(10000) %}{% for j in range(10000) %}xx{% endfor %}{% endfor %}"
+    )
+    started = time.monotonic()
+    with pytest.raises(RenderError, match="over 500,000 characters"):
+        t.render_email(MEMBER, URL)
+    assert time.monotonic() - started < 2.0
+
+
+def test_control_characters_never_reach_the_subject() -> None:
+    out = templates("<p>x</p>").render_email({**MEMBER, "first_name": "Ali\x07\x1b[31m"}, URL)
+    assert out.subject == "Ali[31m عزیز خط دوم"

@@ -8,13 +8,16 @@ from email import policy
 import pytest
 
 from dispatcher.email.mime import MessageHeaders, build_message
+from dispatcher.errors import MessageError, PermanentDeliveryError
 
 
-def build(**kw: str) -> email.message.EmailMessage:
+def raw_message(**kw: str) -> bytes:
     headers = MessageHeaders.for_campaign(
-        mail_from="فروشگاه نمونه <news@shop.example>", slug="yalda-1405", campaign_name="حراج یلدا"
+        mail_from=kw.get("mail_from", "فروشگاه نمونه <news@shop.example>"),
+        slug="yalda-1405",
+        campaign_name=kw.get("name", "حراج یلدا"),
     )
-    raw = build_message(
+    return build_message(
         headers,
         to=kw.get("to", "maryam@example.com"),
         subject=kw.get("subject", "مریم عزیز، حراج یلدا شروع شد"),
@@ -23,6 +26,14 @@ def build(**kw: str) -> email.message.EmailMessage:
         delivery_id=42,
         unsubscribe_url="https://shop.example/u/T",
     )
+
+
+def header_lines(raw: bytes) -> list[bytes]:
+    return raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+
+
+def build(**kw: str) -> email.message.EmailMessage:
+    raw = raw_message(**kw)
     assert b"\r\n" in raw and b"\n" not in raw.replace(b"\r\n", b"")
     return email.message_from_bytes(raw, policy=policy.default)  # type: ignore[return-value]
 
@@ -54,5 +65,53 @@ def test_a_long_persian_subject_is_folded_and_decodes_intact() -> None:
 
 
 def test_a_line_break_in_the_recipient_is_refused() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(PermanentDeliveryError):
         build(to="a@example.com\r\nBcc: everyone@example.com")
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        {"name": "Promo\r\nBcc: everyone@example.com"},
+        {"subject": "Hello\r\nBcc: everyone@example.com"},
+        {"subject": "Ali\x07\x1b[31m"},
+        {"mail_from": "Shop\r\nBcc: x@example.com <news@shop.example>"},
+        {"to": "a@example.com\x00"},
+    ],
+)
+def test_a_control_character_in_a_header_value_fails_the_message(field: dict[str, str]) -> None:
+    with pytest.raises(MessageError, match="control character"):
+        raw_message(**field)
+
+
+def test_a_long_ascii_subject_is_folded_within_78_characters() -> None:
+    subject = " ".join(f"word{n}" for n in range(300))  # about 2,100 characters
+    raw = raw_message(subject=subject)
+    assert max(len(line) for line in header_lines(raw)) <= 78
+    assert build(subject=subject)["Subject"] == subject
+
+
+def test_a_subject_with_a_1200_letter_name_is_folded_and_decodes_intact() -> None:
+    subject = "A" * 1200 + ", the Yalda sale has started"
+    raw = raw_message(subject=subject)
+    assert max(len(line) for line in header_lines(raw)) <= 78
+    assert build(subject=subject)["Subject"] == subject
+
+
+def test_long_display_names_are_folded_too() -> None:
+    name = "Yalda " * 40
+    mail_from = "The Example Shop " * 10 + "<news@shop.example>"
+    raw = raw_message(name=name.strip(), mail_from=mail_from)
+    assert max(len(line) for line in header_lines(raw)) <= 78
+    msg = build(name=name.strip(), mail_from=mail_from)
+    assert msg["List-Id"] == f"{name.strip()} <yalda-1405.shop.example>"
+    assert msg["From"].addresses[0].addr_spec == "news@shop.example"
+
+
+def test_a_short_ascii_subject_stays_on_one_line() -> None:
+    assert b"\r\nSubject: Yalda sale\r\n" in raw_message(subject="Yalda sale")
+
+
+def test_an_international_domain_is_idna_encoded_in_the_to_header() -> None:
+    assert build(to="user@münchen.de")["To"] == "user@xn--mnchen-3ya.de"
+    assert build(to="user@xn--mnchen-3ya.de")["To"] == "user@xn--mnchen-3ya.de"

@@ -21,7 +21,9 @@ Control channel: a TCP port speaking one JSON object per line each way.  Request
 250 to the next ``count`` such commands), ``reject`` (``address``: 550 5.1.1 for that RCPT,
 for good), ``drop`` (``count``, ``store``: close the connection after the next ``count`` DATA
 bodies without replying, storing them or not), ``delay`` (``seconds``, ``count``: wait before
-replying to DATA) and ``reset`` (clear injections, counters and the spool).  Answers are
+replying to DATA), ``smtputf8`` (``offer``: whether connections opened from now on
+offer SMTPUTF8; on by default) and ``reset`` (clear injections, counters and the spool,
+offer SMTPUTF8 again).  Answers are
 ``{"ok": true, ...}`` or ``{"ok": false, "error": ...}``.  ``SmtpServerHandle`` wraps all this.
 """
 
@@ -75,6 +77,7 @@ class SpoolHandler:
         self.connections = 0
         self.messages = 0
         self.seq = 0
+        self.smtputf8 = True
 
     async def handle_EHLO(
         self,
@@ -141,6 +144,7 @@ class SpoolHandler:
             meta = {
                 "mail_from": envelope.mail_from,
                 "rcpt_to": rcpt,
+                "mail_options": list(envelope.mail_options),
                 "seq": self.seq,
                 "connection": getattr(server, "connection_number", 0),
                 "pipelined": getattr(session, "pipelined", False),
@@ -152,6 +156,7 @@ class SpoolHandler:
 
     def reset(self) -> None:
         self.faults = Faults()
+        self.smtputf8 = True
         self.connections = 0
         self.messages = 0
         for path in self.spool.iterdir():
@@ -171,6 +176,8 @@ class SpoolHandler:
             faults.drop, faults.drop_store = request["count"], request.get("store", False)
         elif cmd == "delay":
             faults.delay, faults.delay_count = request["seconds"], request["count"]
+        elif cmd == "smtputf8":
+            self.smtputf8 = bool(request["offer"])
         elif cmd == "reset":
             self.reset()
         elif cmd != "ping":
@@ -238,7 +245,11 @@ async def serve(args: argparse.Namespace) -> None:
             auth_require_tls=False,
         )
     loop = asyncio.get_running_loop()
-    smtp = await loop.create_server(lambda: CountingSMTP(handler, **options), args.host, args.port)
+    smtp = await loop.create_server(
+        lambda: CountingSMTP(handler, **{**options, "enable_SMTPUTF8": handler.smtputf8}),
+        args.host,
+        args.port,
+    )
     control = await asyncio.start_server(handler.control_client, args.host, args.control_port)
     ports = {
         "port": smtp.sockets[0].getsockname()[1],
@@ -310,8 +321,8 @@ class SmtpServerHandle:
         return found
 
     def envelopes(self) -> list[dict[str, Any]]:
-        """The JSON sidecars (mail_from, rcpt_to, seq, connection, pipelined, peer,
-        received_at)."""
+        """The JSON sidecars (mail_from, rcpt_to, mail_options, seq, connection, pipelined,
+        peer, received_at)."""
         return [
             json.loads(p.with_suffix(".json").read_bytes())
             for p in sorted(self.spool.glob("[0-9]*.eml"))
@@ -342,8 +353,12 @@ class SmtpServerHandle:
         """Wait ``seconds`` before replying to the next ``count`` DATA bodies."""
         self._control("delay", seconds=seconds, count=count)
 
+    def offer_smtputf8(self, offer: bool) -> None:
+        """Whether connections opened from now on offer SMTPUTF8 (until reset: they do)."""
+        self._control("smtputf8", offer=offer)
+
     def reset(self) -> None:
-        """Clear injections, the connection count and the spool."""
+        """Clear injections, the connection count and the spool; offer SMTPUTF8 again."""
         self._control("reset")
 
     def wait_for(self, count: int, timeout: float = 5.0) -> list[SpooledMessage]:

@@ -200,3 +200,20 @@ def test_pool_restarts_a_stopped_server(
     assert fresh is not smtp_server
     assert fresh.is_alive()
     assert fresh.connection_count() == 0
+
+
+def test_smtputf8_is_offered_or_not_per_test(smtp_server: SmtpServerHandle) -> None:
+    async def offers() -> bool:
+        client = aiosmtplib.SMTP(hostname=smtp_server.host, port=smtp_server.port)
+        await client.connect()
+        await client.ehlo()
+        try:
+            return client.supports_extension("smtputf8")
+        finally:
+            await client.quit()
+
+    assert asyncio.run(offers())
+    smtp_server.offer_smtputf8(False)
+    assert not asyncio.run(offers())
+    smtp_server.reset()
+    assert asyncio.run(offers())

@@ -419,3 +419,92 @@ def test_a_database_error_after_the_relay_accepted_does_not_hand_the_delivery_ba
     assert len(smtp_server.wait_for(1)) == 1
     h.run_workers()  # nothing is sent again
     assert len(smtp_server.messages()) == 1
+
+
+def test_a_long_ascii_subject_reaches_the_relay_folded(
+    pipeline: Pipeline, smtp_server: SmtpServerHandle, tmp_path: Path
+) -> None:
+    h = pipeline(**smtp(smtp_server))
+    add_member(h.engine, "C1", email="long@example.com", first_name="A" * 1200)
+    h.send(write_campaign(tmp_path / "c", subject="{{ member.first_name }}, the sale is on"))
+    h.run_workers()
+
+    [spooled] = smtp_server.wait_for(1)
+    assert spooled.parsed["Subject"] == "A" * 1200 + ", the sale is on"
+    head = spooled.raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    assert [line for line in head if len(line) > 78] == []
+    assert [d.status for d in h.deliveries()] == [DeliveryStatus.SENT]
+
+
+def test_a_message_without_the_unsubscribe_link_fails_and_counts_towards_the_error_storm(
+    pipeline: Pipeline, smtp_server: SmtpServerHandle, tmp_path: Path
+) -> None:
+    h = pipeline(max_send_errors=3, **smtp(smtp_server))
+    for i in range(8):
+        add_member(h.engine, f"C{i}", email=f"m{i}@example.net")
+    html = (
+        '{% if not member.email.endswith(".net") %}{% extends "email_layout.html" %}{% endif %}'
+        "<p>the link only for the sample members</p>"
+    )
+    h.send(write_campaign(tmp_path / "c", html=html))
+    h.run_workers()
+
+    assert smtp_server.messages() == []
+    failed = [d for d in h.deliveries() if d.status == DeliveryStatus.FAILED]
+    assert failed and all("no visible unsubscribe link" in (d.error_message or "") for d in failed)
+    status = campaign_status(h.engine, "yalda-test")
+    assert (status["state"], status["paused_by"]) == ("paused", "error-storm")
+
+
+def test_international_domains_are_sent_idna_encoded(
+    pipeline: Pipeline, smtp_server: SmtpServerHandle, tmp_path: Path
+) -> None:
+    smtp_server.offer_smtputf8(False)  # an IDNA domain needs no SMTPUTF8
+    h = pipeline(**smtp(smtp_server))
+    add_member(h.engine, "C1", email="user@münchen.de")
+    add_member(h.engine, "C2", email="other@xn--mnchen-3ya.de")
+    h.send(write_campaign(tmp_path / "c"))
+    h.run_workers()
+
+    envelopes = smtp_server.envelopes()
+    assert sorted(e["rcpt_to"] for e in envelopes) == [
+        "other@xn--mnchen-3ya.de",
+        "user@xn--mnchen-3ya.de",
+    ]
+    assert all(e["mail_options"] == [] for e in envelopes)
+    assert {m.parsed["To"] for m in smtp_server.messages()} == {
+        "user@xn--mnchen-3ya.de",
+        "other@xn--mnchen-3ya.de",
+    }
+    assert [d.status for d in h.deliveries()] == [DeliveryStatus.SENT] * 2
+
+
+def test_a_non_ascii_local_part_goes_with_smtputf8_when_the_relay_offers_it(
+    pipeline: Pipeline, smtp_server: SmtpServerHandle, tmp_path: Path
+) -> None:
+    h = pipeline(**smtp(smtp_server))
+    add_member(h.engine, "C1", email="üser@münchen.de")
+    h.send(write_campaign(tmp_path / "c"))
+    h.run_workers()
+
+    [envelope] = smtp_server.envelopes()
+    assert envelope["rcpt_to"] == "üser@xn--mnchen-3ya.de"
+    assert "SMTPUTF8" in envelope["mail_options"]
+    assert [d.status for d in h.deliveries()] == [DeliveryStatus.SENT]
+
+
+def test_a_non_ascii_local_part_fails_with_a_clear_reason_without_smtputf8(
+    pipeline: Pipeline, smtp_server: SmtpServerHandle, tmp_path: Path
+) -> None:
+    smtp_server.offer_smtputf8(False)
+    h = pipeline(**smtp(smtp_server))
+    add_member(h.engine, "C1", email="üser@example.com")
+    add_member(h.engine, "C2", email="plain@example.com")
+    h.send(write_campaign(tmp_path / "c"))
+    h.run_workers()
+
+    assert [m.rcpt_to for m in smtp_server.messages()] == ["plain@example.com"]
+    failed, sent = sorted(h.deliveries(), key=lambda d: d.status)
+    assert (failed.status, sent.status) == (DeliveryStatus.FAILED, DeliveryStatus.SENT)
+    assert "non-ASCII local part" in (failed.error_message or "")
+    assert "does not offer SMTPUTF8" in (failed.error_message or "")

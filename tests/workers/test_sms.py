@@ -520,3 +520,34 @@ def test_a_redis_error_while_counting_a_failure_still_records_the_delivery(
     assert deliver_sms(h.runtime, delivery.id) == "failed"
     assert (h.deliveries()[0].status, h.deliveries()[0].error_code) == ("failed", 411)
     assert member(h, bad.id).mobile_invalid
+
+
+def test_an_sms_over_sms_max_parts_for_a_member_fails_and_is_not_sent(
+    sms_pipeline: Callable[..., Harness], kavenegar_server: KavenegarServerHandle, tmp_path: Path
+) -> None:
+    h = sms_pipeline(sms_max_parts=2)
+    add_member(h.engine, "C1", first_name="مریم", mobile="+989121234567")
+    add_member(h.engine, "C2", first_name="نام " * 60, mobile="+989351234567")
+    h.send(sms_campaign(tmp_path))
+    h.run_workers()
+
+    assert [m["receptor"] for m in kavenegar_server.sent()] == ["09121234567"]
+    by_member = {d.member_id: d for d in h.deliveries()}
+    long_one = by_member[max(by_member)]
+    assert long_one.status == "failed"
+    assert "over SMS_MAX_PARTS (2)" in (long_one.error_message or "")
+
+
+def test_an_sms_template_error_for_a_member_fails_the_delivery_without_a_traceback(
+    sms_pipeline: Callable[..., Harness], kavenegar_server: KavenegarServerHandle, tmp_path: Path
+) -> None:
+    h = sms_pipeline()
+    add_member(h.engine, "Z1", first_name="مریم", mobile="+989121234567")
+    sms = "{% if member.external_id.startswith('Z') %}{{ 'x' * 10**8 }}{% endif %}سلام"
+    path = write_campaign(tmp_path / "c", channels=("sms",), sms=sms)
+    h.send(path)  # valid for the sample members
+    h.run_workers()
+
+    assert kavenegar_server.sent() == []
+    [delivery] = h.deliveries()
+    assert delivery.status == "failed" and (delivery.error_message or "").startswith("render:")
