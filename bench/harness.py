@@ -384,6 +384,7 @@ def env_for(
         SMTP_SECURITY="none",
         MAIL_FROM=MAIL_FROM,
         UNSUBSCRIBE_SECRET=SECRET,
+        SUPPRESSION_KEY=SECRET,
         UNSUBSCRIBE_BASE_URL="https://shop.example",
         PYTHONUNBUFFERED="1",
     )

@@ -52,6 +52,7 @@ from dramatiq.common import dq_name
 from sqlalchemy import select
 from sqlmodel import Session, col
 
+from dispatcher.audience.addresses import address_keys
 from dispatcher.delivery import control
 from dispatcher.errors import DeliveryError
 from dispatcher.queue.broker import enqueue_many
@@ -147,7 +148,7 @@ class Scheduler:
             return [i for i in session.execute(query.order_by(col(Campaign.id))).scalars()]
 
     def _launch(self, campaign_id: int, now: datetime, report: Tick) -> None:
-        expansion = launch(self.engine, campaign_id, now=now)
+        expansion = launch(self.engine, campaign_id, now=now, keys=address_keys(self.rt.settings))
         if expansion is None:
             return  # another scheduler (or a person: pause, cancel) got there first
         campaign = expansion.campaign

@@ -6,6 +6,7 @@ Everything that needs a setting receives it from here; nothing else reads
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 from functools import lru_cache
@@ -20,6 +21,7 @@ from dispatcher.errors import ConfigurationError
 from dispatcher.sms.window import SendWindow, parse_window, parse_zone
 
 DEV_SECRET_FILE = Path(".dispatcher-secret")
+DEV_SUPPRESSION_KEY_FILE = Path(".dispatcher-suppression-key")
 
 
 class Settings(BaseSettings):
@@ -43,6 +45,13 @@ class Settings(BaseSettings):
     mail_from: str | None = None
     unsubscribe_base_url: str = "http://127.0.0.1:8000"
     unsubscribe_secret: SecretStr | None = None
+    # HMAC key of address keys (suppression list, one delivery per address). Never
+    # rotated: a new key forgets every suppressed address. Not UNSUBSCRIBE_SECRET.
+    suppression_key: SecretStr | None = None
+    # Bounces: VERP envelope senders, the bounce mailbox and how often to read it.
+    bounce_address: str | None = None
+    bounce_imap_url: SecretStr | None = None
+    bounce_interval: float = Field(default=300.0, gt=0)
     outbox_dir: Path = Path("./outbox")
     # Opt-out replies fetched from Kavenegar, kept until the database has them.
     sms_inbox_spool: Path = Path("./.dispatcher-inbox-spool.jsonl")
@@ -77,7 +86,25 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("kavenegar_api_key", mode="before")
+    @field_validator("bounce_address", mode="before")
+    @classmethod
+    def _verp_base(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip() or None
+        if isinstance(value, str) and not re.fullmatch(r"[A-Za-z0-9._\-]+@[A-Za-z0-9.\-]+", value):
+            raise ValueError("must be a plain address such as bounces@shop.example (no '+')")
+        return value
+
+    @field_validator("bounce_imap_url", mode="before")
+    @classmethod
+    def _imap_url(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip() or None
+        if isinstance(value, str) and not value.startswith(("imap://", "imaps://")):
+            raise ValueError("must start with imaps:// or imap://")
+        return value
+
+    @field_validator("kavenegar_api_key", "suppression_key", mode="before")
     @classmethod
     def _empty_key_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -185,6 +212,22 @@ class Settings(BaseSettings):
             DEV_SECRET_FILE.write_text(secrets.token_urlsafe(32))
             DEV_SECRET_FILE.chmod(0o600)
         return [DEV_SECRET_FILE.read_text().strip().encode()]
+
+    def suppression_key_bytes(self) -> bytes:
+        """The HMAC key of address keys (SUPPRESSION_KEY).
+
+        Required outside inline mode. In inline mode (the embedded demo) a random key
+        is generated once into `.dispatcher-suppression-key` (mode 0600).
+        """
+        if self.suppression_key is not None:
+            return self.suppression_key.get_secret_value().encode()
+        if not self.inline:
+            raise ConfigurationError("SUPPRESSION_KEY is required when REDIS_URL is set")
+        if not DEV_SUPPRESSION_KEY_FILE.exists():  # created 0600, never readable by others
+            fd = os.open(DEV_SUPPRESSION_KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as file:
+                file.write(secrets.token_urlsafe(32))
+        return DEV_SUPPRESSION_KEY_FILE.read_text().strip().encode()
 
 
 def load_settings(**overrides: object) -> Settings:

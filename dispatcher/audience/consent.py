@@ -7,6 +7,8 @@
 - An import can opt a member out (`0`) and back in (`1`) as long as the opt-out came
   from an import (that part lives in `dispatcher.audience.members`).
 - Every actual change of consent, and only that, is recorded as a `ConsentEvent`.
+- A sticky opt-out also suppresses the member's *address* on the channel
+  (`dispatcher.audience.suppression`); a re-subscribe lifts it.
 
 The writes are Core statements (a conditional UPDATE, then an INSERT of the event):
 the unsubscribe endpoint holds SQLite's write lock for as short a time as possible.
@@ -21,6 +23,7 @@ from sqlalchemy import Connection, bindparam, false, insert, true, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from dispatcher.audience.suppression import lift_member, suppress_member
 from dispatcher.errors import NotFoundError
 from dispatcher.store.db import session_scope
 from dispatcher.store.models import Channel, ConsentEvent, ConsentSource, Member, utcnow
@@ -94,6 +97,8 @@ def opt_out(session: Session, member_id: int, channel: Channel, source: ConsentS
     statements, conn, now = _STATEMENTS[channel], session.connection(), utcnow()
     params = {"member_id": member_id, "now": now, "source": source.value}
     sticky = source is not ConsentSource.IMPORT
+    if sticky:  # the address too: every member with it, now and imported later
+        suppress_member(conn, member_id, channel, source, now)
     if conn.execute(statements["out_sticky" if sticky else "out"], params).rowcount:
         _record(conn, member_id, channel, False, source, now)
         return True
@@ -113,6 +118,7 @@ def resubscribe(session: Session, member_id: int, channel: Channel, source: Cons
     channel, source = Channel(channel), ConsentSource(source)
     statements, conn, now = _STATEMENTS[channel], session.connection(), utcnow()
     params = {"member_id": member_id, "now": now}
+    lift_member(conn, member_id, channel)  # the address's suppression, whatever its reason
     if conn.execute(statements["in"], params).rowcount:
         _record(conn, member_id, channel, True, source, now)
         return True

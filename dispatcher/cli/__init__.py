@@ -189,6 +189,7 @@ def campaign_send(
 
     With `--at` (or `send_at` in the file) the campaign is recorded as scheduled and
     `dispatcher scheduler` launches it when due."""
+    from dispatcher.audience.addresses import address_keys
     from dispatcher.cli.ops import print_scheduled, send_time
     from dispatcher.delivery.status import mark_done_if_finished
     from dispatcher.inline import run_inline, wait_for
@@ -204,7 +205,7 @@ def campaign_send(
     if Channel.SMS in spec.channels:
         out.print(f"sms transport: [bold]{s.sms_transport_label}[/]", highlight=False)
     send_at = send_time(spec, at, s)
-    result = expand(rt.engine, spec, send_at=send_at)
+    result = expand(rt.engine, spec, send_at=send_at, keys=address_keys(s))
     campaign = result.campaign
     assert campaign.id is not None
     if not result.created:

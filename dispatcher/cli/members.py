@@ -22,11 +22,12 @@ def members_import(
     file: Annotated[Path, typer.Argument(help="CSV with a header row; external_id required.")],
 ) -> None:
     """Load or update members from CSV (upsert by external_id)."""
+    from dispatcher.audience.addresses import address_keys
     from dispatcher.audience.members import import_members
 
     rt = runtime()
     try:
-        report = import_members(rt.engine, file)
+        report = import_members(rt.engine, file, keys=address_keys(rt.settings))
     except InputError as exc:
         fail(str(exc))
     out.print(
@@ -35,6 +36,8 @@ def members_import(
         f"(opted out through the dispatcher), {len(report.rejected)} rejected",
         highlight=False,
     )
+    for shared in report.shared:
+        err.print(f"[yellow]warning[/] {file}: {shared}", highlight=False)
     for row in report.rejected:
         err.print(f"[red]rejected[/] {row}", highlight=False)
     if report.rejected:

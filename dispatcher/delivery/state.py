@@ -16,7 +16,8 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
-from dispatcher.store.models import Campaign, Delivery, DeliveryStatus, Member, utcnow
+from dispatcher.audience.suppression import suppressed_flag
+from dispatcher.store.models import Campaign, Channel, Delivery, DeliveryStatus, Member, utcnow
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +25,26 @@ class Loaded:
     delivery: Delivery
     member: Member
     campaign: Campaign
+    # The member's address is on the suppression list for the delivery's channel.
+    suppressed: bool = False
+
+    def unreachable(self, channel: Channel) -> str | None:
+        """Why the member is not to get this channel now (the send-time consent check:
+        opted out, no address, suppressed address); None when reachable."""
+        member = self.member
+        if channel is Channel.EMAIL:
+            if not member.email_opt_in:
+                return "opted out"
+            if not member.email:
+                return "no email address"
+        else:
+            if not member.sms_opt_in:
+                return "opted out"
+            if member.mobile_invalid:
+                return "mobile invalid"
+            if not member.mobile:
+                return "no mobile number"
+        return "address suppressed" if self.suppressed else None
 
 
 # What an actor writes into `error_message` when a transient failure used up the
@@ -37,7 +58,7 @@ def load(engine: Engine, delivery_id: int) -> Loaded | None:
     """The delivery with its member and campaign, read now, in one query."""
     with Session(engine, expire_on_commit=False) as session:
         row = session.execute(
-            select(Delivery, Member, Campaign)
+            select(Delivery, Member, Campaign, suppressed_flag(col(Delivery.channel)))
             .join(Member, Member.id == Delivery.member_id)  # type: ignore[arg-type]
             .join(Campaign, Campaign.id == Delivery.campaign_id)  # type: ignore[arg-type]
             .where(col(Delivery.id) == delivery_id)
@@ -45,7 +66,7 @@ def load(engine: Engine, delivery_id: int) -> Loaded | None:
         if row is None:
             return None
         session.expunge_all()
-        return Loaded(delivery=row[0], member=row[1], campaign=row[2])
+        return Loaded(delivery=row[0], member=row[1], campaign=row[2], suppressed=bool(row[3]))
 
 
 def _move(engine: Engine, delivery_id: int, src: DeliveryStatus, **values: Any) -> bool:

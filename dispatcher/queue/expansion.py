@@ -1,9 +1,11 @@
 """Expansion: a campaign file becomes a Campaign row and one Delivery row per
-(member, channel) in one transaction, then one queue message per delivery id.
+(address, channel) in one transaction, then one queue message per delivery id.
 
-Deliveries are inserted with one `INSERT ... SELECT` per channel, so expansion costs
-a handful of statements whatever the audience size; ids are then read back in
-keyset-paginated chunks and enqueued in pipelined batches.
+Deliveries are inserted with one `INSERT ... SELECT ... GROUP BY <address key>` per
+channel, so expansion costs a handful of statements whatever the audience size, and
+members who share an address get one delivery: the one with the lowest member id
+among those opted in and not suppressed. Ids are then read back in keyset-paginated
+chunks and enqueued in pipelined batches.
 """
 
 from __future__ import annotations
@@ -11,12 +13,29 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from dramatiq import Actor, Broker
-from sqlalchemy import ColumnElement, and_, exists, func, insert, literal, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    case,
+    distinct,
+    exists,
+    func,
+    insert,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
+from dispatcher.audience.addresses import AddressKeys
+from dispatcher.audience.suppression import KEY_COLUMNS, fill_missing_keys, suppressed
 from dispatcher.definition.campaign import CampaignSpec
 from dispatcher.queue.broker import enqueue_ids
 from dispatcher.store.models import (
@@ -31,6 +50,8 @@ from dispatcher.store.models import (
 )
 
 CHUNK = 5000
+# Why an audience member got no delivery on a channel (`excluded_by`; keys always there).
+EXCLUSIONS = ("opted_out", "no_address", "duplicate_address", "suppressed")
 
 
 @dataclass
@@ -39,6 +60,13 @@ class Expansion:
     created: bool
     eligible: dict[str, int] = field(default_factory=dict)
     excluded: dict[str, int] = field(default_factory=dict)
+    excluded_by: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def excluded_by(campaign: Campaign, channel: str) -> dict[str, int]:
+    """The recorded `excluded_by` of a campaign's channel (zeros for older campaigns)."""
+    recorded = campaign.excluded.get("excluded_by", {}).get(channel, {})
+    return {name: int(recorded.get(name, 0)) for name in EXCLUSIONS}
 
 
 def audience_filter(tags: list[str] | None) -> ColumnElement[bool]:
@@ -52,21 +80,60 @@ def audience_filter(tags: list[str] | None) -> ColumnElement[bool]:
     )
 
 
-def reachable(channel: Channel) -> ColumnElement[bool]:
-    """Opted in to the channel, with an address for it."""
+def has_address(channel: Channel) -> ColumnElement[bool]:
+    """An address for the channel (a mobile not refused as invalid by the provider)."""
     if channel is Channel.EMAIL:
-        return and_(
-            col(Member.email_opt_in), col(Member.email).is_not(None), col(Member.email) != ""
-        )
+        return and_(col(Member.email).is_not(None), col(Member.email) != "")
     return and_(
-        col(Member.sms_opt_in),
-        col(Member.mobile).is_not(None),
-        col(Member.mobile) != "",
-        ~col(Member.mobile_invalid),
+        col(Member.mobile).is_not(None), col(Member.mobile) != "", ~col(Member.mobile_invalid)
     )
 
 
-def expand(engine: Engine, spec: CampaignSpec, *, send_at: datetime | None = None) -> Expansion:
+def opted_in(channel: Channel) -> ColumnElement[bool]:
+    return col(Member.email_opt_in if channel is Channel.EMAIL else Member.sms_opt_in) == true()
+
+
+def reachable(channel: Channel) -> ColumnElement[bool]:
+    """Opted in to the channel, with an address for it that is not suppressed."""
+    return and_(opted_in(channel), has_address(channel), not_(suppressed(channel)))
+
+
+def audience_counts(
+    session: Session, tags: list[str] | None, channel: Channel
+) -> tuple[int, dict[str, int]]:
+    """Deliveries the audience gets on `channel` (one per address), and why the other
+    members get none (`EXCLUSIONS`). Reads only: `campaign validate` uses it too."""
+    key = Member.__table__.c[KEY_COLUMNS[channel]]  # type: ignore[attr-defined]
+    address, opted = has_address(channel), opted_in(channel)
+    blocked = suppressed(channel)
+    eligible = and_(address, opted, not_(blocked))
+    total, no_address, opted_out, suppressed_n, keys, unkeyed = session.execute(
+        select(
+            func.count(),
+            func.count(case((not_(address), 1))),
+            func.count(case((and_(address, not_(opted)), 1))),
+            func.count(case((and_(address, opted, blocked), 1))),
+            func.count(distinct(case((eligible, key)))),
+            func.count(case((and_(eligible, or_(key.is_(None))), 1))),
+        ).where(audience_filter(tags))
+    ).one()
+    deliveries = int(keys) + int(unkeyed)  # a member without a key yet counts alone
+    duplicates = int(total) - int(no_address) - int(opted_out) - int(suppressed_n) - deliveries
+    return deliveries, {
+        "opted_out": int(opted_out),
+        "no_address": int(no_address),
+        "duplicate_address": duplicates,
+        "suppressed": int(suppressed_n),
+    }
+
+
+def expand(
+    engine: Engine,
+    spec: CampaignSpec,
+    *,
+    keys: AddressKeys,
+    send_at: datetime | None = None,
+) -> Expansion:
     """Record the campaign and its deliveries, once per slug.
 
     A slug seen before is returned as it is (`created=False`): sending a campaign twice
@@ -91,12 +158,14 @@ def expand(engine: Engine, spec: CampaignSpec, *, send_at: datetime | None = Non
         session.flush()
         result = Expansion(campaign=campaign, created=True)
         if send_at is None:
-            _insert_deliveries(session, campaign, spec, result)
+            _insert_deliveries(session, campaign, spec, result, keys)
         session.commit()
         return result
 
 
-def launch(engine: Engine, campaign_id: int, *, now: datetime) -> Expansion | None:
+def launch(
+    engine: Engine, campaign_id: int, *, now: datetime, keys: AddressKeys
+) -> Expansion | None:
     """scheduled -> sending and the deliveries, in one transaction, if due at `now`.
 
     The claim is a conditional update (`... WHERE state = 'scheduled'`): of two
@@ -119,29 +188,34 @@ def launch(engine: Engine, campaign_id: int, *, now: datetime) -> Expansion | No
             return None
         campaign = session.get_one(Campaign, campaign_id)
         result = Expansion(campaign=campaign, created=True)
-        _insert_deliveries(session, campaign, CampaignSpec.from_json(campaign.spec), result)
+        _insert_deliveries(session, campaign, CampaignSpec.from_json(campaign.spec), result, keys)
         session.commit()
         return result
 
 
 def _insert_deliveries(
-    session: Session, campaign: Campaign, spec: CampaignSpec, result: Expansion
+    session: Session, campaign: Campaign, spec: CampaignSpec, result: Expansion, keys: AddressKeys
 ) -> None:
-    """One pending delivery per reachable member and channel, with `INSERT ... SELECT`."""
+    """One pending delivery per reachable address and channel, with `INSERT ... SELECT`:
+    members sharing an address are grouped, the lowest member id gets the delivery."""
+    fill_missing_keys(session.connection(), keys)
     audience = audience_filter(spec.audience_tags)
-    total = session.execute(select(func.count()).select_from(Member).where(audience)).scalar_one()
+    recorded: dict[str, Any] = {}
     for channel in spec.channels:
+        key = Member.__table__.c[KEY_COLUMNS[channel]]  # type: ignore[attr-defined]
+        first = func.min(col(Member.id))
         chosen = (
             select(
                 literal(campaign.id),
-                col(Member.id),
+                first,
                 literal(str(channel)),
                 literal(str(DeliveryStatus.PENDING)),
                 literal(0),
                 literal(utcnow()),
             )
             .where(audience, reachable(channel))
-            .order_by(col(Member.id))
+            .group_by(key)
+            .order_by(first)
         )
         session.execute(
             insert(Delivery).from_select(
@@ -149,15 +223,13 @@ def _insert_deliveries(
                 chosen,
             )
         )
-        # (rowcount of INSERT ... SELECT is not reliable across drivers: count instead)
-        inserted = session.execute(
-            select(func.count())
-            .select_from(Delivery)
-            .where(col(Delivery.campaign_id) == campaign.id, col(Delivery.channel) == str(channel))
-        ).scalar_one()
+        inserted, by = audience_counts(session, spec.audience_tags, channel)
         result.eligible[str(channel)] = inserted
-        result.excluded[str(channel)] = total - inserted
-    campaign.excluded = dict(result.excluded)
+        result.excluded[str(channel)] = sum(by.values())
+        result.excluded_by[str(channel)] = by
+        recorded[str(channel)] = sum(by.values())
+    recorded["excluded_by"] = result.excluded_by
+    campaign.excluded = recorded
     session.add(campaign)
 
 

@@ -55,7 +55,7 @@ def _sendable(loaded: Loaded) -> bool:
     return (
         loaded.delivery.status == DeliveryStatus.PENDING
         and not is_held(loaded.campaign)
-        and loaded.member.opted_in(Channel.EMAIL)
+        and loaded.unreachable(Channel.EMAIL) is None
     )
 
 
@@ -333,9 +333,8 @@ def _unclaimed(db: GroupCommit, delivery_id: int, loaded: Loaded) -> str | None:
     if is_held(loaded.campaign):  # paused or cancelled: stays pending, resume re-enqueues
         _unsendable_at = time.monotonic()
         return "held"
-    member = loaded.member
-    if not member.opted_in(Channel.EMAIL):
-        reason = "opted out" if not member.email_opt_in else "no email address"
+    reason = loaded.unreachable(Channel.EMAIL)
+    if reason is not None:
         db.skip(delivery_id, reason)
         log.info("delivery %s: skipped (%s)", delivery_id, reason)
         return "skipped"

@@ -166,15 +166,9 @@ def _unsendable(rt: Runtime, delivery_id: int, loaded: Loaded | None) -> str | N
         return "duplicate"
     if is_held(loaded.campaign):  # paused or cancelled: stays pending, resume re-enqueues
         return "held"
-    member, campaign = loaded.member, loaded.campaign
-    if not member.opted_in(Channel.SMS):
-        reason = (
-            "opted out"
-            if not member.sms_opt_in
-            else "mobile invalid"
-            if member.mobile_invalid
-            else "no mobile number"
-        )
+    campaign = loaded.campaign
+    reason = loaded.unreachable(Channel.SMS)
+    if reason is not None:
         rt.deliveries.skip(delivery_id, reason)
         log.info("delivery %s: skipped (%s)", delivery_id, reason)
         return "skipped"
