@@ -19,6 +19,8 @@ from dispatcher.settings import Settings, get_settings
 from dispatcher.store.models import Channel
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from dispatcher.definition.campaign import CampaignSpec
     from dispatcher.definition.rendering import CampaignTemplates
     from dispatcher.runtime import Runtime
@@ -119,15 +121,87 @@ def _load(file: Path) -> CampaignSpec:
 
 
 @campaign_app.command("validate")
-def campaign_validate(file: Path) -> None:
-    """Check a campaign file and its templates; change nothing."""
+def campaign_validate(
+    file: Path,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+) -> None:
+    """Check a campaign file and its templates; change nothing.
+
+    With members in the database, also counts per channel the deliveries the audience
+    would get and why the others get none (`excluded_by`)."""
     spec = _load(file)
+    counts = _audience_counts(spec, settings())
+    if as_json:
+        found: dict[str, Any] = {"file": str(file), "slug": spec.slug, "channels": spec.channels}
+        if isinstance(counts, dict):
+            found.update(counts)
+        print(json.dumps(found, ensure_ascii=False))
+        return
     out.print(
         f"[green]ok[/] {file}: {spec.slug} ({', '.join(spec.channels)})",
         highlight=False,
     )
+    if isinstance(counts, str):
+        out.print(counts, highlight=False)
+    else:
+        for channel, row in counts.items():
+            reasons = ", ".join(f"{k} {v}" for k, v in row["excluded_by"].items())
+            out.print(
+                f"{channel}: {row['deliveries']} deliveries; excluded: {reasons}", highlight=False
+            )
     if spec.sms:
         _print_sms_length(spec, audience=True)
+
+
+def _audience_counts(spec: CampaignSpec, s: Settings) -> dict[str, Any] | str:
+    """`{channel: {deliveries, excluded, excluded_by}}` if members can be read, else why not."""
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlmodel import Session
+
+    from dispatcher.queue.expansion import audience_counts
+
+    engine = _existing_engine(s)
+    if isinstance(engine, str):
+        return engine
+    try:
+        with Session(engine) as session:
+            counts = {}
+            for channel in spec.channels:
+                deliveries, by = audience_counts(session, spec.audience_tags, Channel(channel))
+                counts[str(channel)] = {
+                    "deliveries": deliveries,
+                    "excluded": sum(by.values()),
+                    "excluded_by": by,
+                }
+            return counts
+    except SQLAlchemyError as exc:
+        return f"audience unknown (database: {type(exc).__name__})"
+    finally:
+        engine.dispose()
+
+
+def _existing_engine(s: Settings) -> Engine | str:
+    """An engine on a database that has members, or why there is none; creates nothing."""
+    from sqlalchemy import inspect
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from dispatcher.store.db import make_engine
+
+    url = make_url(s.database_url)
+    if url.get_backend_name() == "sqlite" and not (
+        url.database and url.database != ":memory:" and Path(url.database).exists()
+    ):
+        return "audience unknown (no database yet)"
+    engine = make_engine(s.database_url)
+    try:
+        if not inspect(engine).has_table("member"):
+            engine.dispose()
+            return "audience unknown (no members imported yet)"
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        return f"audience unknown (database: {type(exc).__name__})"
+    return engine
 
 
 @campaign_app.command("preview")
@@ -275,12 +349,13 @@ def _print_status(slug: str, *, as_json: bool = False) -> None:
         return
     table = Table(title=f"{status['name']} ({status['slug']}): {status['state']}")
     table.add_column("channel")
-    for name in [*STATUSES, "excluded"]:
+    columns = [*STATUSES, "excluded", "bounced", "complained"]
+    for name in columns:
         table.add_column(name, justify="right")
     for channel in ("email", "sms"):
         if channel in status:
             row = status[channel]
-            table.add_row(channel, *(str(row[n]) for n in [*STATUSES, "excluded"]))
+            table.add_row(channel, *(str(row[n]) for n in columns))
     out.print(table)
     from dispatcher.cli.ops import status_notes
 
@@ -311,22 +386,14 @@ def _audience_parts(spec: CampaignSpec, templates: CampaignTemplates, s: Setting
 
     Changes nothing: a SQLite file that does not exist is not created.
     """
-    from sqlalchemy import inspect
-    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
     from dispatcher.sms.text import audience_parts
-    from dispatcher.store.db import make_engine
 
-    url = make_url(s.database_url)
-    if url.get_backend_name() == "sqlite" and not (
-        url.database and url.database != ":memory:" and Path(url.database).exists()
-    ):
-        return "audience unknown (no database yet)"
-    engine = make_engine(s.database_url)
+    engine = _existing_engine(s)
+    if isinstance(engine, str):
+        return engine
     try:
-        if not inspect(engine).has_table("member"):
-            return "audience unknown (no members imported yet)"
         total = audience_parts(
             engine, templates, footer=s.sms_optout_footer, tags=spec.audience_tags
         )
