@@ -43,8 +43,9 @@ class TokenError(DispatcherError):
 class DeliveryError(DispatcherError):
     """Base class for a failed attempt to hand a message to a transport."""
 
-    def __init__(self, message: str, *, code: int | None = None) -> None:
+    def __init__(self, message: str, *, code: int | None = None, status: str | None = None) -> None:
         self.code = code
+        self.status = status  # the enhanced status code (RFC 3463), e.g. "5.1.1"
         super().__init__(message)
 
 
@@ -54,6 +55,11 @@ class TransientDeliveryError(DeliveryError):
 
 class PermanentDeliveryError(DeliveryError):
     """Raised when a send will never succeed for this recipient (5xx, invalid receptor)."""
+
+
+class InvalidRecipientError(PermanentDeliveryError):
+    """Raised when the relay refuses the mailbox or its domain for good (a hard bounce:
+    5.1.x, or a bare 550/551/553 naming an unknown user)."""
 
 
 class RateLimiterUnavailable(TransientDeliveryError):

@@ -77,8 +77,9 @@ def suppress(
             created_at=now or utcnow(),
         )
         .on_conflict_do_nothing()
+        .returning(_S.c.id)
     )
-    return bool(conn.execute(stmt).rowcount)
+    return conn.execute(stmt).first() is not None
 
 
 def suppress_member(

@@ -23,7 +23,12 @@ from collections import deque
 
 import aiosmtplib
 
-from dispatcher.errors import PermanentDeliveryError, TransientDeliveryError
+from dispatcher.email.bounce import enhanced_status, is_hard
+from dispatcher.errors import (
+    InvalidRecipientError,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+)
 from dispatcher.logs import mask
 from dispatcher.settings import Settings
 
@@ -117,7 +122,7 @@ class SmtpTransport:
         except SmtpReply as exc:
             if pipe is not None:
                 await pipe.reset(self.timeout)
-            raise _classify(exc.code, exc.text) from None
+            raise _classify(exc.code, exc.text, recipient=exc.stage in ("rcpt", "data")) from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             if pipe is not None:
                 pipe.close()
@@ -140,9 +145,10 @@ class SmtpTransport:
 class SmtpReply(Exception):
     """Raised (inside this module) when the server refuses a command."""
 
-    def __init__(self, code: int, text: str) -> None:
+    def __init__(self, code: int, text: str, stage: str = "") -> None:
         self.code = code
         self.text = text
+        self.stage = stage  # mail, rcpt or data: which command was refused
         super().__init__(f"{code} {text}")
 
 
@@ -271,11 +277,11 @@ class _Pipe(asyncio.Protocol):
                 replies.append(await self._write(command, 1)[0])
                 if replies[-1][0] != expected[len(replies) - 1]:
                     break
-        for (code, text), want in zip(replies, expected, strict=False):
+        for stage, (code, text), want in zip(_STAGES, replies, expected, strict=False):
             if code != want:
                 if replies[-1][0] == 354:  # DATA accepted after all: end it, empty
                     await self._write(b".\r\n", 1)[0]
-                raise SmtpReply(code, text)
+                raise SmtpReply(code, text, stage)
         body = message.replace(b"\r\n.", b"\r\n..")
         if body.startswith(b"."):
             body = b"." + body
@@ -286,7 +292,7 @@ class _Pipe(asyncio.Protocol):
             await self._drained
         code, text = await done
         if code != 250:
-            raise SmtpReply(code, text)
+            raise SmtpReply(code, text, "data")
 
     async def reset(self, timeout: float) -> None:
         """After a refused command, RSET so the connection can be reused; else drop it."""
@@ -318,8 +324,18 @@ class SmtpProtocolError(OSError):
     """Raised when the server's replies do not make sense; the connection is dropped."""
 
 
-def _classify(code: int, message: str) -> TransientDeliveryError | PermanentDeliveryError:
+_STAGES = ("mail", "rcpt", "data")
+
+
+def _classify(
+    code: int, message: str, *, recipient: bool = False
+) -> TransientDeliveryError | PermanentDeliveryError:
+    """The error for a refusal; `InvalidRecipientError` (a hard bounce) when the
+    refusal of RCPT says the mailbox or its domain does not exist."""
     reason = mask(f"{code} {message}".strip())[:400]  # a relay may quote the recipient
+    status = enhanced_status(message)
     if 400 <= code < 500:
-        return TransientDeliveryError(reason, code=code)
-    return PermanentDeliveryError(reason, code=code)
+        return TransientDeliveryError(reason, code=code, status=status)
+    if recipient and is_hard(code, message):
+        return InvalidRecipientError(reason, code=code, status=status)
+    return PermanentDeliveryError(reason, code=code, status=status)

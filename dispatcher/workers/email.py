@@ -8,12 +8,10 @@ opt-out or a changed address after expansion is honoured.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import Coroutine
 from concurrent.futures import Future
-from email.utils import parseaddr
 from typing import Any
 
 import dramatiq
@@ -21,11 +19,13 @@ import redis
 from jinja2 import TemplateError
 from sqlalchemy.exc import SQLAlchemyError
 
+from dispatcher.audience.bounces import record_send_failure
 from dispatcher.delivery.control import is_held
 from dispatcher.delivery.groupcommit import WAIT_S, GroupCommit
 from dispatcher.delivery.guard import SLOW_DOWN_DELAY_MS, SendGuard
 from dispatcher.delivery.state import RETRIES_EXHAUSTED, Loaded
 from dispatcher.email.mime import build_message
+from dispatcher.email.verp import envelope_sender
 from dispatcher.errors import (
     ConfigurationError,
     DeliveryError,
@@ -61,11 +61,6 @@ def _sendable(loaded: Loaded) -> bool:
 
 def _never(loaded: Loaded) -> bool:
     return False
-
-
-@functools.lru_cache(maxsize=4)
-def _envelope_sender(mail_from: str) -> str:
-    return parseaddr(mail_from)[1]
 
 
 class _Job:
@@ -121,7 +116,7 @@ class _Job:
         except (TemplateError, ValueError) as exc:
             raise _RenderFailed(str(exc)) from None
         await rt.email_transport.send(
-            sender=_envelope_sender(rt.settings.mail_from or ""),
+            sender=envelope_sender(rt.settings, self.delivery_id),
             recipient=member.email,
             message=raw,
             name=f"{compiled.slug}-{self.delivery_id}",
@@ -290,6 +285,7 @@ def _failed(job: _Job, guard: SendGuard, exc: DeliveryError) -> str:
     campaign = job.loaded.campaign
     if isinstance(exc, PermanentDeliveryError):
         db.mark_failed(delivery_id, exc.code, str(exc))
+        record_send_failure(rt.engine, delivery_id, exc)  # a bounce: may suppress the address
         guard.count_failure(rt.engine, campaign, exc)
         log.info("delivery %s: failed (%s)", delivery_id, exc)
         return "failed"
@@ -300,6 +296,7 @@ def _failed(job: _Job, guard: SendGuard, exc: DeliveryError) -> str:
         return "slowed"
     if is_last_attempt(MAX_RETRIES):
         db.mark_failed(delivery_id, exc.code, f"{RETRIES_EXHAUSTED}: {exc}")
+        record_send_failure(rt.engine, delivery_id, exc)  # a final 4xx: a soft bounce
         guard.count_failure(rt.engine, campaign, exc)
         log.warning("delivery %s: failed after retries (%s)", delivery_id, exc)
         return "failed"
