@@ -42,6 +42,11 @@ sms_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(sms_app, name="sms")
+bounces_app = typer.Typer(
+    help="Bounces and complaints: read returned mail, suppress the addresses.",
+    no_args_is_help=True,
+)
+app.add_typer(bounces_app, name="bounces")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -492,4 +497,4 @@ def sms_release() -> None:
 
 # The members commands, and those for running it for real (schedules, control,
 # scheduler, db), live in their own modules, registered on the apps above.
-from dispatcher.cli import members, ops  # noqa: E402, F401
+from dispatcher.cli import bounces, members, ops  # noqa: E402, F401
