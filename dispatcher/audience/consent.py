@@ -16,10 +16,12 @@ the unsubscribe endpoint holds SQLite's write lock for as short a time as possib
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, false, insert, true, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -159,6 +161,74 @@ def list_optouts(engine: Engine, since: datetime | None = None) -> list[dict[str
             "source": source,
         }
         for external_id, channel, at, source in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentChange:
+    """One change of a member's consent on a channel: an opt-out or a re-subscribe."""
+
+    id: int  # the consent event's id: increasing, a cursor for `after_id`
+    external_id: str
+    channel: str
+    opt_in: bool
+    source: str
+    at: datetime  # aware, UTC
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "external_id": self.external_id,
+            "channel": self.channel,
+            "opt_in": self.opt_in,
+            "source": self.source,
+            "at": self.at.isoformat(),
+        }
+
+
+def consent_changes(
+    engine: Engine,
+    *,
+    since: datetime | None = None,
+    after_id: int | None = None,
+    limit: int | None = None,
+) -> list[ConsentChange]:
+    """Every change of consent (opt-outs and re-subscribes, any source), oldest first.
+
+    `since` keeps changes at or after that moment (a naive one is UTC); `after_id`
+    those after that event id (a cursor: pass the last id seen); `limit` at most that
+    many. Members erased since are left out (their events go with them).
+    """
+    stmt = (
+        sa_select(
+            col(ConsentEvent.id),
+            col(Member.external_id),
+            col(ConsentEvent.channel),
+            col(ConsentEvent.opted_in),
+            col(ConsentEvent.source),
+            col(ConsentEvent.at),
+        )
+        .join(Member, col(Member.id) == col(ConsentEvent.member_id))
+        .order_by(col(ConsentEvent.id))
+    )
+    if since is not None:
+        stmt = stmt.where(col(ConsentEvent.at) >= _utc(since))
+    if after_id is not None:
+        stmt = stmt.where(col(ConsentEvent.id) > after_id)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    return [
+        ConsentChange(
+            id=event_id or 0,
+            external_id=external_id,
+            channel=channel,
+            opt_in=bool(opted_in),
+            source=source,
+            at=_utc(at),
+        )
+        for event_id, external_id, channel, opted_in, source, at in rows
     ]
 
 
