@@ -28,7 +28,9 @@ from dispatcher.runtime import Runtime
 from dispatcher.scheduler import Scheduler
 from dispatcher.settings import Settings
 from dispatcher.store.models import CampaignState, Member, utcnow
+from tests.email.reports import dsn
 from tests.factories import add_member, harness, write_campaign
+from tests.servers.imap_server import ImapServerHandle
 from tests.servers.kavenegar_server import KavenegarServerHandle
 
 TEHRAN = ZoneInfo("Asia/Tehran")
@@ -351,3 +353,44 @@ def test_in_outbox_mode_the_scheduler_asks_kavenegar_nothing(
     with harness(make_settings(database_url=sqlite_url)) as h:
         tick = Scheduler(h.runtime, h.broker, h.actors, clock=lambda: NOON).tick()
         assert (tick.sms_sync, tick.sms_inbox) == (None, None)
+
+
+def test_the_scheduler_reads_the_bounce_mailbox_every_bounce_interval(
+    make_settings: Callable[..., Settings],
+    database_url: str,
+    imap_server: ImapServerHandle,
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(
+        database_url=database_url,
+        bounce_imap_url=imap_server.url,
+        bounce_address="bounces@shop.example",
+        bounce_interval=60,
+    )
+    with harness(settings) as h:
+        add_member(h.engine, "C1", email="gone@example.com")
+        h.send(write_campaign(tmp_path / "c", tags=None))
+        h.run_workers()
+        [delivery] = h.deliveries()
+        imap_server.append(
+            dsn(to="bounces@shop.example", message_id=f"<delivery-{delivery.id}@shop.example>")
+        )
+        now = [NOON]
+        scheduler = Scheduler(h.runtime, h.broker, h.actors, clock=lambda: now[0])
+        assert scheduler.tick().bounces == {
+            "hard": 1,
+            "soft": 0,
+            "complaints": 0,
+            "unrecognised": 0,
+            "duplicates": 0,
+        }
+        now[0] = NOON + timedelta(seconds=59)
+        assert scheduler.tick().bounces is None
+        now[0] = NOON + timedelta(seconds=60)
+        assert scheduler.tick().bounces == {
+            "hard": 0,
+            "soft": 0,
+            "complaints": 0,
+            "unrecognised": 0,
+            "duplicates": 0,
+        }
