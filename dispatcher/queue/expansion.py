@@ -17,25 +17,23 @@ from typing import Any
 
 from dramatiq import Actor, Broker
 from sqlalchemy import (
-    ColumnElement,
-    and_,
-    case,
-    distinct,
-    exists,
     func,
     insert,
     literal,
-    not_,
-    or_,
     select,
-    true,
     update,
 )
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from dispatcher.audience.addresses import AddressKeys
-from dispatcher.audience.suppression import KEY_COLUMNS, fill_missing_keys, suppressed
+from dispatcher.audience.selection import (
+    EXCLUSIONS,
+    count_recipients,
+    exclusion_counts,
+    recipients,
+)
+from dispatcher.audience.suppression import fill_missing_keys
 from dispatcher.definition.campaign import CampaignSpec
 from dispatcher.queue.broker import enqueue_ids
 from dispatcher.store.models import (
@@ -45,13 +43,10 @@ from dispatcher.store.models import (
     Delivery,
     DeliveryStatus,
     Member,
-    MemberTag,
     utcnow,
 )
 
 CHUNK = 5000
-# Why an audience member got no delivery on a channel (`excluded_by`; keys always there).
-EXCLUSIONS = ("opted_out", "no_address", "duplicate_address", "suppressed")
 
 
 @dataclass
@@ -69,62 +64,14 @@ def excluded_by(campaign: Campaign, channel: str) -> dict[str, int]:
     return {name: int(recorded.get(name, 0)) for name in EXCLUSIONS}
 
 
-def audience_filter(tags: list[str] | None) -> ColumnElement[bool]:
-    """Members with any of the tags (everyone when tags is None)."""
-    if not tags:
-        return true()
-    return exists(
-        select(col(MemberTag.member_id)).where(
-            col(MemberTag.member_id) == col(Member.id), col(MemberTag.tag).in_(tags)
-        )
-    )
-
-
-def has_address(channel: Channel) -> ColumnElement[bool]:
-    """An address for the channel (a mobile not refused as invalid by the provider)."""
-    if channel is Channel.EMAIL:
-        return and_(col(Member.email).is_not(None), col(Member.email) != "")
-    return and_(
-        col(Member.mobile).is_not(None), col(Member.mobile) != "", ~col(Member.mobile_invalid)
-    )
-
-
-def opted_in(channel: Channel) -> ColumnElement[bool]:
-    return col(Member.email_opt_in if channel is Channel.EMAIL else Member.sms_opt_in) == true()
-
-
-def reachable(channel: Channel) -> ColumnElement[bool]:
-    """Opted in to the channel, with an address for it that is not suppressed."""
-    return and_(opted_in(channel), has_address(channel), not_(suppressed(channel)))
-
-
 def audience_counts(
     session: Session, tags: list[str] | None, channel: Channel
 ) -> tuple[int, dict[str, int]]:
-    """Deliveries the audience gets on `channel` (one per address), and why the other
-    members get none (`EXCLUSIONS`). Reads only: `campaign validate` uses it too."""
-    key = Member.__table__.c[KEY_COLUMNS[channel]]  # type: ignore[attr-defined]
-    address, opted = has_address(channel), opted_in(channel)
-    blocked = suppressed(channel)
-    eligible = and_(address, opted, not_(blocked))
-    total, no_address, opted_out, suppressed_n, keys, unkeyed = session.execute(
-        select(
-            func.count(),
-            func.count(case((not_(address), 1))),
-            func.count(case((and_(address, not_(opted)), 1))),
-            func.count(case((and_(address, opted, blocked), 1))),
-            func.count(distinct(case((eligible, key)))),
-            func.count(case((and_(eligible, or_(key.is_(None))), 1))),
-        ).where(audience_filter(tags))
-    ).one()
-    deliveries = int(keys) + int(unkeyed)  # a member without a key yet counts alone
-    duplicates = int(total) - int(no_address) - int(opted_out) - int(suppressed_n) - deliveries
-    return deliveries, {
-        "opted_out": int(opted_out),
-        "no_address": int(no_address),
-        "duplicate_address": duplicates,
-        "suppressed": int(suppressed_n),
-    }
+    """Deliveries the audience would get on `channel` (one per address), and why the
+    other members would get none (`EXCLUSIONS`). Reads only (`campaign validate`)."""
+    conn = session.connection()
+    deliveries = count_recipients(conn, channel, tags)
+    return deliveries, exclusion_counts(conn, channel, tags, deliveries)
 
 
 def expand(
@@ -196,26 +143,24 @@ def launch(
 def _insert_deliveries(
     session: Session, campaign: Campaign, spec: CampaignSpec, result: Expansion, keys: AddressKeys
 ) -> None:
-    """One pending delivery per reachable address and channel, with `INSERT ... SELECT`:
-    members sharing an address are grouped, the lowest member id gets the delivery."""
-    fill_missing_keys(session.connection(), keys)
-    audience = audience_filter(spec.audience_tags)
+    """One pending delivery per reachable address and channel, with `INSERT ... SELECT`
+    (`dispatcher.audience.selection.recipients`: of members sharing an address, the
+    lowest member id)."""
+    conn = session.connection()
+    fill_missing_keys(conn, keys)
     recorded: dict[str, Any] = {}
     for channel in spec.channels:
-        key = Member.__table__.c[KEY_COLUMNS[channel]]  # type: ignore[attr-defined]
-        first = func.min(col(Member.id))
         chosen = (
             select(
                 literal(campaign.id),
-                first,
+                col(Member.id),
                 literal(str(channel)),
                 literal(str(DeliveryStatus.PENDING)),
                 literal(0),
                 literal(utcnow()),
             )
-            .where(audience, reachable(channel))
-            .group_by(key)
-            .order_by(first)
+            .where(recipients(channel, spec.audience_tags))
+            .order_by(col(Member.id))
         )
         session.execute(
             insert(Delivery).from_select(
@@ -223,7 +168,13 @@ def _insert_deliveries(
                 chosen,
             )
         )
-        inserted, by = audience_counts(session, spec.audience_tags, channel)
+        # (rowcount of INSERT ... SELECT is not reliable across drivers: count instead)
+        inserted = session.execute(
+            select(func.count())
+            .select_from(Delivery)
+            .where(col(Delivery.campaign_id) == campaign.id, col(Delivery.channel) == str(channel))
+        ).scalar_one()
+        by = exclusion_counts(conn, channel, spec.audience_tags, inserted)
         result.eligible[str(channel)] = inserted
         result.excluded[str(channel)] = sum(by.values())
         result.excluded_by[str(channel)] = by
