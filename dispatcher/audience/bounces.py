@@ -15,13 +15,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import distinct, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
 from dispatcher.audience.consent import opt_out
 from dispatcher.audience.suppression import suppress
 from dispatcher.errors import DeliveryError, InvalidRecipientError
+from dispatcher.store.db import insert_or_ignore
 from dispatcher.store.models import (
     Bounce,
     BounceKind,
@@ -67,9 +67,8 @@ def record(
     if target is None or target[2] is None:
         return False
     campaign_id, member_id, key = target[0], target[1], target[2]
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     inserted = conn.execute(
-        dialect.insert(_B)
+        insert_or_ignore(conn, _B)
         .values(
             address_key=key,
             kind=str(kind),

@@ -22,10 +22,10 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from dispatcher.audience.addresses import AddressKeys
+from dispatcher.store.db import insert_or_ignore
 from dispatcher.store.models import (
     Channel,
     ConsentSource,
@@ -51,11 +51,6 @@ def reason_of(source: ConsentSource) -> SuppressionReason:
     return SuppressionReason.OPTOUT
 
 
-def _insert_ignore(conn: Connection) -> Any:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(_S)
-
-
 def suppress(
     conn: Connection,
     address_key: str,
@@ -68,7 +63,7 @@ def suppress(
     """Suppress an address on a channel; True if it was not already (the first reason
     stays). Inside the caller's transaction."""
     stmt = (
-        _insert_ignore(conn)
+        insert_or_ignore(conn, _S)
         .values(
             address_key=address_key,
             channel=str(channel),
@@ -96,7 +91,7 @@ def suppress_member(
         literal(now, type_=_S.c.created_at.type),
     ).where(_M.c.id == member_id, key.is_not(None))
     stmt = (
-        _insert_ignore(conn)
+        insert_or_ignore(conn, _S)
         .from_select(["address_key", "channel", "reason", "source", "created_at"], chosen)
         .on_conflict_do_nothing()
     )
