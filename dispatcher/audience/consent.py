@@ -99,14 +99,14 @@ def opt_out(session: Session, member_id: int, channel: Channel, source: ConsentS
     statements, conn, now = _STATEMENTS[channel], session.connection(), utcnow()
     params = {"member_id": member_id, "now": now, "source": source.value}
     sticky = source is not ConsentSource.IMPORT
-    if sticky:  # the address too: every member with it, now and imported later
-        suppress_member(conn, member_id, channel, source, now)
     if conn.execute(statements["out_sticky" if sticky else "out"], params).rowcount:
+        if sticky:  # the address too: every member with it, now and imported later
+            suppress_member(conn, member_id, channel, source, now)
         _record(conn, member_id, channel, False, source, now)
         return True
     _require_member(conn, member_id)
-    if sticky:
-        conn.execute(statements["stick"], params)
+    if sticky and conn.execute(statements["stick"], params).rowcount:
+        suppress_member(conn, member_id, channel, source, now)
     return False
 
 

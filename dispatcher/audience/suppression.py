@@ -158,4 +158,25 @@ def fill_missing_keys(conn: Connection, keys: AddressKeys) -> int:
                 [{"member_id": mid, "key": keys.of(channel, value)} for mid, value in rows],
             )
             filled += len(rows)
+            _suppress_sticky(conn, channel)
     return filled
+
+
+def _suppress_sticky(conn: Connection, channel: Channel) -> None:
+    """Suppress the addresses of members whose sticky opt-out predates address keys
+    (a database upgraded from before suppression existed)."""
+    source = _M.c["email_optout_source" if channel is Channel.EMAIL else "sms_optout_source"]
+    key = _M.c[KEY_COLUMNS[channel]]
+    reason = case(
+        (source == str(ConsentSource.BOUNCE), str(SuppressionReason.BOUNCE)),
+        (source == str(ConsentSource.COMPLAINT), str(SuppressionReason.COMPLAINT)),
+        else_=str(SuppressionReason.OPTOUT),
+    )
+    chosen = select(
+        key, literal(str(channel)), reason, source, literal(utcnow(), type_=_S.c.created_at.type)
+    ).where(key.is_not(None), source.is_not(None))
+    conn.execute(
+        insert_or_ignore(conn, _S)
+        .from_select(["address_key", "channel", "reason", "source", "created_at"], chosen)
+        .on_conflict_do_nothing()
+    )

@@ -16,7 +16,7 @@ from dispatcher.definition.campaign import CampaignSpec, load_campaign
 from dispatcher.delivery.status import campaign_status
 from dispatcher.queue.expansion import expand
 from dispatcher.store.db import session_scope
-from dispatcher.store.models import Channel, ConsentSource, Delivery, Member
+from dispatcher.store.models import Channel, ConsentSource, Delivery, Member, Suppression
 from tests.factories import Harness, write_campaign
 from tests.servers.smtp_server import SmtpServerHandle
 
@@ -177,3 +177,31 @@ def test_the_send_time_check_sees_an_opt_out_by_another_member_with_the_address(
     assert delivery.member_id == ids(h.engine)["A1"]
     assert (delivery.status, delivery.error_message) == ("skipped", "address suppressed")
     assert smtp_server.messages() == []
+
+
+def test_an_opt_out_from_before_address_keys_suppresses_the_address_at_the_next_expansion(
+    engine: Engine, tmp_path: Path
+) -> None:
+    with session_scope(engine) as session:  # as an older version left them: no keys
+        session.add(
+            Member(
+                external_id="OLD",
+                email="sara@example.com",
+                email_opt_in=False,
+                email_optout_source="link",
+            )
+        )
+        session.add(Member(external_id="NEW", email="Sara@Example.com"))
+    result = expand(engine, load_campaign(write_campaign(tmp_path / "c", tags=None)), keys=KEYS)
+    assert result.eligible == {"email": 0}
+    assert result.excluded_by["email"]["suppressed"] == 1
+
+
+def test_a_repeated_opt_out_writes_nothing_more(engine: Engine, tmp_path: Path) -> None:
+    import_members(engine, _csv(tmp_path, SHARED), keys=KEYS)
+    with session_scope(engine) as session:
+        assert opt_out(session, ids(engine)["A1"], Channel.EMAIL, ConsentSource.LINK)
+        assert not opt_out(session, ids(engine)["A1"], Channel.EMAIL, ConsentSource.ONE_CLICK)
+    with Session(engine) as session:
+        [row] = session.exec(select(Suppression)).all()
+    assert (row.reason, row.source) == ("optout", "link")
