@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from dispatcher.errors import ConfigurationError
@@ -43,3 +45,19 @@ def test_outside_inline_mode_the_unsubscribe_secret_is_required() -> None:
     settings = load_settings(_env_file=None, redis_url="redis://127.0.0.1:6379/0")
     with pytest.raises(ConfigurationError, match="UNSUBSCRIBE_SECRET"):
         settings.unsubscribe_keys()
+
+
+def test_outside_inline_mode_the_suppression_key_is_required_and_is_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_settings(
+        _env_file=None, redis_url="redis://127.0.0.1:6379/0", unsubscribe_secret="u" * 20
+    )
+    with pytest.raises(ConfigurationError, match="SUPPRESSION_KEY"):
+        settings.suppression_key_bytes()
+    monkeypatch.chdir(tmp_path)
+    inline = load_settings(_env_file=None, unsubscribe_secret="u" * 20)
+    key = inline.suppression_key_bytes()
+    assert key != b"u" * 20 and inline.suppression_key_bytes() == key
+    assert (tmp_path / ".dispatcher-suppression-key").stat().st_mode & 0o777 == 0o600
+    assert "hidden" not in repr(load_settings(_env_file=None, suppression_key="hidden"))

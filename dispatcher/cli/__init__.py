@@ -21,6 +21,7 @@ from dispatcher.store.models import Channel
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
+    from dispatcher.audience.addresses import AddressKeys
     from dispatcher.definition.campaign import CampaignSpec
     from dispatcher.definition.rendering import CampaignTemplates
     from dispatcher.runtime import Runtime
@@ -60,6 +61,16 @@ def fail(message: str, code: int = 1) -> NoReturn:
 def settings() -> Settings:
     try:
         return get_settings()
+    except DispatcherError as exc:
+        fail(str(exc))
+
+
+def address_keys_of(s: Settings) -> AddressKeys:
+    """The address keys (SUPPRESSION_KEY), or a clear error naming the setting."""
+    from dispatcher.audience.addresses import address_keys
+
+    try:
+        return address_keys(s)
     except DispatcherError as exc:
         fail(str(exc))
 
@@ -268,7 +279,6 @@ def campaign_send(
 
     With `--at` (or `send_at` in the file) the campaign is recorded as scheduled and
     `dispatcher scheduler` launches it when due."""
-    from dispatcher.audience.addresses import address_keys
     from dispatcher.cli.ops import print_scheduled, send_time
     from dispatcher.delivery.status import mark_done_if_finished
     from dispatcher.inline import run_inline, wait_for
@@ -284,7 +294,8 @@ def campaign_send(
     if Channel.SMS in spec.channels:
         out.print(f"sms transport: [bold]{s.sms_transport_label}[/]", highlight=False)
     send_at = send_time(spec, at, s)
-    result = expand(rt.engine, spec, send_at=send_at, keys=address_keys(s))
+    keys = address_keys_of(s)
+    result = expand(rt.engine, spec, send_at=send_at, keys=keys)
     campaign = result.campaign
     assert campaign.id is not None
     if not result.created:

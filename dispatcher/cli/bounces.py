@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from dispatcher.cli import bounces_app, fail, out, runtime
+from dispatcher.cli import address_keys_of, bounces_app, fail, out, runtime
 from dispatcher.errors import DispatcherError
 
 if TYPE_CHECKING:
@@ -21,12 +21,8 @@ def _reader() -> ReturnsReader:
 
     rt = runtime()
     s = rt.settings
-    try:
-        return ReturnsReader(
-            rt.engine, key=s.suppression_key_bytes(), bounce_address=s.bounce_address
-        )
-    except DispatcherError as exc:
-        fail(str(exc))
+    keys = address_keys_of(s)
+    return ReturnsReader(rt.engine, key=keys.key, bounce_address=s.bounce_address)
 
 
 def _print(counts: Counts, as_json: bool, label: str) -> None:

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from dispatcher.cli import err, fail, members_app, out, runtime
+from dispatcher.cli import address_keys_of, err, fail, members_app, out, runtime
 from dispatcher.errors import DispatcherError, InputError
 from dispatcher.store.models import Channel
 
@@ -22,12 +22,12 @@ def members_import(
     file: Annotated[Path, typer.Argument(help="CSV with a header row; external_id required.")],
 ) -> None:
     """Load or update members from CSV (upsert by external_id)."""
-    from dispatcher.audience.addresses import address_keys
     from dispatcher.audience.members import import_members
 
     rt = runtime()
+    keys = address_keys_of(rt.settings)
     try:
-        report = import_members(rt.engine, file, keys=address_keys(rt.settings))
+        report = import_members(rt.engine, file, keys=keys)
     except InputError as exc:
         fail(str(exc))
     out.print(

@@ -105,7 +105,7 @@ class GroupCommit:
         self.cycles = 0
         self.requests = 0
 
-    # -- the interface of dispatcher.delivery.state, without the engine ------------------------------
+    # -- the interface of dispatcher.delivery.state, without the engine ----------------------------
 
     def load(self, delivery_id: int) -> Loaded | None:
         """The delivery with its member and campaign (its `spec` deferred), read now."""

@@ -19,8 +19,10 @@ from dispatcher.store.models import BounceKind
 
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _UNKNOWN_USER = re.compile(
-    r"unknown|no such|not exist|does ?n[o']t exist|invalid (?:recipient|mailbox|address|user)"
-    r"|user not found|mailbox (?:not found|unavailable)|recipient rejected|unrouteable",
+    r"(?:user|recipient|mailbox|address) unknown|unknown (?:user|recipient|mailbox|address)"
+    r"|no such (?:user|mailbox|recipient|address)|does ?n[o']t exist|not exist"
+    r"|invalid (?:recipient|mailbox|address|user)|(?:user|mailbox) not found"
+    r"|mailbox unavailable|unrouteable",
     re.IGNORECASE,
 )
 BARE_HARD_CODES = (550, 551, 553)

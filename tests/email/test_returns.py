@@ -129,6 +129,8 @@ def test_a_file_that_is_not_a_mailbox_is_refused(tmp_path: Path, engine: Engine)
         (553, "mailbox name not allowed", False),
         (551, "User not local; user unknown", True),
         (554, "transaction failed", False),
+        (550, "unknown error", False),
+        (550, "Recipient address unknown", True),
     ],
 )
 def test_hard_and_soft_refusals(code: int, text: str, hard: bool) -> None:
