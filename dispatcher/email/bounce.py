@@ -6,6 +6,7 @@
 - Soft: any other 5xx (5.2.x mailbox full, 5.7.x policy ...), a final 4xx, and any
   other failed or delayed recipient of a report.
 - Complaint: an ARF feedback report (RFC 5965) from a mailbox provider.
+- Other bounce formats found in the wild are read by Mailman's `flufl.bounce`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import re
 from dataclasses import dataclass, field
 from email.message import Message
 from email.utils import getaddresses
+
+from flufl.bounce import all_failures
 
 from dispatcher.store.models import BounceKind
 
@@ -55,19 +58,45 @@ class Report:
 
 
 def parse_report(message: Message) -> Report | None:
-    """A DSN or an ARF complaint read from a message; None for anything else."""
+    """A DSN or an ARF complaint read from a message, else a bounce in one of the many
+    non-standard formats that Mailman's `flufl.bounce` recognises (Exim, qmail, Postfix
+    without DSN...: a permanent failure is hard); None for anything else."""
     if message.get_content_type() != "multipart/report":
-        return None
+        return _non_standard(message)
     report_type = (message.get_param("report-type") or "").__str__().lower()
     to = [addr for _, addr in getaddresses(message.get_all("To", []) + _delivered_to(message))]
     if report_type == "feedback-report":
         return Report(BounceKind.COMPLAINT, to=to, message_ids=_original_ids(message))
     if report_type != "delivery-status":
-        return None
+        return _non_standard(message)
     kind, status = _dsn_outcome(message)
     if kind is None:
         return None
     return Report(kind, status=status, to=to, message_ids=_original_ids(message))
+
+
+def _non_standard(message: Message) -> Report | None:
+    temporary, permanent = all_failures(message)
+    if not (temporary or permanent):
+        return None
+    to = [addr for _, addr in getaddresses(message.get_all("To", []) + _delivered_to(message))]
+    kind = BounceKind.HARD if permanent else BounceKind.SOFT
+    return Report(kind, to=to, message_ids=_original_ids(message) + _ids_in_text(message))
+
+
+def _ids_in_text(message: Message) -> list[str]:
+    """Message-IDs quoted in the text of a bounce that returned the original inline."""
+    ids: list[str] = []
+    for part in message.walk():
+        if part.get_content_maintype() == "text":
+            payload = part.get_payload(decode=True)
+            if isinstance(payload, bytes):
+                found = _MESSAGE_ID_LINE.findall(payload)
+                ids.extend(m.decode("ascii", "replace") for m in found)
+    return ids
+
+
+_MESSAGE_ID_LINE = re.compile(rb"^Message-ID:\s*(<[^>\r\n]+>)", re.IGNORECASE | re.MULTILINE)
 
 
 def _delivered_to(message: Message) -> list[str]:
@@ -125,7 +154,7 @@ def _original_ids(message: Message) -> list[str]:
             text = part.get_payload(decode=True)
             if not isinstance(text, bytes):
                 continue
-            found = re.search(rb"^Message-ID:\s*(<[^>\r\n]+>)", text, re.IGNORECASE | re.MULTILINE)
+            found = _MESSAGE_ID_LINE.search(text)
             if found:
                 ids.append(found.group(1).decode("ascii", "replace"))
     return ids

@@ -76,3 +76,26 @@ def arf(*, message_id: str, own_id: str = "<arf-1@fbl.example.net>") -> bytes:
 
 def plain() -> bytes:
     return b"From: someone@example.net\r\nTo: bounces@shop.example\r\nSubject: hi\r\n\r\nhello\r\n"
+
+
+def exim(*, to: str, message_id: str) -> bytes:
+    """A bounce in Exim's own format (no DSN), the original returned inline."""
+    return (
+        "Return-path: <>\r\n"
+        "From: Mail Delivery System <Mailer-Daemon@mx.example.net>\r\n"
+        f"To: {to}\r\n"
+        "X-Failed-Recipients: gone@example.com\r\n"
+        "Subject: Mail delivery failed: returning message to sender\r\n"
+        "Message-Id: <E1OLFV6@mx.example.net>\r\n"
+        "\r\n"
+        "This message was created automatically by mail delivery software.\r\n\r\n"
+        "A message that you sent could not be delivered to one or more of its\r\n"
+        "recipients. This is a permanent error. The following address(es) failed:\r\n\r\n"
+        "  gone@example.com\r\n"
+        "    host mx.example.com [192.0.2.4]: 550 5.1.1 user unknown\r\n\r\n"
+        "------ This is a copy of the message, including all the headers. ------\r\n\r\n"
+        f"Message-ID: {message_id}\r\n"
+        "From: news@shop.example\r\n"
+        "To: gone@example.com\r\n"
+        "Subject: Yalda\r\n\r\nHello\r\n"
+    ).encode()

@@ -18,7 +18,7 @@ from dispatcher.email.verp import verp_address
 from dispatcher.errors import InputError
 from dispatcher.queue.expansion import expand
 from dispatcher.store.models import ConsentEvent, Delivery, Member, Suppression
-from tests.email.reports import arf, dsn, plain
+from tests.email.reports import arf, dsn, exim, plain
 from tests.factories import write_campaign
 
 KEY = b"test-suppression-key"
@@ -135,3 +135,14 @@ def test_a_file_that_is_not_a_mailbox_is_refused(tmp_path: Path, engine: Engine)
 )
 def test_hard_and_soft_refusals(code: int, text: str, hard: bool) -> None:
     assert is_hard(code, text) is hard
+
+
+def test_a_non_standard_bounce_is_read_by_flufl_bounce(engine: Engine, tmp_path: Path) -> None:
+    ids = deliveries(engine, tmp_path)
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "1.eml").write_bytes(
+        exim(to="news@shop.example", message_id=f"<delivery-{ids['A1']}@shop.example>")
+    )
+    counts = import_returns(ReturnsReader(engine, key=KEY, bounce_address=None), tmp_path / "r")
+    assert (counts.hard, counts.unrecognised) == (1, 0)
+    assert suppressions(engine) == [("bounce", "bounce")]
