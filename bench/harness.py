@@ -25,6 +25,7 @@ from sqlalchemy import Table, func, text
 from sqlalchemy import select as sql_select
 from sqlalchemy.engine import Engine
 
+from dispatcher.audience.addresses import AddressKeys
 from dispatcher.store.db import create_schema, make_engine
 from dispatcher.store.models import Campaign, Delivery, DeliveryStatus, Member, MemberTag
 
@@ -141,7 +142,10 @@ def seed_members(db: Database, n: int, chunk: int = 50_000) -> float:
         "mobile_invalid": False,
         "tags": "newsletter",
         "updated_at": now,
+        "email_key": "",
+        "mobile_key": "",
     }
+    keys = AddressKeys(SECRET.encode())  # = SUPPRESSION_KEY: keys as `members import` sets
     columns = [name for name, _ in _defaults(mtable, sample)]
     fixed = dict(_defaults(mtable, sample))
     names = ("مریم", "علی", "زهرا", "رضا", "فاطمه", "حسین", "سارا", "محمد")
@@ -156,6 +160,8 @@ def seed_members(db: Database, n: int, chunk: int = 50_000) -> float:
                 email=f"u{i}@example.com",
                 mobile=f"+98912{i:07d}",
                 email_opt_in=i % OPTED_OUT_EVERY != 0,
+                email_key=keys.email(f"u{i}@example.com"),
+                mobile_key=keys.mobile(f"+98912{i:07d}"),
             )
             yield tuple(row[c] for c in columns)
 
@@ -384,6 +390,7 @@ def env_for(
         SMTP_SECURITY="none",
         MAIL_FROM=MAIL_FROM,
         UNSUBSCRIBE_SECRET=SECRET,
+        SUPPRESSION_KEY=SECRET,
         UNSUBSCRIBE_BASE_URL="https://shop.example",
         PYTHONUNBUFFERED="1",
     )

@@ -51,8 +51,9 @@ class TokenError(DispatcherError):
 class DeliveryError(DispatcherError):
     """Base class for a failed attempt to hand a message to a transport."""
 
-    def __init__(self, message: str, *, code: int | None = None) -> None:
+    def __init__(self, message: str, *, code: int | None = None, status: str | None = None) -> None:
         self.code = code
+        self.status = status  # the enhanced status code (RFC 3463), e.g. "5.1.1"
         super().__init__(message)
 
 

@@ -52,8 +52,11 @@ from dramatiq.common import dq_name
 from sqlalchemy import select
 from sqlmodel import Session, col
 
+from dispatcher.audience.addresses import address_keys
 from dispatcher.delivery import control
-from dispatcher.errors import DeliveryError
+from dispatcher.email.imap import fetch_returns
+from dispatcher.email.returns import ReturnsReader
+from dispatcher.errors import DeliveryError, DispatcherError
 from dispatcher.inline import run_inline
 from dispatcher.queue.broker import enqueue_many
 from dispatcher.queue.expansion import enqueue_pending, launch, pending_ids
@@ -85,6 +88,7 @@ class Tick:
     finished: list[str] = field(default_factory=list)
     sms_sync: dict[str, int] | None = None  # counts, when this tick ran the sync
     sms_inbox: dict[str, int] | None = None  # counts, when this tick read the inbox
+    bounces: dict[str, int] | None = None  # counts, when this tick read the bounce mailbox
 
     def __bool__(self) -> bool:
         return bool(
@@ -95,6 +99,7 @@ class Tick:
             or self.finished
             or any((self.sms_sync or {}).values())
             or any((self.sms_inbox or {}).values())
+            or any((self.bounces or {}).values())
         )
 
 
@@ -138,6 +143,9 @@ class Scheduler:
                 report.finished.append(control.get(self.engine, campaign_id).slug)
         if not self.rt.settings.sms_outbox:
             self._sms_housekeeping(now, report)
+        s = self.rt.settings
+        if s.bounce_imap_url is not None and self._claim("bounces", now, s.bounce_interval):
+            report.bounces = self._fetch_bounces()
         if report:
             log.info("scheduler: %s", report, extra={"outcome": "tick"})
         return report
@@ -150,7 +158,7 @@ class Scheduler:
             return [i for i in session.execute(query.order_by(col(Campaign.id))).scalars()]
 
     def _launch(self, campaign_id: int, now: datetime, report: Tick) -> None:
-        expansion = launch(self.engine, campaign_id, now=now)
+        expansion = launch(self.engine, campaign_id, now=now, keys=address_keys(self.rt.settings))
         if expansion is None:
             return  # another scheduler (or a person: pause, cancel) got there first
         campaign = expansion.campaign
@@ -229,6 +237,27 @@ class Scheduler:
         if self._claim("sms-inbox", now):
             report.sms_inbox = self._kavenegar("sms inbox", lambda: read_inbox(self.rt))
 
+    def _fetch_bounces(self) -> dict[str, int] | None:
+        """`bounces fetch`: read the bounce mailbox; a failure is logged, tried again
+        after BOUNCE_INTERVAL."""
+        s = self.rt.settings
+        assert s.bounce_imap_url is not None
+        try:
+            reader = ReturnsReader(
+                self.engine, key=s.suppression_key_bytes(), bounce_address=s.bounce_address
+            )
+            counts = fetch_returns(reader, s.bounce_imap_url.get_secret_value()).as_dict()
+        except DispatcherError as exc:
+            log.warning(
+                "bounces fetch failed: %s; next try in %gs",
+                exc,
+                s.bounce_interval,
+                extra={"outcome": "failed"},
+            )
+            return None
+        log.info("bounces fetch: %s", counts, extra={"outcome": "bounces-fetch"})
+        return counts
+
     def _kavenegar(self, name: str, job: Callable[[], dict[str, int]]) -> dict[str, int] | None:
         """Run a Kavenegar job; a failure is logged (and a 451 slows the senders too)."""
         try:
@@ -246,10 +275,11 @@ class Scheduler:
         log.info("%s: %s", name, counts, extra={"outcome": name.replace(" ", "-")})
         return counts
 
-    def _claim(self, job: str, now: datetime) -> bool:
+    def _claim(self, job: str, now: datetime, every: float | None = None) -> bool:
         """True for the one scheduler that runs `job` now; then for no one during
-        SMS_SYNC_INTERVAL (a key with a TTL in Redis; this process's memory without)."""
-        every = self.rt.settings.sms_sync_interval
+        `every` seconds, default SMS_SYNC_INTERVAL (a key with a TTL in Redis; this
+        process's memory without)."""
+        every = every or self.rt.settings.sms_sync_interval
         if isinstance(self.broker, RedisBroker):
             key = f"{self.rt.settings.redis_namespace}:scheduler:{job}"
             ttl_ms = max(1, round(every * 1000))

@@ -24,6 +24,7 @@ from dispatcher.controlchars import find_control
 from dispatcher.errors import ConfigurationError
 
 DEV_SECRET_FILE = Path(".dispatcher-secret")
+DEV_SUPPRESSION_KEY_FILE = Path(".dispatcher-suppression-key")
 
 
 # -- the SMS send window: `08:00-21:00`, start included, end excluded; an end before the
@@ -108,6 +109,13 @@ class Settings(BaseSettings):
     mail_from: str | None = None
     unsubscribe_base_url: str = "http://127.0.0.1:8000"
     unsubscribe_secret: SecretStr | None = None
+    # HMAC key of address keys (suppression list, one delivery per address). Never
+    # rotated: a new key forgets every suppressed address. Not UNSUBSCRIBE_SECRET.
+    suppression_key: SecretStr | None = None
+    # Bounces: VERP envelope senders, the bounce mailbox and how often to read it.
+    bounce_address: str | None = None
+    bounce_imap_url: SecretStr | None = None
+    bounce_interval: float = Field(default=300.0, gt=0)
     outbox_dir: Path = Path("./outbox")
     # The unsubscribe server on SQLite: how long an opt-out waits for another process's
     # write lock before it is kept in its journal, and how often the journal is applied.
@@ -155,7 +163,25 @@ class Settings(BaseSettings):
             raise ValueError(f"a control character ({found}) cannot go into the From header")
         return value
 
-    @field_validator("kavenegar_api_key", mode="before")
+    @field_validator("bounce_address", mode="before")
+    @classmethod
+    def _verp_base(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip() or None
+        if isinstance(value, str) and not re.fullmatch(r"[A-Za-z0-9._\-]+@[A-Za-z0-9.\-]+", value):
+            raise ValueError("must be a plain address such as bounces@shop.example (no '+')")
+        return value
+
+    @field_validator("bounce_imap_url", mode="before")
+    @classmethod
+    def _imap_url(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip() or None
+        if isinstance(value, str) and not value.startswith(("imap://", "imaps://")):
+            raise ValueError("must start with imaps:// or imap://")
+        return value
+
+    @field_validator("kavenegar_api_key", "suppression_key", mode="before")
     @classmethod
     def _empty_key_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -262,6 +288,19 @@ class Settings(BaseSettings):
         if not DEV_SECRET_FILE.exists():
             create_private_file(DEV_SECRET_FILE, secrets.token_urlsafe(32).encode())
         return [DEV_SECRET_FILE.read_text().strip().encode()]
+
+    def suppression_key_bytes(self) -> bytes:
+        """The HMAC key of address keys (SUPPRESSION_KEY).
+
+        Required outside inline mode. In inline mode (the embedded demo) a random key
+        is generated once into `.dispatcher-suppression-key` (mode 0600).
+        """
+        if self.suppression_key is not None:
+            return self.suppression_key.get_secret_value().encode()
+        if not self.inline:
+            raise ConfigurationError("SUPPRESSION_KEY is required when REDIS_URL is set")
+        create_private_file(DEV_SUPPRESSION_KEY_FILE, secrets.token_urlsafe(32).encode())
+        return DEV_SUPPRESSION_KEY_FILE.read_text().strip().encode()
 
 
 def create_private_file(path: Path, content: bytes) -> bool:

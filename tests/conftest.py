@@ -86,6 +86,7 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
             "outbox_dir": tmp_path / "outbox",
             "sms_inbox_spool": tmp_path / "inbox-spool.jsonl",
             "unsubscribe_secret": "test-secret-key-0123456789",
+            "suppression_key": "test-suppression-key",
             "mail_from": "فروشگاه نمونه <news@shop.example>",
             "unsubscribe_base_url": "https://shop.example",
             "_env_file": None,

@@ -14,6 +14,7 @@ from dramatiq import Broker, Worker
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from dispatcher.audience.addresses import address_keys
 from dispatcher.definition.campaign import CampaignSpec, load_campaign
 from dispatcher.queue.broker import build_broker, use_broker
 from dispatcher.queue.expansion import Expansion, enqueue_pending, expand
@@ -106,7 +107,7 @@ class Harness:
 
     def send(self, campaign_file: Path) -> Expansion:
         spec: CampaignSpec = load_campaign(campaign_file)
-        result = expand(self.engine, spec)
+        result = expand(self.engine, spec, keys=address_keys(self.runtime.settings))
         if result.created:
             enqueue_pending(self.engine, self.broker, result.campaign, self.actors)
         return result

@@ -117,6 +117,7 @@ def deployment(
         "SMTP_TIMEOUT": "2",
         "MAIL_FROM": "فروشگاه نمونه <news@shop.example>",
         "UNSUBSCRIBE_SECRET": "test-secret-key-0123456789",
+        "SUPPRESSION_KEY": "test-suppression-key",
         "UNSUBSCRIBE_BASE_URL": "https://shop.example",
         "LOG_FORMAT": "json",
     }

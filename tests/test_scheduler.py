@@ -16,6 +16,7 @@ import redis
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from dispatcher.audience.addresses import AddressKeys
 from dispatcher.definition.campaign import load_campaign
 from dispatcher.definition.sendtime import describe, parse_send_at
 from dispatcher.delivery.control import find
@@ -27,11 +28,15 @@ from dispatcher.runtime import Runtime
 from dispatcher.scheduler import Scheduler
 from dispatcher.settings import Settings
 from dispatcher.store.models import CampaignState, Member, utcnow
+from tests.email.reports import dsn
 from tests.factories import add_member, harness, write_campaign
+from tests.servers.imap_server import ImapServerHandle
 from tests.servers.kavenegar_server import KavenegarServerHandle
 
 TEHRAN = ZoneInfo("Asia/Tehran")
 YALDA = datetime(2026, 12, 20, 6, 30, tzinfo=UTC)  # 10:00 in Tehran
+
+KEYS = AddressKeys(b"test-suppression-key")
 
 
 @pytest.mark.parametrize(
@@ -74,7 +79,7 @@ def test_a_scheduled_campaign_launches_when_due_with_the_audience_of_that_time(
         add_member(h.engine, "C1")
         send_at = utcnow() + timedelta(hours=1)
         spec = load_campaign(write_campaign(tmp_path / "c"))
-        result = expand(h.engine, spec, send_at=send_at)
+        result = expand(h.engine, spec, send_at=send_at, keys=KEYS)
         assert result.campaign.state == CampaignState.SCHEDULED and h.deliveries() == []
         add_member(h.engine, "C2")  # joins before the send time: included
 
@@ -107,7 +112,7 @@ def test_two_schedulers_at_once_launch_each_campaign_once(
         due = utcnow() - timedelta(seconds=1)
         for n in range(5):
             spec = load_campaign(write_campaign(tmp_path / f"c{n}", slug=f"yalda-{n}"))
-            expand(h.engine, spec, send_at=due)
+            expand(h.engine, spec, send_at=due, keys=KEYS)
         runtimes = [Runtime.from_settings(settings) for _ in range(2)]  # own engines
         schedulers = [Scheduler(rt, h.broker, h.actors) for rt in runtimes]
         barrier = threading.Barrier(2)
@@ -232,7 +237,7 @@ def test_inline_a_launch_at_night_returns_and_leaves_its_sms_for_the_morning(
             add_member(h.engine, f"C{i}", mobile=f"+98912123456{i}")
         night = datetime(2025, 12, 21, 23, 0, tzinfo=TEHRAN)
         h.runtime.clock = lambda: night
-        expand(h.engine, load_campaign(sms_campaign(tmp_path)), send_at=night)
+        expand(h.engine, load_campaign(sms_campaign(tmp_path)), send_at=night, keys=KEYS)
         ticks: list[Any] = []
 
         def tick() -> None:
@@ -348,3 +353,44 @@ def test_in_outbox_mode_the_scheduler_asks_kavenegar_nothing(
     with harness(make_settings(database_url=sqlite_url)) as h:
         tick = Scheduler(h.runtime, h.broker, h.actors, clock=lambda: NOON).tick()
         assert (tick.sms_sync, tick.sms_inbox) == (None, None)
+
+
+def test_the_scheduler_reads_the_bounce_mailbox_every_bounce_interval(
+    make_settings: Callable[..., Settings],
+    database_url: str,
+    imap_server: ImapServerHandle,
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(
+        database_url=database_url,
+        bounce_imap_url=imap_server.url,
+        bounce_address="bounces@shop.example",
+        bounce_interval=60,
+    )
+    with harness(settings) as h:
+        add_member(h.engine, "C1", email="gone@example.com")
+        h.send(write_campaign(tmp_path / "c", tags=None))
+        h.run_workers()
+        [delivery] = h.deliveries()
+        imap_server.append(
+            dsn(to="bounces@shop.example", message_id=f"<delivery-{delivery.id}@shop.example>")
+        )
+        now = [NOON]
+        scheduler = Scheduler(h.runtime, h.broker, h.actors, clock=lambda: now[0])
+        assert scheduler.tick().bounces == {
+            "hard": 1,
+            "soft": 0,
+            "complaints": 0,
+            "unrecognised": 0,
+            "duplicates": 0,
+        }
+        now[0] = NOON + timedelta(seconds=59)
+        assert scheduler.tick().bounces is None
+        now[0] = NOON + timedelta(seconds=60)
+        assert scheduler.tick().bounces == {
+            "hard": 0,
+            "soft": 0,
+            "complaints": 0,
+            "unrecognised": 0,
+            "duplicates": 0,
+        }

@@ -98,3 +98,19 @@ def test_a_private_file_is_created_once_and_never_replaced(tmp_path: Path) -> No
     assert create_private_file(tmp_path / "s", b"second") is False
     assert (tmp_path / "s").read_bytes() == b"first"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]
+
+
+def test_outside_inline_mode_the_suppression_key_is_required_and_is_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = load_settings(
+        _env_file=None, redis_url="redis://127.0.0.1:6379/0", unsubscribe_secret="u" * 20
+    )
+    with pytest.raises(ConfigurationError, match="SUPPRESSION_KEY"):
+        settings.suppression_key_bytes()
+    monkeypatch.chdir(tmp_path)
+    inline = load_settings(_env_file=None, unsubscribe_secret="u" * 20)
+    key = inline.suppression_key_bytes()
+    assert key != b"u" * 20 and inline.suppression_key_bytes() == key
+    assert (tmp_path / ".dispatcher-suppression-key").stat().st_mode & 0o777 == 0o600
+    assert "hidden" not in repr(load_settings(_env_file=None, suppression_key="hidden"))

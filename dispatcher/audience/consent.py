@@ -7,6 +7,8 @@
 - An import can opt a member out (`0`) and back in (`1`) as long as the opt-out came
   from an import (that part lives in `dispatcher.audience.members`).
 - Every actual change of consent, and only that, is recorded as a `ConsentEvent`.
+- A sticky opt-out also suppresses the member's *address* on the channel
+  (`dispatcher.audience.suppression`); a re-subscribe lifts it.
 
 The writes are Core statements (a conditional UPDATE, then an INSERT of the event):
 the unsubscribe endpoint holds SQLite's write lock for as short a time as possible.
@@ -14,14 +16,17 @@ the unsubscribe endpoint holds SQLite's write lock for as short a time as possib
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, false, insert, true, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from dispatcher.audience.normalise import external_id_forms
+from dispatcher.audience.suppression import lift_member, suppress_member
 from dispatcher.errors import NotFoundError
 from dispatcher.store.db import session_scope
 from dispatcher.store.models import Channel, ConsentEvent, ConsentSource, Member, utcnow
@@ -103,11 +108,13 @@ def opt_out(
     params = {"member_id": member_id, "now": now, "source": source.value}
     sticky = source is not ConsentSource.IMPORT
     if conn.execute(statements["out_sticky" if sticky else "out"], params).rowcount:
+        if sticky:  # the address too: every member with it, now and imported later
+            suppress_member(conn, member_id, channel, source, now)
         _record(conn, member_id, channel, False, source, now)
         return True
     _require_member(conn, member_id)
-    if sticky:
-        conn.execute(statements["stick"], params)
+    if sticky and conn.execute(statements["stick"], params).rowcount:
+        suppress_member(conn, member_id, channel, source, now)
     return False
 
 
@@ -129,6 +136,7 @@ def resubscribe(
     channel, source = Channel(channel), ConsentSource(source)
     statements, conn, now = _STATEMENTS[channel], session.connection(), at or utcnow()
     params = {"member_id": member_id, "now": now}
+    lift_member(conn, member_id, channel)  # the address's suppression, whatever its reason
     if conn.execute(statements["in"], params).rowcount:
         _record(conn, member_id, channel, True, source, now)
         return True
@@ -169,6 +177,74 @@ def list_optouts(engine: Engine, since: datetime | None = None) -> list[dict[str
             "source": source,
         }
         for external_id, channel, at, source in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentChange:
+    """One change of a member's consent on a channel: an opt-out or a re-subscribe."""
+
+    id: int  # the consent event's id: increasing, a cursor for `after_id`
+    external_id: str
+    channel: str
+    opt_in: bool
+    source: str
+    at: datetime  # aware, UTC
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "external_id": self.external_id,
+            "channel": self.channel,
+            "opt_in": self.opt_in,
+            "source": self.source,
+            "at": self.at.isoformat(),
+        }
+
+
+def consent_changes(
+    engine: Engine,
+    *,
+    since: datetime | None = None,
+    after_id: int | None = None,
+    limit: int | None = None,
+) -> list[ConsentChange]:
+    """Every change of consent (opt-outs and re-subscribes, any source), oldest first.
+
+    `since` keeps changes at or after that moment (a naive one is UTC); `after_id`
+    those after that event id (a cursor: pass the last id seen); `limit` at most that
+    many. Members erased since are left out (their events go with them).
+    """
+    stmt = (
+        sa_select(
+            col(ConsentEvent.id),
+            col(Member.external_id),
+            col(ConsentEvent.channel),
+            col(ConsentEvent.opted_in),
+            col(ConsentEvent.source),
+            col(ConsentEvent.at),
+        )
+        .join(Member, col(Member.id) == col(ConsentEvent.member_id))
+        .order_by(col(ConsentEvent.id))
+    )
+    if since is not None:
+        stmt = stmt.where(col(ConsentEvent.at) >= _utc(since))
+    if after_id is not None:
+        stmt = stmt.where(col(ConsentEvent.id) > after_id)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    return [
+        ConsentChange(
+            id=event_id or 0,
+            external_id=external_id,
+            channel=channel,
+            opt_in=bool(opted_in),
+            source=source,
+            at=_utc(at),
+        )
+        for event_id, external_id, channel, opted_in, source, at in rows
     ]
 
 

@@ -35,6 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Engine
 
+from dispatcher.audience.addresses import AddressKeys, SharedAddress, shared_addresses, with_keys
 from dispatcher.audience.consent import CONSENT_COLUMNS
 from dispatcher.audience.normalise import (
     clean_mobile,
@@ -49,7 +50,13 @@ from dispatcher.audience.normalise import (
 from dispatcher.controlchars import CONTROL, strip_controls
 from dispatcher.errors import InputError
 from dispatcher.masking import mask_email, mask_text
-from dispatcher.store.models import ConsentEvent, ConsentSource, Member, MemberTag, utcnow
+from dispatcher.store.models import (
+    ConsentEvent,
+    ConsentSource,
+    Member,
+    MemberTag,
+    utcnow,
+)
 
 __all__ = [
     "COLUMNS",
@@ -121,6 +128,7 @@ class ImportReport:
     kept_opted_out: int = 0
     rejected: list[RowError] = field(default_factory=list)
     warnings: list[RowError] = field(default_factory=list)
+    shared: list[SharedAddress] = field(default_factory=list)  # warnings: families share
 
     @property
     def ok(self) -> bool:
@@ -138,7 +146,7 @@ class _Row:
 # --------------------------------------------------------------------------- import
 
 
-def import_members(engine: Engine, path: Path) -> ImportReport:
+def import_members(engine: Engine, path: Path, *, keys: AddressKeys | None = None) -> ImportReport:
     """Create or update members from a CSV file, matched by `external_id`.
 
     The file is UTF-8 (a BOM is accepted) with a header row naming some of the
@@ -176,8 +184,12 @@ def import_members(engine: Engine, path: Path) -> ImportReport:
     """
     report = ImportReport()
     present, rows = _parse(path, report)
+    report.shared = shared_addresses(
+        (row.line, row.external_id, row.values.get("email"), row.values.get("mobile"))
+        for row in rows
+    )
     if rows:
-        _apply(engine, rows, present, report)
+        _apply(engine, rows, present, report, keys)
     return report
 
 
@@ -329,7 +341,13 @@ def _shown(column: str, cell: str) -> str:
     return ""
 
 
-def _apply(engine: Engine, rows: list[_Row], present: set[str], report: ImportReport) -> None:
+def _apply(
+    engine: Engine,
+    rows: list[_Row],
+    present: set[str],
+    report: ImportReport,
+    keys: AddressKeys | None,
+) -> None:
     """Write the valid rows in one transaction, in bulk; fill the report's counts."""
     now = utcnow()
     with engine.begin() as conn:
@@ -347,12 +365,13 @@ def _apply(engine: Engine, rows: list[_Row], present: set[str], report: ImportRe
         for row in rows:
             member = existing.get(row.external_id)
             if member is None:
-                inserts.append(_new_member(row, now))
+                inserts.append(with_keys(_new_member(row, now), keys))
                 if row.values.get("tags"):
                     new_tags[row.external_id] = row.values["tags"]
                 report.created += 1
                 continue
             changes, member_events, kept = _changes(member, row.values, now)
+            with_keys(changes, keys)
             events.extend(member_events)
             report.kept_opted_out += kept
             if "tags" in row.values:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dispatcher.cli import campaign, members, ops, sms  # registers the commands
+from dispatcher.cli import bounces, campaign, members, ops, sms  # registers the commands
 from dispatcher.cli.app import app, err
 from dispatcher.errors import DispatcherError
 from dispatcher.settings import get_settings
 
-__all__ = ["app", "campaign", "members", "ops", "run", "sms"]
+__all__ = ["app", "bounces", "campaign", "members", "ops", "run", "sms"]
 
 
 def run() -> None:

@@ -12,6 +12,7 @@ from dispatcher.errors import DispatcherError
 from dispatcher.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from dispatcher.audience.addresses import AddressKeys
     from dispatcher.runtime import Runtime
 
 app = typer.Typer(
@@ -31,6 +32,11 @@ sms_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(sms_app, name="sms")
+bounces_app = typer.Typer(
+    help="Bounces and complaints: read returned mail, suppress the addresses.",
+    no_args_is_help=True,
+)
+app.add_typer(bounces_app, name="bounces")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -44,6 +50,16 @@ def fail(message: str, code: int = 1) -> NoReturn:
 def settings() -> Settings:
     try:
         return get_settings()
+    except DispatcherError as exc:
+        fail(str(exc))
+
+
+def address_keys_of(s: Settings) -> AddressKeys:
+    """The address keys (SUPPRESSION_KEY), or a clear error naming the setting."""
+    from dispatcher.audience.addresses import address_keys
+
+    try:
+        return address_keys(s)
     except DispatcherError as exc:
         fail(str(exc))
 

@@ -17,10 +17,12 @@ from dispatcher.settings import Settings
 from dispatcher.store.models import Channel
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
     from dispatcher.definition.campaign import CampaignSpec
     from dispatcher.definition.rendering import CampaignTemplates
 
-from dispatcher.cli.app import campaign_app, err, fail, out, runtime, settings
+from dispatcher.cli.app import address_keys_of, campaign_app, err, fail, out, runtime, settings
 from dispatcher.cli.ops import print_scheduled, send_time, status_notes
 
 # -- campaigns ------------------------------------------------------------------------------
@@ -45,15 +47,87 @@ def _load(file: Path) -> CampaignSpec:
 
 
 @campaign_app.command("validate")
-def campaign_validate(file: Path) -> None:
-    """Check a campaign file and its templates; change nothing."""
+def campaign_validate(
+    file: Path,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+) -> None:
+    """Check a campaign file and its templates; change nothing.
+
+    With members in the database, also counts per channel the deliveries the audience
+    would get and why the others get none (`excluded_by`)."""
     spec = _load(file)
+    counts = _audience_counts(spec, settings())
+    if as_json:
+        found: dict[str, Any] = {"file": str(file), "slug": spec.slug, "channels": spec.channels}
+        if isinstance(counts, dict):
+            found.update(counts)
+        print(json.dumps(found, ensure_ascii=False))
+        return
     out.print(
         f"[green]ok[/] {file}: {spec.slug} ({', '.join(spec.channels)})",
         highlight=False,
     )
+    if isinstance(counts, str):
+        out.print(counts, highlight=False)
+    else:
+        for channel, row in counts.items():
+            reasons = ", ".join(f"{k} {v}" for k, v in row["excluded_by"].items())
+            out.print(
+                f"{channel}: {row['deliveries']} deliveries; excluded: {reasons}", highlight=False
+            )
     if spec.sms:
         _print_sms_length(spec, audience=True)
+
+
+def _audience_counts(spec: CampaignSpec, s: Settings) -> dict[str, Any] | str:
+    """`{channel: {deliveries, excluded, excluded_by}}` if members can be read, else why not."""
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlmodel import Session
+
+    from dispatcher.queue.expansion import audience_counts
+
+    engine = _existing_engine(s)
+    if isinstance(engine, str):
+        return engine
+    try:
+        with Session(engine) as session:
+            counts = {}
+            for channel in spec.channels:
+                deliveries, by = audience_counts(session, spec.audience_tags, Channel(channel))
+                counts[str(channel)] = {
+                    "deliveries": deliveries,
+                    "excluded": sum(by.values()),
+                    "excluded_by": by,
+                }
+            return counts
+    except SQLAlchemyError as exc:
+        return f"audience unknown (database: {type(exc).__name__})"
+    finally:
+        engine.dispose()
+
+
+def _existing_engine(s: Settings) -> Engine | str:
+    """An engine on a database that has members, or why there is none; creates nothing."""
+    from sqlalchemy import inspect
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from dispatcher.store.db import make_engine
+
+    url = make_url(s.database_url)
+    if url.get_backend_name() == "sqlite" and not (
+        url.database and url.database != ":memory:" and Path(url.database).exists()
+    ):
+        return "audience unknown (no database yet)"
+    engine = make_engine(s.database_url)
+    try:
+        if not inspect(engine).has_table("member"):
+            engine.dispose()
+            return "audience unknown (no members imported yet)"
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        return f"audience unknown (database: {type(exc).__name__})"
+    return engine
 
 
 @campaign_app.command("preview")
@@ -161,7 +235,8 @@ def campaign_send(
         except RelayUnavailable as exc:
             fail(f"{exc}; nothing was recorded", code=2)
     try:
-        result = expand(rt.engine, spec, send_at=send_at, allow_empty=allow_empty)
+        keys = address_keys_of(s)
+        result = expand(rt.engine, spec, send_at=send_at, allow_empty=allow_empty, keys=keys)
     except EmptyAudienceError as exc:
         fail(
             f"{exc}. Is DATABASE_URL the one the members were imported into? "
@@ -253,14 +328,14 @@ def _print_status(slug: str, *, as_json: bool = False) -> None:
     if as_json:
         print(json.dumps(status, ensure_ascii=False))
         return
+    # One row per count, one column per channel: it fits any terminal.
     table = Table(title=f"{status['name']} ({status['slug']}): {status['state']}")
-    table.add_column("channel")
-    for name in [*STATUSES, "excluded"]:
-        table.add_column(name, justify="right")
-    for channel in ("email", "sms"):
-        if channel in status:
-            row = status[channel]
-            table.add_row(channel, *(str(row[n]) for n in [*STATUSES, "excluded"]))
+    channels = [channel for channel in ("email", "sms") if channel in status]
+    table.add_column("")
+    for channel in channels:
+        table.add_column(channel, justify="right")
+    for name in [*STATUSES, "excluded", "bounced", "complained"]:
+        table.add_row(name, *(str(status[channel][name]) for channel in channels))
     out.print(table)
 
     for line in status_notes(status):
@@ -290,22 +365,14 @@ def _audience_parts(spec: CampaignSpec, templates: CampaignTemplates, s: Setting
 
     Changes nothing: a SQLite file that does not exist is not created.
     """
-    from sqlalchemy import inspect
-    from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
     from dispatcher.sms.text import audience_parts
-    from dispatcher.store.db import make_engine
 
-    url = make_url(s.database_url)
-    if url.get_backend_name() == "sqlite" and not (
-        url.database and url.database != ":memory:" and Path(url.database).exists()
-    ):
-        return "audience unknown (no database yet)"
-    engine = make_engine(s.database_url)
+    engine = _existing_engine(s)
+    if isinstance(engine, str):
+        return engine
     try:
-        if not inspect(engine).has_table("member"):
-            return "audience unknown (no members imported yet)"
         total = audience_parts(
             engine, templates, footer=s.sms_optout_footer, tags=spec.audience_tags
         )

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from dispatcher.cli.app import err, fail, members_app, out, runtime
+from dispatcher.cli.app import address_keys_of, err, fail, members_app, out, runtime
 from dispatcher.errors import DispatcherError, InputError
 from dispatcher.store.models import Channel
 
@@ -25,8 +25,9 @@ def members_import(
     from dispatcher.audience.members import import_members
 
     rt = runtime()
+    keys = address_keys_of(rt.settings)
     try:
-        report = import_members(rt.engine, file)
+        report = import_members(rt.engine, file, keys=keys)
     except InputError as exc:
         fail(str(exc))
     out.print(
@@ -37,6 +38,8 @@ def members_import(
     )
     for row in report.warnings:
         err.print(f"[yellow]warning[/] {row}", highlight=False)
+    for shared in report.shared:
+        err.print(f"[yellow]warning[/] {file}: {shared}", highlight=False)
     for row in report.rejected:
         err.print(f"[red]rejected[/] {row}", highlight=False)
     if report.rejected:
@@ -65,14 +68,21 @@ class OptoutFormat(StrEnum):
 
 
 def _since(value: str | None) -> datetime | None:
+    """`--since` in the forms `--at` reads: ISO 8601, or a Gregorian or Jalali date (and
+    time): `2025-03-01`, `1405-09-20`, `1405-09-20 08:30`. Without an offset it is UTC,
+    as `members optouts --since` always was."""
+    from zoneinfo import ZoneInfo
+
+    from dispatcher.definition.sendtime import parse_send_at
+
     if value is None:
         return None
     try:
-        return datetime.fromisoformat(value)
-    except ValueError:
+        return parse_send_at(value, ZoneInfo("UTC"))
+    except InputError:
         raise typer.BadParameter(
-            f"{value!r} is not an ISO 8601 date or time, e.g. 2025-03-01 or "
-            "2025-03-01T08:30:00+03:30",
+            f"{value!r} is not an ISO 8601 or Jalali date or time, e.g. 2025-03-01, "
+            "1405-09-20, '2025-03-01 08:30' (UTC) or 2025-03-01T08:30:00+03:30",
             param_hint="--since",
         ) from None
 
@@ -83,8 +93,9 @@ def members_optouts(
         str | None,
         typer.Option(
             "--since",
-            help="Only opt-outs at or after this date or time (ISO 8601; UTC unless it has "
-            "an offset). Passing the last `at` seen repeats that row, never misses one.",
+            help="Only opt-outs at or after this date or time (ISO 8601 or Jalali "
+            "1405-09-20; UTC unless it has an offset). Passing the last `at` seen repeats "
+            "that row, never misses one.",
         ),
     ] = None,
     fmt: Annotated[OptoutFormat, typer.Option("--format", help="csv or json")] = OptoutFormat.CSV,
@@ -94,9 +105,8 @@ def members_optouts(
     Every opt-out is listed, whatever its source (link, one-click, sms-keyword,
     provider, cli, import), so the shop can mirror them into its member profiles.
     """
-    import csv
-
     from dispatcher.audience.consent import list_optouts
+    from dispatcher.spreadsheet import write_csv
 
     since_at = _since(since)
     rt = runtime()
@@ -104,8 +114,37 @@ def members_optouts(
     if fmt is OptoutFormat.JSON:
         sys.stdout.write(json.dumps(rows, ensure_ascii=False) + "\n")
         return
-    writer = csv.DictWriter(
-        sys.stdout, fieldnames=["external_id", "channel", "at", "source"], lineterminator="\n"
+    write_csv(sys.stdout, ["external_id", "channel", "at", "source"], rows)
+
+
+@members_app.command("consent-changes")
+def members_consent_changes(
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            help="Only changes at or after this date or time (ISO 8601 or Jalali "
+            "1405-09-20; UTC unless it has an offset).",
+        ),
+    ] = None,
+    fmt: Annotated[OptoutFormat, typer.Option("--format", help="csv or json")] = OptoutFormat.CSV,
+) -> None:
+    """List every change of consent, opt-outs and re-subscribes, oldest first, to stdout.
+
+    Columns: id, external_id, channel, opt_in (1 or 0; JSON true or false), source, at.
+    The shop applies them in order to its member profiles.
+    """
+    from dispatcher.audience.consent import consent_changes
+    from dispatcher.spreadsheet import write_csv
+
+    since_at = _since(since)
+    changes = consent_changes(runtime().engine, since=since_at)
+    if fmt is OptoutFormat.JSON:
+        rows = [change.as_json() for change in changes]
+        sys.stdout.write(json.dumps(rows, ensure_ascii=False) + "\n")
+        return
+    write_csv(
+        sys.stdout,
+        ["id", "external_id", "channel", "opt_in", "source", "at"],
+        ({**c.as_json(), "opt_in": int(c.opt_in)} for c in changes),
     )
-    writer.writeheader()
-    writer.writerows(rows)

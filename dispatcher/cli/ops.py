@@ -14,7 +14,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from dispatcher.cli.app import app, campaign_app, err, fail, out, runtime, settings
+from dispatcher.cli.app import (
+    address_keys_of,
+    app,
+    campaign_app,
+    err,
+    fail,
+    out,
+    runtime,
+    settings,
+)
 from dispatcher.errors import DispatcherError
 from dispatcher.store.models import Campaign, Channel
 
@@ -221,6 +230,7 @@ def scheduler_cmd(
 
     rt = runtime()
     s = rt.settings
+    address_keys_of(s)  # SUPPRESSION_KEY: checked at start, not at the first launch
     scheduler = Scheduler(rt, broker, ACTORS)
     if once:
         tick = scheduler.tick()

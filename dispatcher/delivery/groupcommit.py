@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import configure_mappers
 
+from dispatcher.audience.suppression import suppressed_flag
 from dispatcher.delivery.state import Loaded
 from dispatcher.store.models import Campaign, Delivery, DeliveryStatus, Member, utcnow
 
@@ -44,7 +45,7 @@ _CAMPAIGN_COLUMNS = [c for c in _C.c if c.key != "spec"]
 _CAMPAIGN_KEYS = [c.key for c in _CAMPAIGN_COLUMNS]
 _CAMPAIGN_AT = _DELIVERY_KEYS.index("campaign_id")
 _LOAD = (
-    select(*_T.c, *_M.c)
+    select(*_T.c, *_M.c, suppressed_flag(_T.c.channel))
     .join(_M, _M.c.id == _T.c.member_id)
     .where(_T.c.id.in_(bindparam("ids", expanding=True)))
 )
@@ -356,8 +357,9 @@ def load_many(conn: Connection, ids: set[int]) -> dict[int, Loaded]:
     for row in rows:
         out[row[0]] = Loaded(
             delivery=_values(Delivery, _DELIVERY_KEYS, row[:split]),
-            member=_values(Member, _MEMBER_KEYS, row[split:]),
+            member=_values(Member, _MEMBER_KEYS, row[split:-1]),
             campaign=campaigns[row[_CAMPAIGN_AT]],
+            suppressed=bool(row[-1]),
         )
     return out
 

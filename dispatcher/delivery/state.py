@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dispatcher.store.models import Campaign, Delivery, Member
+from dispatcher.store.models import Campaign, Channel, Delivery, Member
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +18,26 @@ class Loaded:
     delivery: Delivery
     member: Member
     campaign: Campaign
+    # The member's address is on the suppression list for the delivery's channel.
+    suppressed: bool = False
+
+    def unreachable(self, channel: Channel) -> str | None:
+        """Why the member is not to get this channel now (the send-time consent check:
+        opted out, no address, suppressed address); None when reachable."""
+        member = self.member
+        if channel is Channel.EMAIL:
+            if not member.email_opt_in:
+                return "opted out"
+            if not member.email:
+                return "no email address"
+        else:
+            if not member.sms_opt_in:
+                return "opted out"
+            if member.mobile_invalid:
+                return "mobile invalid"
+            if not member.mobile:
+                return "no mobile number"
+        return "address suppressed" if self.suppressed else None
 
 
 # What an actor writes into `error_message` when a transient failure used up the

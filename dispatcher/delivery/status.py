@@ -6,13 +6,16 @@ from datetime import UTC
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import case, distinct, func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from dispatcher.delivery.listing import schedule_fields
 from dispatcher.errors import NotFoundError
+from dispatcher.queue.expansion import excluded_by
 from dispatcher.store.models import (
+    Bounce,
+    BounceKind,
     Campaign,
     Channel,
     Delivery,
@@ -23,7 +26,8 @@ STATUSES = [s.value for s in DeliveryStatus]
 
 
 def campaign_status(engine: Engine, slug: str, zone: ZoneInfo | None = None) -> dict[str, Any]:
-    """`{"slug", "name", "state", <channel>: {pending, sending, sent, skipped, failed, excluded}}`,
+    """`{"slug", "name", "state", <channel>: {pending, sending, sent, skipped, failed,
+    excluded, excluded_by, bounced, complained}}`,
     with the schedule and any pause or cancel reason (`listing.schedule_fields`; local
     times in `zone`, default UTC)."""
     with Session(engine) as session:
@@ -36,8 +40,10 @@ def campaign_status(engine: Engine, slug: str, zone: ZoneInfo | None = None) -> 
         out["state"] = campaign.state
         out.update(schedule_fields(campaign, zone or ZoneInfo("UTC")))
         for channel in campaign.channel_list():
-            row = {s: counts.get((str(channel), s), 0) for s in STATUSES}
+            row: dict[str, Any] = {s: counts.get((str(channel), s), 0) for s in STATUSES}
             row["excluded"] = int(campaign.excluded.get(str(channel), 0))
+            row["excluded_by"] = excluded_by(campaign, str(channel))
+            row.update(bounce_counts(session, campaign.id, channel))
             if channel is Channel.SMS:
                 row.update(sms_details(session, campaign))
             out[str(channel)] = row
@@ -77,6 +83,21 @@ def sms_details(session: Session, campaign: Campaign) -> dict[str, Any]:
         "paused": campaign.sms_paused_reason,
         "waiting_until": waiting.astimezone(UTC).isoformat() if waiting is not None else None,
     }
+
+
+def bounce_counts(session: Session, campaign_id: int, channel: Channel) -> dict[str, int]:
+    """`bounced` (hard or soft) and `complained`: deliveries with such a report."""
+    if channel is not Channel.EMAIL:  # SMS: an invalid number fails the delivery instead
+        return {"bounced": 0, "complained": 0}
+    complaint = col(Bounce.kind) == str(BounceKind.COMPLAINT)
+    delivery = col(Bounce.delivery_id)
+    bounced, complained = session.execute(
+        select(
+            func.count(distinct(case((~complaint, delivery)))),
+            func.count(distinct(case((complaint, delivery)))),
+        ).where(col(Bounce.campaign_id) == campaign_id)
+    ).one()
+    return {"bounced": int(bounced), "complained": int(complained)}
 
 
 def channel_counts(session: Session, campaign_id: int) -> dict[tuple[str, str], int]:

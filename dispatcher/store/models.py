@@ -57,6 +57,22 @@ class ConsentSource(StrEnum):
     SMS_KEYWORD = "sms-keyword"
     PROVIDER = "provider"
     CLI = "cli"
+    BOUNCE = "bounce"  # a hard bounce, or three soft ones (`dispatcher.audience.bounces`)
+    COMPLAINT = "complaint"  # an ARF report from a mailbox provider's feedback loop
+
+
+class SuppressionReason(StrEnum):
+    """Why an address is suppressed on a channel (`Suppression.reason`)."""
+
+    OPTOUT = "optout"
+    BOUNCE = "bounce"
+    COMPLAINT = "complaint"
+
+
+class BounceKind(StrEnum):
+    HARD = "hard"
+    SOFT = "soft"
+    COMPLAINT = "complaint"
 
 
 class Member(SQLModel, table=True):
@@ -73,6 +89,10 @@ class Member(SQLModel, table=True):
     email_optout_source: str | None = None
     sms_optout_source: str | None = None
     mobile_invalid: bool = False
+    # Hex HMAC-SHA256 of the normalised address (`dispatcher.audience.addresses`): what
+    # expansion groups by (one delivery per address) and `suppression` is keyed by.
+    email_key: str | None = Field(default=None, max_length=64, index=True)
+    mobile_key: str | None = Field(default=None, max_length=64, index=True)
     tags: str = ""  # ';'-joined, for display; MemberTag is what audiences query
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -122,6 +142,38 @@ class InboxOptOut(SQLModel, table=True):
     received_at: datetime = Field(default_factory=utcnow)
 
 
+class Suppression(SQLModel, table=True):
+    """An address that gets nothing more on a channel; it outlives the member's record.
+
+    Keyed by the HMAC of the normalised address (`SUPPRESSION_KEY`), never the address.
+    """
+
+    __table_args__ = (UniqueConstraint("address_key", "channel", name="uq_suppression"),)
+    id: int | None = Field(default=None, primary_key=True)
+    address_key: str = Field(max_length=64)
+    channel: str = Field(max_length=8)
+    reason: str = Field(max_length=16)  # a SuppressionReason value
+    source: str = Field(max_length=16)  # a ConsentSource value
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Bounce(SQLModel, table=True):
+    """A bounce or complaint about an email address: at send time, or read from a report.
+
+    `report_id` is unique, so handling the same report (or delivery failure) twice
+    records it once.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    address_key: str = Field(max_length=64, index=True)
+    kind: str = Field(max_length=16)  # a BounceKind value
+    campaign_id: int | None = Field(default=None, index=True)
+    delivery_id: int | None = None
+    status: str | None = Field(default=None, max_length=16)  # enhanced code, e.g. 5.1.1
+    report_id: str = Field(max_length=80, unique=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+
+
 class Campaign(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     slug: str = Field(index=True, unique=True, max_length=128)
@@ -131,7 +183,8 @@ class Campaign(SQLModel, table=True):
     # The parsed campaign file and its template sources, frozen at send time so that
     # every worker renders the same thing wherever it runs.
     spec: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    excluded: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # {channel: n, "excluded_by": {channel: {opted_out, no_address, ...}}} at expansion
+    excluded: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
     # Why this campaign's SMS stopped (Kavenegar 418 no credit, 401/403 account or

@@ -26,7 +26,7 @@ from dispatcher.errors import (
 )
 from dispatcher.runtime import Runtime
 from dispatcher.store.models import Channel as ChannelName
-from dispatcher.store.models import DeliveryStatus, Member, PausedBy
+from dispatcher.store.models import DeliveryStatus, PausedBy
 
 log = logging.getLogger("dispatcher.workers")
 
@@ -55,16 +55,15 @@ class Channel:
     max_retries: int
     actor: Actor | None = None  # set once the actor is declared (to send again later)
 
-    def unreachable(self, member: Member) -> str | None:
-        """Why the member cannot be sent to on this channel now, or None."""
-        raise NotImplementedError
-
     def held(self, rt: Runtime, loaded: Loaded) -> Outcome | None:
         """A hold of the channel's own (a pause, a closed window), or None."""
         return None
 
     def invalid_recipient(self, rt: Runtime, loaded: Loaded, exc: DeliveryError) -> None:
         """The provider says the recipient will never take a message."""
+
+    def gave_up(self, rt: Runtime, loaded: Loaded, delivery_id: int, exc: DeliveryError) -> None:
+        """The delivery was recorded failed for good (a refusal, or retries used up)."""
 
     def account_refused(self, rt: Runtime, loaded: Loaded, exc: AccountError) -> None:
         """The provider refuses our account: nothing can go until a person acts."""
@@ -89,7 +88,7 @@ def check(rt: Runtime, channel: Channel, delivery_id: int, loaded: Loaded | None
         return Outcome.DUPLICATE
     if is_held(loaded.campaign):  # paused or cancelled: stays pending, resume re-enqueues
         return Outcome.HELD
-    reason = channel.unreachable(loaded.member)
+    reason = loaded.unreachable(channel.name)  # opted out, no address, suppressed
     if reason is not None:
         rt.deliveries.skip(delivery_id, reason)
         log.info("delivery %s: skipped (%s)", delivery_id, reason)
@@ -124,6 +123,7 @@ def failed(
         db.mark_failed(delivery_id, exc.code, str(exc))
         if isinstance(exc, InvalidRecipientError):
             channel.invalid_recipient(rt, loaded, exc)
+        channel.gave_up(rt, loaded, delivery_id, exc)
         outcome = Outcome.FAILED
     elif isinstance(exc, ThrottledError):  # back off; sent again as a new message
         db.release(delivery_id, exc.code, str(exc))
@@ -132,6 +132,7 @@ def failed(
         slow_down, outcome = True, Outcome.SLOWED
     elif is_last_attempt(channel.max_retries):
         db.mark_failed(delivery_id, exc.code, f"{RETRIES_EXHAUSTED}: {exc}")
+        channel.gave_up(rt, loaded, delivery_id, exc)
         outcome = Outcome.FAILED
     else:
         db.release(delivery_id, exc.code, str(exc))

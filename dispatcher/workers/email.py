@@ -8,23 +8,23 @@ rendered and sent over a kept-open connection, and a second cycle records it.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections.abc import Coroutine
 from concurrent.futures import Future
-from email.utils import parseaddr
 from typing import Any
 
 import dramatiq
 from jinja2 import TemplateError
 from sqlalchemy.exc import SQLAlchemyError
 
+from dispatcher.audience.bounces import record_send_failure
 from dispatcher.delivery.control import is_held
 from dispatcher.delivery.groupcommit import WAIT_S
 from dispatcher.delivery.guard import SendGuard
 from dispatcher.delivery.state import Loaded
 from dispatcher.email.mime import build_message
+from dispatcher.email.verp import envelope_sender
 from dispatcher.errors import (
     ConfigurationError,
     DeliveryError,
@@ -33,7 +33,7 @@ from dispatcher.errors import (
 )
 from dispatcher.queue.broker import register
 from dispatcher.runtime import CompiledCampaign, Runtime, get_runtime
-from dispatcher.store.models import Channel, DeliveryStatus, Member
+from dispatcher.store.models import Channel, DeliveryStatus
 from dispatcher.workers.actor import Channel as ChannelHooks
 from dispatcher.workers.actor import Outcome, check, failed, render_failed, succeeded
 
@@ -74,10 +74,8 @@ class Email(ChannelHooks):
     transport = "smtp"
     max_retries = MAX_RETRIES
 
-    def unreachable(self, member: Member) -> str | None:
-        if member.opted_in(Channel.EMAIL):
-            return None
-        return "opted out" if not member.email_opt_in else "no email address"
+    def gave_up(self, rt: Runtime, loaded: Loaded, delivery_id: int, exc: DeliveryError) -> None:
+        record_send_failure(rt.engine, delivery_id, exc)  # a bounce, hard or soft
 
 
 EMAIL = Email()
@@ -88,17 +86,12 @@ def _sendable(loaded: Loaded) -> bool:
     return (
         loaded.delivery.status == DeliveryStatus.PENDING
         and not is_held(loaded.campaign)
-        and loaded.member.opted_in(Channel.EMAIL)
+        and loaded.unreachable(Channel.EMAIL) is None
     )
 
 
 def _never(loaded: Loaded) -> bool:
     return False
-
-
-@functools.lru_cache(maxsize=4)
-def _envelope_sender(mail_from: str) -> str:
-    return parseaddr(mail_from)[1]
 
 
 class _Job:
@@ -154,7 +147,7 @@ class _Job:
         except (TemplateError, ValueError) as exc:
             raise _RenderFailed(str(exc)) from None
         await rt.email_transport.send(
-            sender=_envelope_sender(rt.settings.mail_from or ""),
+            sender=envelope_sender(rt.settings, self.delivery_id),
             recipient=member.email,
             message=raw,
             name=f"{compiled.slug}-{self.delivery_id}",

@@ -40,13 +40,6 @@ class Sms(ChannelHooks):
     transport = "kavenegar"
     max_retries = MAX_RETRIES
 
-    def unreachable(self, member: Member) -> str | None:
-        if member.opted_in(Channel.SMS):
-            return None
-        if not member.sms_opt_in:
-            return "opted out"
-        return "mobile invalid" if member.mobile_invalid else "no mobile number"
-
     def held(self, rt: Runtime, loaded: Loaded) -> Outcome | None:
         campaign = loaded.campaign
         if campaign.sms_paused_reason:

@@ -9,7 +9,13 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from dispatcher.audience.consent import list_optouts, opt_out, resubscribe, subscribe
+from dispatcher.audience.consent import (
+    consent_changes,
+    list_optouts,
+    opt_out,
+    resubscribe,
+    subscribe,
+)
 from dispatcher.errors import NotFoundError
 from dispatcher.store.db import session_scope
 from dispatcher.store.models import Channel, ConsentEvent, ConsentSource
@@ -145,3 +151,26 @@ def test_subscribe_finds_a_member_by_an_id_typed_with_persian_digits(
         opt_out(session, member(engine, "M2010").id or 0, Channel.EMAIL, ConsentSource.LINK)
     subscribe(engine, "M۲۰۱۰", Channel.EMAIL)
     assert member(engine, "M2010").email_opt_in
+
+
+def test_consent_changes_lists_both_directions_oldest_first_with_a_cursor(
+    engine: Engine, tmp_path: Path
+) -> None:
+    run(engine, tmp_path, "external_id,mobile\nC1,09121234567\nC2,09121234568\n")
+    ids = {m: member(engine, m).id or 0 for m in ("C1", "C2")}
+    with session_scope(engine) as session:
+        opt_out(session, ids["C1"], Channel.EMAIL, ConsentSource.LINK)
+        opt_out(session, ids["C2"], Channel.SMS, ConsentSource.SMS_KEYWORD)
+        resubscribe(session, ids["C1"], Channel.EMAIL, ConsentSource.LINK)
+    changes = consent_changes(engine)
+    assert [(c.external_id, c.channel, c.opt_in, c.source) for c in changes] == [
+        ("C1", "email", False, "link"),
+        ("C2", "sms", False, "sms-keyword"),
+        ("C1", "email", True, "link"),
+    ]
+    assert all(c.at.tzinfo is UTC for c in changes)
+    assert changes == sorted(changes, key=lambda c: c.id)
+    after = consent_changes(engine, after_id=changes[0].id, limit=1)
+    assert [c.id for c in after] == [changes[1].id]
+    assert consent_changes(engine, since=changes[2].at) == [changes[2]]
+    assert consent_changes(engine, since=datetime.now(UTC) + timedelta(minutes=1)) == []

@@ -23,7 +23,19 @@ def test_the_demo_sends_the_example_campaign_into_the_outbox(workdir: Path) -> N
     status = json.loads(run(workdir, "campaign", "status", "yalda-1405", "--json").stdout)
     email = status["email"]
     assert status["slug"] == "yalda-1405" and status["state"] == "done"
-    assert set(email) == {"pending", "sending", "sent", "skipped", "failed", "excluded"}
+    assert set(email) == {
+        *("pending", "sending", "sent", "skipped", "failed", "excluded"),
+        *("excluded_by", "bounced", "complained"),
+    }
+    assert set(email["excluded_by"]) == {
+        "opted_out",
+        "no_address",
+        "duplicate_address",
+        "suppressed",
+    }
+    assert sum(email["excluded_by"].values()) == email["excluded"]
+    key_file = workdir / ".dispatcher-suppression-key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
     emls = list((workdir / "outbox" / "email").glob("*.eml"))
     assert email["sent"] == len(emls) > 0
     assert email["excluded"] > 0  # the sample has members opted out or without email
@@ -136,3 +148,34 @@ def test_validate_reports_a_hostile_template_without_a_traceback(workdir: Path) 
     assert "Traceback" not in result.stderr
     assert "email.html" in result.stderr and "range() of more than 10,000 items" in result.stderr
     assert "over SMS_MAX_PARTS (2)" in result.stderr
+
+
+def test_validate_counts_why_members_get_no_delivery_and_import_warns_of_shared_addresses(
+    workdir: Path,
+) -> None:
+    members = workdir / "m.csv"
+    members.write_text(
+        "external_id,email,mobile,email_opt_in,tags\n"
+        "A1,sara@example.com,09125550001,1,newsletter\n"
+        "A2,SARA@example.com,09125550001,1,newsletter\n"
+        "B1,b@example.com,,0,newsletter\n"
+        "C1,,,1,newsletter\n",
+        encoding="utf-8",
+    )
+    imported = run(workdir, "members", "import", "m.csv")
+    assert imported.returncode == 0, imported.stderr
+    assert "line 3 (A2) and line 2 (A1) share the email address" in imported.stderr
+    assert "sara@" not in imported.stderr
+
+    found = run(workdir, "campaign", "validate", "campaigns/yalda-1405.toml", "--json")
+    assert found.returncode == 0, found.stderr
+    email = json.loads(found.stdout)["email"]
+    assert email["deliveries"] == 1
+    assert email["excluded_by"] == {
+        "opted_out": 1,
+        "no_address": 1,
+        "duplicate_address": 1,
+        "suppressed": 0,
+    }
+    text = run(workdir, "campaign", "validate", "campaigns/yalda-1405.toml")
+    assert "duplicate_address 1" in text.stdout

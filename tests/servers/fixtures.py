@@ -15,10 +15,12 @@ from typing import Any, Generic, Protocol, TypeVar
 
 import pytest
 
+from tests.servers.imap_server import ImapServerHandle, dovecot_binary
 from tests.servers.kavenegar_server import KavenegarServerHandle, start_kavenegar_server
 from tests.servers.smtp_server import SmtpServerHandle, start_smtp_server
 
 __all__ = [
+    "imap_server",
     "kavenegar_server",
     "kavenegar_server_factory",
     "kavenegar_server_pool",
@@ -124,3 +126,15 @@ def kavenegar_server_factory(tmp_path: Path) -> Iterator[Callable[..., Kavenegar
     yield start
     for handle in handles:
         handle.stop()
+
+
+@pytest.fixture
+def imap_server() -> Iterator[ImapServerHandle]:
+    """A fresh Dovecot IMAP server for the test (installed by `scripts/services`); a
+    missing Dovecot fails the test loudly, never skips it."""
+    binary = dovecot_binary()
+    if binary is None:  # pragma: no cover - environment problem
+        pytest.fail("dovecot is not installed (scripts/services installs dovecot-imapd)")
+    handle = ImapServerHandle(binary)
+    yield handle
+    handle.stop()

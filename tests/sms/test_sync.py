@@ -310,3 +310,27 @@ def test_an_opt_out_reply_one_scheduler_could_not_record_is_recorded_by_another_
     gone = load_member(there, leaves.id)
     assert (gone.sms_opt_in, gone.sms_optout_source) == (False, "sms-keyword")
     assert not (tmp_path / "host-a").exists()  # nothing of it on a host's disk
+
+
+def test_a_14_or_a_keyword_reply_stops_every_member_with_that_mobile(
+    h: Harness, kavenegar_server: KavenegarServerHandle, tmp_path: Path
+) -> None:
+    first = add_member(h.engine, "A1", mobile="+989121234561")
+    add_member(h.engine, "A2", mobile="+989121234561")  # one family, one phone
+    add_member(h.engine, "B1", mobile="+989121234562")
+    add_member(h.engine, "B2", mobile="+989121234562")
+    send_sms_campaign(h, tmp_path, "one")  # one SMS per phone; keys filled
+    assert sorted(m["receptor"] for m in kavenegar_server.sent()) == [
+        "09121234561",
+        "09121234562",
+    ]
+    kavenegar_server.set_status(messageids(h)[first.id], 14)
+    assert sync_statuses(h.runtime)["opted_out"] == 1
+    kavenegar_server.add_inbox("09121234562", "لغو", line=SENDER)
+    assert read_inbox(h.runtime)["opted_out"] >= 1
+
+    before = len(kavenegar_server.sent())
+    send_sms_campaign(h, tmp_path, "two")
+    assert len(kavenegar_server.sent()) == before  # neither phone is texted again
+    sms = campaign_status(h.engine, "two")["sms"]
+    assert sms["excluded_by"]["suppressed"] + sms["excluded_by"]["opted_out"] == 4

@@ -814,3 +814,38 @@ def test_members_optouts_refuses_a_bad_date(cli_env: None) -> None:
     result = CliRunner().invoke(cli_app, ["members", "optouts", "--since", "yesterday"])
     assert result.exit_code == 2
     assert "ISO 8601" in result.output
+
+
+def test_members_consent_changes_lists_opt_outs_and_resubscribes(
+    cli_env: None, client: TestClient, signer: TokenSigner, engine: Engine
+) -> None:
+    one = add_member(engine, "=HYPERLINK(1)", email="a@example.com")  # a formula, as CSV
+    assert one.id is not None
+    page = url(signer.sign(one.id, Channel.EMAIL))
+    client.post(page, data=ONE_CLICK)
+    client.post(page + "/resubscribe")
+
+    runner = CliRunner()
+    as_json = runner.invoke(cli_app, ["members", "consent-changes", "--format", "json"])
+    assert as_json.exit_code == 0, as_json.output
+    rows = json.loads(as_json.stdout)
+    assert [(r["external_id"], r["channel"], r["opt_in"], r["source"]) for r in rows] == [
+        ("=HYPERLINK(1)", "email", False, "one-click"),
+        ("=HYPERLINK(1)", "email", True, "link"),
+    ]
+    as_csv = runner.invoke(cli_app, ["members", "consent-changes"])
+    assert as_csv.exit_code == 0, as_csv.output
+    table = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert [(r["external_id"], r["opt_in"]) for r in table] == [
+        ("'=HYPERLINK(1)", "0"),
+        ("'=HYPERLINK(1)", "1"),
+    ]
+    optouts = runner.invoke(cli_app, ["members", "optouts"])
+    assert "'=HYPERLINK(1)" in optouts.stdout
+
+    # Jalali dates, as `--at` takes them: 1405-09-10 is 2026-12-01.
+    jalali_past = runner.invoke(cli_app, ["members", "consent-changes", "--since", "1404-01-01"])
+    assert len(list(csv.DictReader(io.StringIO(jalali_past.stdout)))) == 2
+    future = runner.invoke(cli_app, ["members", "optouts", "--since", "1499-01-01"])
+    assert future.exit_code == 0, future.output
+    assert future.stdout.strip() == "external_id,channel,at,source"

@@ -52,6 +52,9 @@ def test_every_reachable_member_gets_exactly_one_email(
         "skipped": 0,
         "failed": 0,
         "excluded": 2,
+        "excluded_by": {"opted_out": 1, "no_address": 1, "duplicate_address": 0, "suppressed": 0},
+        "bounced": 0,
+        "complained": 0,
     }
 
 

@@ -1,0 +1,129 @@
+"""Returned mail: DSNs and ARF complaints read from a mailbox, matched to deliveries.
+
+A report names its delivery by the VERP address it was sent to (`verp`), or by the
+original `Message-ID` (`<delivery-ID@domain>`) in the returned headers. Each message
+is handled in its own transaction and recorded once (`report_id`: its Message-ID, or
+a hash of its bytes), so importing a mailbox twice changes nothing more.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mailbox
+import re
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from email import message_from_bytes, policy
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from dispatcher.audience.bounces import record
+from dispatcher.email.bounce import parse_report
+from dispatcher.email.verp import delivery_of
+from dispatcher.errors import InputError
+from dispatcher.store.models import BounceKind
+
+_OUR_MESSAGE_ID = re.compile(r"<delivery-(\d{1,18})@[^>\s]+>")
+_VERP_SHAPE = r"{local}\+[0-9a-z]{{1,13}}-[0-9a-f]{{10}}@{domain}"
+
+
+@dataclass
+class Counts:
+    hard: int = 0
+    soft: int = 0
+    complaints: int = 0
+    unrecognised: int = 0
+    duplicates: int = 0  # reports handled before (a second import of the same mailbox)
+
+    def add(self, outcome: str) -> None:
+        setattr(self, outcome, getattr(self, outcome) + 1)
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return ", ".join(f"{k} {v}" for k, v in self.as_dict().items())
+
+
+_OUTCOME = {BounceKind.HARD: "hard", BounceKind.SOFT: "soft", BounceKind.COMPLAINT: "complaints"}
+
+
+class ReturnsReader:
+    """Handles returned messages for one deployment (its bounce address and key)."""
+
+    def __init__(self, engine: Engine, *, key: bytes, bounce_address: str | None) -> None:
+        self.engine = engine
+        self.key = key
+        self.bounce_address = bounce_address
+        self._verp: re.Pattern[str] | None = None
+        if bounce_address:
+            local, _, domain = bounce_address.rpartition("@")
+            pattern = _VERP_SHAPE.format(local=re.escape(local), domain=re.escape(domain))
+            self._verp = re.compile(pattern, re.IGNORECASE)
+
+    def handle(self, raw: bytes) -> str:
+        """Handle one message; its outcome: a `Counts` field name."""
+        message = message_from_bytes(raw, policy=policy.compat32)
+        report = parse_report(message)
+        if report is None:
+            return "unrecognised"
+        delivery_id = self._delivery(raw, report.to, report.message_ids)
+        if delivery_id is None:
+            return "unrecognised"
+        own_id = str(message.get("Message-ID") or "").strip()
+        report_id = "r:" + hashlib.sha256(own_id.encode() if own_id else raw).hexdigest()[:40]
+        with self.engine.begin() as conn:
+            recorded = record(
+                conn,
+                delivery_id=delivery_id,
+                kind=report.kind,
+                report_id=report_id,
+                status=report.status,
+            )
+        return _OUTCOME[report.kind] if recorded else "duplicates"
+
+    def _delivery(self, raw: bytes, to: list[str], message_ids: list[str]) -> int | None:
+        if self.bounce_address and self._verp is not None:
+            text = raw.decode("utf-8", "replace")
+            for address in [*to, *self._verp.findall(text)]:
+                found = delivery_of(address, self.bounce_address, self.key)
+                if found is not None:
+                    return found
+        for message_id in message_ids:
+            ours = _OUR_MESSAGE_ID.search(message_id)
+            if ours:
+                return int(ours[1])
+        return None
+
+
+def messages_at(path: Path) -> Iterator[bytes]:
+    """The raw messages of a Maildir folder, an mbox file or a folder of `.eml` files."""
+    if path.is_dir():
+        if (path / "cur").is_dir() and (path / "new").is_dir():
+            maildir = mailbox.Maildir(path, create=False)
+            for key in sorted(maildir.keys()):
+                yield maildir.get_bytes(key)
+            return
+        for file in sorted(path.glob("*.eml")):
+            yield file.read_bytes()
+        return
+    if not path.is_file():
+        raise InputError(f"{path}: no such file or folder")
+    with path.open("rb") as head:
+        if head.read(5) != b"From ":
+            raise InputError(f"{path}: not an mbox file (nor a Maildir or a folder of .eml)")
+    box = mailbox.mbox(path, create=False)
+    try:
+        for key in box.iterkeys():
+            yield box.get_bytes(key)
+    finally:
+        box.close()
+
+
+def import_returns(reader: ReturnsReader, path: Path) -> Counts:
+    """Handle every message at `path` (see `messages_at`)."""
+    counts = Counts()
+    for raw in messages_at(path):
+        counts.add(reader.handle(raw))
+    return counts
