@@ -138,7 +138,7 @@ class Runtime:
             id=campaign.id,
             slug=campaign.slug,
             spec=spec,
-            templates=spec.templates(self.shop()),
+            templates=spec.templates(self.shop(), zone=self.settings.sms_zone),
             headers=headers,
         )
         with self._lock:

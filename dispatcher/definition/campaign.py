@@ -10,12 +10,15 @@ from __future__ import annotations
 import tomllib
 import traceback
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from jinja2 import TemplateError, TemplateSyntaxError
 from jinja2.exceptions import TemplateNotFound
 
+from dispatcher.definition.persian import TEHRAN
 from dispatcher.definition.rendering import (
     HTML_NAME,
     SMS_NAME,
@@ -24,7 +27,8 @@ from dispatcher.definition.rendering import (
     CampaignTemplates,
     wrap_in_layout,
 )
-from dispatcher.errors import CampaignError
+from dispatcher.definition.sendtime import parse_send_at
+from dispatcher.errors import CampaignError, InputError
 from dispatcher.store.models import Channel
 
 _KEYS: dict[str, set[str]] = {
@@ -92,15 +96,26 @@ class CampaignSpec:
             extra=data.get("extra") or {},
         )
 
-    def templates(self, shop: dict[str, Any]) -> CampaignTemplates:
+    def send_time(self, zone: ZoneInfo = TEHRAN) -> datetime:
+        """When it is sent (aware UTC): `send_at` (expansion records the real one, or
+        the launch time); for a file not sent yet without one, now."""
+        if self.send_at:
+            try:
+                return parse_send_at(self.send_at, zone)
+            except InputError:
+                pass
+        return datetime.now(UTC)
+
+    def templates(self, shop: dict[str, Any], *, zone: ZoneInfo = TEHRAN) -> CampaignTemplates:
         """Compile this campaign's templates (once per campaign per process)."""
         return CampaignTemplates(
             subject=self.email.subject if self.email else None,
             html=self.email.html if self.email else None,
             text=self.email.text if self.email else None,
             sms=self.sms.text if self.sms else None,
-            campaign={"slug": self.slug, "name": self.name},
+            campaign={"slug": self.slug, "name": self.name, "send_at": self.send_time(zone)},
             shop=shop,
+            zone=zone,
         )
 
 
@@ -203,6 +218,11 @@ def load_campaign(path: Path) -> CampaignSpec:
         send_at = send_at.isoformat() if hasattr(send_at, "isoformat") else None
         if send_at is None:
             problems.add("send_at", "must be a date and time such as 2026-12-20T10:00:00+03:30")
+    if isinstance(send_at, str):
+        try:
+            parse_send_at(send_at, TEHRAN)
+        except InputError as exc:
+            problems.add("send_at", str(exc))
 
     spec = CampaignSpec(
         slug=slug,

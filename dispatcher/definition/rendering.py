@@ -8,14 +8,19 @@ every block) carries the visible unsubscribe link, so no campaign can forget it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, datetime
 from email.utils import parseaddr
+from functools import partial
 from html.parser import HTMLParser
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from jinja2 import BaseLoader, ChoiceLoader, PackageLoader, StrictUndefined, Template
 from jinja2.environment import Environment
 from jinja2.exceptions import TemplateNotFound
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from dispatcher.definition.persian import FILTERS, TEHRAN
 
 LAYOUT = "email_layout.html"
 HTML_NAME, TEXT_NAME, SUBJECT_NAME, SMS_NAME = (
@@ -63,15 +68,21 @@ class _CampaignLoader(BaseLoader):
         return self.sources[template], template, lambda: True
 
 
-def make_environment(sources: dict[str, str]) -> ImmutableSandboxedEnvironment:
-    """A sandbox that sees the campaign's sources and the package's layouts."""
-    return ImmutableSandboxedEnvironment(
+def make_environment(
+    sources: dict[str, str], *, zone: ZoneInfo = TEHRAN
+) -> ImmutableSandboxedEnvironment:
+    """A sandbox that sees the campaign's sources, the package's layouts and the
+    Persian filters (`dispatcher.definition.persian`), dates shown in `zone`."""
+    env = ImmutableSandboxedEnvironment(
         loader=ChoiceLoader([_CampaignLoader(sources), PackageLoader("dispatcher", "templates")]),
         undefined=StrictUndefined,
         autoescape=lambda name: bool(name) and name.endswith(".html"),
         keep_trailing_newline=False,
         auto_reload=False,
     )
+    env.filters.update(FILTERS)
+    env.filters["jalali"] = partial(FILTERS["jalali"], zone=zone)
+    return env
 
 
 class CampaignTemplates:
@@ -86,6 +97,7 @@ class CampaignTemplates:
         sms: str | None = None,
         campaign: dict[str, Any],
         shop: dict[str, Any],
+        zone: ZoneInfo = TEHRAN,
     ) -> None:
         sources = {
             name: src
@@ -97,7 +109,8 @@ class CampaignTemplates:
             )
             if src is not None
         }
-        self.env = make_environment(sources)
+        self.env = make_environment(sources, zone=zone)
+        self.zone = zone
         self.globals = {"campaign": campaign, "shop": shop}
         self._compiled: dict[str, Template] = {
             name: self.env.get_template(name, globals=self.globals) for name in sources
@@ -106,11 +119,17 @@ class CampaignTemplates:
     def has(self, name: str) -> bool:
         return name in self._compiled
 
+    def today(self) -> date:
+        """The date in the shop's zone (templates see it as `today`)."""
+        return datetime.now(self.zone).date()
+
     def render(self, name: str, context: dict[str, Any]) -> str:
+        if "today" not in context:
+            context = {**context, "today": self.today()}
         return self._compiled[name].render(context)
 
     def render_email(self, member: dict[str, Any], unsubscribe_url: str) -> RenderedEmail:
-        ctx = {"member": member, "unsubscribe_url": unsubscribe_url}
+        ctx = {"member": member, "unsubscribe_url": unsubscribe_url, "today": self.today()}
         subject = " ".join(self.render(SUBJECT_NAME, ctx).split())
         html = self.render(HTML_NAME, ctx)
         if TEXT_NAME in self._compiled:

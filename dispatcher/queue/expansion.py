@@ -78,14 +78,17 @@ def expand(engine: Engine, spec: CampaignSpec, *, send_at: datetime | None = Non
         existing = session.execute(select(Campaign).where(col(Campaign.slug) == spec.slug)).scalar()
         if existing is not None:
             return Expansion(campaign=existing, created=False, excluded=dict(existing.excluded))
+        now = utcnow()
+        frozen = spec.to_json()
+        frozen["send_at"] = (send_at or now).isoformat()  # templates' `campaign.send_at`
         campaign = Campaign(
             slug=spec.slug,
             name=spec.name,
             channels=",".join(spec.channels),
             state=CampaignState.SCHEDULED if send_at else CampaignState.SENDING,
-            spec=spec.to_json(),
+            spec=frozen,
             send_at=send_at,
-            launched_at=None if send_at else utcnow(),
+            launched_at=None if send_at else now,
         )
         session.add(campaign)
         session.flush()

@@ -120,3 +120,24 @@ def test_sandbox_blocks_unsafe_attribute_access(tmp_path: Path) -> None:
     html = "<p>{{ member.__class__.__mro__ }}</p>"
     problems = problems_of(write_campaign(tmp_path, GOOD, html=html))
     assert any("cannot render" in p for p in problems)
+
+
+def test_campaign_send_at_is_the_recorded_send_time_for_templates(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        'slug = "s"\nname = "n"\nchannels = ["sms"]\nsend_at = "1405-09-29 10:00"\n'
+        "[sms]\nbody = \"{{ campaign.send_at|jalali('%d %B') }}\"\n",
+        encoding="utf-8",
+    )
+    spec = load_campaign(path)
+    assert spec.templates({"name": "x"}).render_sms({}) == "۲۹ آذر"
+
+
+def test_a_send_at_that_is_no_time_is_a_validate_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        'slug = "s"\nname = "n"\nchannels = ["sms"]\nsend_at = "1405-13-40"\n[sms]\nbody = "x"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(CampaignError, match="send_at"):
+        load_campaign(path)
