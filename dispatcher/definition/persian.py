@@ -7,6 +7,7 @@ Registered on every campaign's Jinja environment (`rendering.make_environment`):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -51,4 +52,4 @@ def toman(value: Any) -> str:
     return ("-" if whole < 0 else "") + fa_digits(grouped) + " تومان"
 
 
-FILTERS = {"fa_digits": fa_digits, "jalali": jalali, "toman": toman}
+FILTERS: dict[str, Callable[..., str]] = {"fa_digits": fa_digits, "jalali": jalali, "toman": toman}
