@@ -184,6 +184,15 @@ def campaign_send(
             "'1405-09-29 10:00', or ISO 8601 with an offset. Overrides send_at.",
         ),
     ] = None,
+    now: Annotated[
+        bool, typer.Option("--now", help="Send at once, whatever send_at says.")
+    ] = False,
+    reuse_slug: Annotated[
+        bool,
+        typer.Option(
+            "--reuse-slug", help="Send again a cancelled campaign that never sent anything."
+        ),
+    ] = False,
 ) -> None:
     """Expand the campaign into deliveries and enqueue them (inline mode: send them now).
 
@@ -203,8 +212,11 @@ def campaign_send(
     out.print(f"broker: [bold]{s.broker_label}[/]   email transport: [bold]{s.transport_label}[/]")
     if Channel.SMS in spec.channels:
         out.print(f"sms transport: [bold]{s.sms_transport_label}[/]", highlight=False)
-    send_at = send_time(spec, at, s)
-    result = expand(rt.engine, spec, send_at=send_at)
+    send_at = send_time(spec, at, s, now=now)
+    try:
+        result = expand(rt.engine, spec, send_at=send_at, reuse_slug=reuse_slug)
+    except DispatcherError as exc:
+        fail(str(exc))
     campaign = result.campaign
     assert campaign.id is not None
     if not result.created:
@@ -424,4 +436,4 @@ def sms_release() -> None:
 
 # The members commands, and those for running it for real (schedules, control,
 # scheduler, db), live in their own modules, registered on the apps above.
-from dispatcher.cli import members, ops  # noqa: E402, F401
+from dispatcher.cli import members, ops, schedule  # noqa: E402, F401

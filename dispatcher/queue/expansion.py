@@ -13,11 +13,24 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from dramatiq import Actor, Broker
-from sqlalchemy import ColumnElement, and_, exists, func, insert, literal, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from dispatcher.definition.campaign import CampaignSpec
+from dispatcher.errors import InputError
 from dispatcher.queue.broker import enqueue_ids
 from dispatcher.store.models import (
     Campaign,
@@ -66,17 +79,27 @@ def reachable(channel: Channel) -> ColumnElement[bool]:
     )
 
 
-def expand(engine: Engine, spec: CampaignSpec, *, send_at: datetime | None = None) -> Expansion:
+def expand(
+    engine: Engine,
+    spec: CampaignSpec,
+    *,
+    send_at: datetime | None = None,
+    reuse_slug: bool = False,
+) -> Expansion:
     """Record the campaign and its deliveries, once per slug.
 
     A slug seen before is returned as it is (`created=False`): sending a campaign twice
     never sends anything twice. With `send_at` the campaign is recorded as `scheduled`
     and gets its deliveries at launch (`launch`), so that the audience is the one of the
     send time: members who joined since are included, those who left are not.
+    With `reuse_slug`, a cancelled campaign of that slug that never sent anything is
+    deleted with its deliveries and recorded afresh (InputError for any other).
     """
     with Session(engine, expire_on_commit=False) as session:
         existing = session.execute(select(Campaign).where(col(Campaign.slug) == spec.slug)).scalar()
-        if existing is not None:
+        if existing is not None and reuse_slug:
+            _forget_unsent(session, existing)
+        elif existing is not None:
             return Expansion(campaign=existing, created=False, excluded=dict(existing.excluded))
         now = utcnow()
         frozen = spec.to_json()
@@ -97,6 +120,34 @@ def expand(engine: Engine, spec: CampaignSpec, *, send_at: datetime | None = Non
             _insert_deliveries(session, campaign, spec, result)
         session.commit()
         return result
+
+
+def _forget_unsent(session: Session, campaign: Campaign) -> None:
+    """Delete a cancelled campaign that never sent anything, and its deliveries."""
+    if campaign.state != CampaignState.CANCELLED:
+        raise InputError(
+            f"--reuse-slug: {campaign.slug} is {campaign.state}; only a cancelled campaign "
+            "can be sent again under its slug (cancel it first, or choose a new slug)"
+        )
+    attempted = session.execute(
+        select(func.count())
+        .select_from(Delivery)
+        .where(
+            col(Delivery.campaign_id) == campaign.id,
+            or_(
+                col(Delivery.status).in_([DeliveryStatus.SENT, DeliveryStatus.SENDING]),
+                col(Delivery.attempts) > 0,
+            ),
+        )
+    ).scalar_one()
+    if attempted:
+        raise InputError(
+            f"--reuse-slug: {campaign.slug} sent (or tried to send) {attempted} messages "
+            "before it was cancelled; its slug stays with them: choose a new slug"
+        )
+    session.execute(delete(Delivery).where(col(Delivery.campaign_id) == campaign.id))
+    session.execute(delete(Campaign).where(col(Campaign.id) == campaign.id))
+    session.flush()
 
 
 def launch(engine: Engine, campaign_id: int, *, now: datetime) -> Expansion | None:
