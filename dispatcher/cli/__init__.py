@@ -339,10 +339,12 @@ def _audience_parts(spec: CampaignSpec, templates: CampaignTemplates, s: Setting
         if not inspect(engine).has_table("member"):
             return "audience unknown (no members imported yet)"
         total = audience_parts(
-            engine, templates, footer=s.sms_optout_footer, tags=spec.audience_tags
+            engine, templates, footer=s.sms_optout_footer, audience=spec.audience
         )
     except SQLAlchemyError as exc:
         return f"audience unknown (database: {type(exc).__name__})"
+    except DispatcherError as exc:
+        return f"audience unknown ({exc})"
     finally:
         engine.dispose()
     return f"{total.members} members, {total.parts} SMS parts in all"

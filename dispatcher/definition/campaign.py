@@ -33,7 +33,7 @@ from dispatcher.store.models import Channel
 
 _KEYS: dict[str, set[str]] = {
     "": {"slug", "name", "channels", "audience", "email", "sms", "send_at"},
-    "audience": {"tags"},
+    "audience": {"tags", "all_tags", "exclude_tags", "exclude_campaigns"},
     "email": {"subject", "html", "text"},
     "sms": {"text", "body"},
 }
@@ -64,6 +64,18 @@ class SmsSpec:
 
 
 @dataclass(frozen=True)
+class Audience:
+    """Who a campaign goes to: members with any of `tags` (None: everyone) and all of
+    `all_tags`, none of `exclude_tags`, and not sent any of `exclude_campaigns` (slugs)
+    on the same channel."""
+
+    tags: list[str] | None = None
+    all_tags: list[str] = field(default_factory=list)
+    exclude_tags: list[str] = field(default_factory=list)
+    exclude_campaigns: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class CampaignSpec:
     """A validated campaign, with its template sources read in."""
 
@@ -71,6 +83,9 @@ class CampaignSpec:
     name: str
     channels: list[Channel]
     audience_tags: list[str] | None = None
+    audience_all_tags: list[str] = field(default_factory=list)
+    audience_exclude_tags: list[str] = field(default_factory=list)
+    audience_exclude_campaigns: list[str] = field(default_factory=list)
     email: EmailSpec | None = None
     sms: SmsSpec | None = None
     send_at: str | None = None
@@ -89,11 +104,23 @@ class CampaignSpec:
             name=data["name"],
             channels=[Channel(c) for c in data["channels"]],
             audience_tags=data.get("audience_tags"),
+            audience_all_tags=data.get("audience_all_tags") or [],
+            audience_exclude_tags=data.get("audience_exclude_tags") or [],
+            audience_exclude_campaigns=data.get("audience_exclude_campaigns") or [],
             email=EmailSpec(**data["email"]) if data.get("email") else None,
             sms=SmsSpec(**data["sms"]) if data.get("sms") else None,
             send_at=data.get("send_at"),
             source=data.get("source", ""),
             extra=data.get("extra") or {},
+        )
+
+    @property
+    def audience(self) -> Audience:
+        return Audience(
+            tags=self.audience_tags,
+            all_tags=self.audience_all_tags,
+            exclude_tags=self.audience_exclude_tags,
+            exclude_campaigns=self.audience_exclude_campaigns,
         )
 
     def send_time(self, zone: ZoneInfo = TEHRAN) -> datetime:
@@ -200,15 +227,30 @@ def load_campaign(path: Path) -> CampaignSpec:
             problems.add("channels", "a channel is listed twice")
 
     tags: list[str] | None = None
+    lists: dict[str, list[str]] = {}
     audience = data.get("audience")
-    if isinstance(audience, dict) and "tags" in audience:
-        raw_tags = audience["tags"]
-        if not isinstance(raw_tags, list) or not all(
-            isinstance(t, str) and t.strip() for t in raw_tags
-        ):
-            problems.add("audience.tags", "must be a list of tag names")
-        else:
-            tags = [t.strip() for t in raw_tags]
+    if isinstance(audience, dict):
+        for key in ("tags", "all_tags", "exclude_tags", "exclude_campaigns"):
+            if key not in audience:
+                continue
+            raw = audience[key]
+            if not isinstance(raw, list) or not all(isinstance(t, str) and t.strip() for t in raw):
+                what = "campaign slugs" if key == "exclude_campaigns" else "tag names"
+                problems.add(f"audience.{key}", f"must be a list of {what}")
+            else:
+                lists[key] = [t.strip() for t in raw]
+        tags = lists.get("tags")
+        if slug and slug in lists.get("exclude_campaigns", []):
+            problems.add("audience.exclude_campaigns", "names this campaign itself")
+        excluded = set(lists.get("exclude_tags", []))
+        empty = excluded & set(lists.get("all_tags", []))
+        if tags and set(tags) <= excluded:
+            empty |= set(tags)
+        if empty:
+            problems.add(
+                "audience.exclude_tags",
+                f"{', '.join(sorted(empty))} also required by tags/all_tags: nobody is left",
+            )
 
     email = _email_section(data, base, Channel.EMAIL in channels, problems)
     sms = _sms_section(data, base, Channel.SMS in channels, problems)
@@ -229,6 +271,9 @@ def load_campaign(path: Path) -> CampaignSpec:
         name=name,
         channels=channels,
         audience_tags=tags,
+        audience_all_tags=lists.get("all_tags", []),
+        audience_exclude_tags=lists.get("exclude_tags", []),
+        audience_exclude_campaigns=lists.get("exclude_campaigns", []),
         email=email,
         sms=sms,
         send_at=send_at,

@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
-from dispatcher.definition.campaign import CampaignSpec
+from dispatcher.definition.campaign import Audience, CampaignSpec
 from dispatcher.errors import InputError
 from dispatcher.queue.broker import enqueue_ids
 from dispatcher.store.models import (
@@ -54,13 +54,52 @@ class Expansion:
     excluded: dict[str, int] = field(default_factory=dict)
 
 
-def audience_filter(tags: list[str] | None) -> ColumnElement[bool]:
-    """Members with any of the tags (everyone when tags is None)."""
-    if not tags:
-        return true()
+def _tagged(tags: list[str]) -> ColumnElement[bool]:
     return exists(
         select(col(MemberTag.member_id)).where(
             col(MemberTag.member_id) == col(Member.id), col(MemberTag.tag).in_(tags)
+        )
+    )
+
+
+def audience_filter(audience: Audience | list[str] | None) -> ColumnElement[bool]:
+    """Members with any of the tags (everyone when None), all of `all_tags` and none
+    of `exclude_tags` (each an indexed lookup on member_tag's primary key)."""
+    if not isinstance(audience, Audience):
+        audience = Audience(tags=audience)
+    clauses = [_tagged(audience.tags)] if audience.tags else []
+    clauses += [_tagged([tag]) for tag in dict.fromkeys(audience.all_tags)]
+    if audience.exclude_tags:
+        clauses.append(~_tagged(audience.exclude_tags))
+    return and_(*clauses) if clauses else true()
+
+
+def campaign_ids(session: Session, slugs: list[str]) -> list[int]:
+    """The ids of the campaigns named in `exclude_campaigns`; InputError for a slug
+    that names none (a typo must not widen the audience)."""
+    if not slugs:
+        return []
+    found = dict(
+        session.execute(
+            select(col(Campaign.slug), col(Campaign.id)).where(col(Campaign.slug).in_(slugs))
+        ).all()
+    )
+    unknown = [slug for slug in slugs if slug not in found]
+    if unknown:
+        raise InputError(f"audience.exclude_campaigns: no campaign {', '.join(map(repr, unknown))}")
+    return list(found.values())
+
+
+def not_sent(campaigns: list[int], channel: Channel) -> ColumnElement[bool]:
+    """Members that none of `campaigns` was sent to on `channel` (the uq_delivery index)."""
+    if not campaigns:
+        return true()
+    return ~exists(
+        select(col(Delivery.id)).where(
+            col(Delivery.campaign_id).in_(campaigns),
+            col(Delivery.member_id) == col(Member.id),
+            col(Delivery.channel) == str(channel),
+            col(Delivery.status) == DeliveryStatus.SENT,
         )
     )
 
@@ -118,6 +157,8 @@ def expand(
         result = Expansion(campaign=campaign, created=True)
         if send_at is None:
             _insert_deliveries(session, campaign, spec, result)
+        else:
+            campaign_ids(session, spec.audience_exclude_campaigns)  # checked now, used at launch
         session.commit()
         return result
 
@@ -182,7 +223,8 @@ def _insert_deliveries(
     session: Session, campaign: Campaign, spec: CampaignSpec, result: Expansion
 ) -> None:
     """One pending delivery per reachable member and channel, with `INSERT ... SELECT`."""
-    audience = audience_filter(spec.audience_tags)
+    audience = audience_filter(spec.audience)
+    excluded_campaigns = campaign_ids(session, spec.audience_exclude_campaigns)
     total = session.execute(select(func.count()).select_from(Member).where(audience)).scalar_one()
     for channel in spec.channels:
         chosen = (
@@ -194,7 +236,7 @@ def _insert_deliveries(
                 literal(0),
                 literal(utcnow()),
             )
-            .where(audience, reachable(channel))
+            .where(audience, reachable(channel), not_sent(excluded_campaigns, channel))
             .order_by(col(Member.id))
         )
         session.execute(

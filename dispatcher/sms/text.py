@@ -25,8 +25,9 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from dispatcher.definition.campaign import Audience
 from dispatcher.definition.rendering import CampaignTemplates
-from dispatcher.queue.expansion import audience_filter, reachable
+from dispatcher.queue.expansion import audience_filter, campaign_ids, not_sent, reachable
 from dispatcher.store.models import Channel, Member
 
 GSM7_BASIC = frozenset(
@@ -113,7 +114,7 @@ def audience_parts(
     templates: CampaignTemplates,
     *,
     footer: str,
-    tags: list[str] | None,
+    audience: Audience | list[str] | None,
     batch: int = 1000,
 ) -> AudienceParts:
     """Render the SMS for every member it would go to now, and add up the parts.
@@ -122,13 +123,20 @@ def audience_parts(
     memory stays flat whatever the audience size.
     """
     members = parts = 0
-    query = (
-        select(Member)
-        .where(audience_filter(tags), reachable(Channel.SMS))
-        .order_by(Member.id)  # type: ignore[arg-type]
-        .execution_options(yield_per=batch)
-    )
     with Session(engine) as session:
+        excluded = []
+        if isinstance(audience, Audience):
+            excluded = campaign_ids(session, audience.exclude_campaigns)
+        query = (
+            select(Member)
+            .where(
+                audience_filter(audience),
+                reachable(Channel.SMS),
+                not_sent(excluded, Channel.SMS),
+            )
+            .order_by(Member.id)  # type: ignore[arg-type]
+            .execution_options(yield_per=batch)
+        )
         for member in session.execute(query).scalars():
             text = with_footer(templates.render_sms(member.template_context()), footer)
             members += 1

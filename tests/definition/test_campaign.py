@@ -141,3 +141,24 @@ def test_a_send_at_that_is_no_time_is_a_validate_error(tmp_path: Path) -> None:
     )
     with pytest.raises(CampaignError, match="send_at"):
         load_campaign(path)
+
+
+def test_audience_keys_are_loaded_and_checked(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    head = 'slug = "s"\nname = "n"\nchannels = ["sms"]\n[sms]\nbody = "x"\n[audience]\n'
+    path.write_text(
+        head + 'all_tags = ["vip"]\nexclude_tags = ["staff"]\nexclude_campaigns = ["y-1404"]\n',
+        encoding="utf-8",
+    )
+    spec = load_campaign(path)
+    assert (spec.audience.all_tags, spec.audience.exclude_tags) == (["vip"], ["staff"])
+    assert CampaignSpec.from_json(spec.to_json()).audience == spec.audience
+    path.write_text(
+        head + 'all_tags = "vip"\nexclude_tags = ["vip"]\nexclude_campaigns = ["s"]\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(CampaignError) as caught:
+        load_campaign(path)
+    problems = "\n".join(caught.value.problems)
+    assert "audience.all_tags: must be a list of tag names" in problems
+    assert "audience.exclude_campaigns: names this campaign itself" in problems
