@@ -132,7 +132,10 @@ class Runtime:
         headers = None
         if self.settings.mail_from:
             headers = MessageHeaders.for_campaign(
-                mail_from=self.settings.mail_from, slug=spec.slug, campaign_name=spec.name
+                mail_from=(spec.email and spec.email.from_addr) or self.settings.mail_from,
+                slug=spec.slug,
+                campaign_name=spec.name,
+                reply_to=spec.email.reply_to if spec.email else None,
             )
         compiled = CompiledCampaign(
             id=campaign.id,

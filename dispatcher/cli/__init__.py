@@ -110,7 +110,7 @@ def _load(file: Path) -> CampaignSpec:
     from dispatcher.definition.campaign import load_campaign
 
     try:
-        return load_campaign(file)
+        return load_campaign(file, allowed_from_domains=settings().from_domains)
     except CampaignError as exc:
         err.print(f"[bold red]{file}: {len(exc.problems)} problem(s)[/]", highlight=False)
         for problem in exc.problems:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import tomllib
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -34,7 +35,7 @@ from dispatcher.store.models import Channel
 _KEYS: dict[str, set[str]] = {
     "": {"slug", "name", "channels", "audience", "email", "sms", "send_at"},
     "audience": {"tags", "all_tags", "exclude_tags", "exclude_campaigns"},
-    "email": {"subject", "html", "text"},
+    "email": {"subject", "html", "text", "from", "reply_to"},
     "sms": {"text", "body"},
 }
 SAMPLE_MEMBER: dict[str, Any] = {
@@ -55,6 +56,8 @@ class EmailSpec:
     text: str | None = None
     html_path: str = ""
     text_path: str | None = None
+    from_addr: str | None = None  # `[email] from`, instead of MAIL_FROM
+    reply_to: str | None = None
 
 
 @dataclass(frozen=True)
@@ -181,8 +184,10 @@ def _unknown_keys(table: dict[str, Any], section: str, problems: _Problems) -> N
             problems.add(where, f"unknown key (expected one of: {', '.join(sorted(allowed))})")
 
 
-def load_campaign(path: Path) -> CampaignSpec:
-    """Parse and validate a campaign file; raise CampaignError listing every problem."""
+def load_campaign(path: Path, *, allowed_from_domains: list[str] | None = None) -> CampaignSpec:
+    """Parse and validate a campaign file; raise CampaignError listing every problem.
+
+    `allowed_from_domains` (ALLOWED_FROM_DOMAINS): the domains `[email] from` may use."""
     problems = _Problems(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -253,6 +258,8 @@ def load_campaign(path: Path) -> CampaignSpec:
             )
 
     email = _email_section(data, base, Channel.EMAIL in channels, problems)
+    if email is not None:
+        email = _senders(data["email"], email, allowed_from_domains or [], problems)
     sms = _sms_section(data, base, Channel.SMS in channels, problems)
 
     send_at = data.get("send_at")
@@ -313,6 +320,36 @@ def _email_section(
         html_path=str(section["html"]),
         text_path=str(section["text"]) if text is not None else None,
     )
+
+
+def _senders(
+    section: dict[str, Any], email: EmailSpec, domains: list[str], problems: _Problems
+) -> EmailSpec:
+    """`from` and `reply_to`: one address each (with an optional display name)."""
+    found: dict[str, str | None] = {"from": None, "reply_to": None}
+    for key in found:
+        value = section.get(key)
+        if value is None:
+            continue
+        _name, addr = parseaddr(value) if isinstance(value, str) else ("", "")
+        if (
+            not isinstance(value, str)
+            or "@" not in addr
+            or any(c in value for c in "\r\n")
+            or "," in addr
+        ):
+            problems.add(f"email.{key}", 'must be one address, e.g. "فروشگاه <news@shop.example>"')
+            continue
+        domain = addr.rpartition("@")[2].lower()
+        if key == "from" and domains and domain not in domains:
+            problems.add(
+                "email.from",
+                f"{domain} is not an allowed sender domain (ALLOWED_FROM_DOMAINS: "
+                f"{', '.join(domains)})",
+            )
+            continue
+        found[key] = value.strip()
+    return replace(email, from_addr=found["from"], reply_to=found["reply_to"])
 
 
 def _sms_section(

@@ -21,6 +21,7 @@ from jinja2.exceptions import TemplateNotFound
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from dispatcher.definition.persian import FILTERS, TEHRAN
+from dispatcher.definition.styles import inline_styles
 
 LAYOUT = "email_layout.html"
 HTML_NAME, TEXT_NAME, SUBJECT_NAME, SMS_NAME = (
@@ -111,6 +112,9 @@ class CampaignTemplates:
         }
         self.env = make_environment(sources, zone=zone)
         self.zone = zone
+        if html is not None and "<style" in html.lower():
+            self.env.parse(html, HTML_NAME)  # syntax errors point at the file's own lines
+            sources[HTML_NAME] = wrap_in_layout(inline_styles(html))
         self.globals = {"campaign": campaign, "shop": shop}
         self._compiled: dict[str, Template] = {
             name: self.env.get_template(name, globals=self.globals) for name in sources

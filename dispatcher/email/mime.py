@@ -65,13 +65,21 @@ class MessageHeaders:
     from_header: str
     list_id: str
     domain: str
+    reply_to: str | None = None  # encoded, or None for no Reply-To header
 
     @classmethod
-    def for_campaign(cls, *, mail_from: str, slug: str, campaign_name: str) -> MessageHeaders:
+    def for_campaign(
+        cls, *, mail_from: str, slug: str, campaign_name: str, reply_to: str | None = None
+    ) -> MessageHeaders:
         _name, addr = parseaddr(mail_from)
         domain = addr.rpartition("@")[2] or "localhost"
         list_id = f"{encode_header(campaign_name)} <{slug}.{domain}>"
-        return cls(from_header=encode_address(mail_from), list_id=list_id, domain=domain)
+        return cls(
+            from_header=encode_address(mail_from),
+            list_id=list_id,
+            domain=domain,
+            reply_to=encode_address(reply_to) if reply_to else None,
+        )
 
     def message_id(self, delivery_id: int) -> str:
         return f"<delivery-{delivery_id}@{self.domain}>"
@@ -99,7 +107,8 @@ def build_message(
     boundary = f"=_{_RUN}.{delivery_id}"
     head = (
         f"From: {headers.from_header}\r\n"
-        f"To: {to}\r\n"
+        + (f"Reply-To: {headers.reply_to}\r\n" if headers.reply_to else "")
+        + f"To: {to}\r\n"
         f"Subject: {encode_header(subject)}\r\n"
         f"Date: {date or formatdate(localtime=False, usegmt=True)}\r\n"
         f"Message-ID: {headers.message_id(delivery_id)}\r\n"

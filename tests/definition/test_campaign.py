@@ -162,3 +162,21 @@ def test_audience_keys_are_loaded_and_checked(tmp_path: Path) -> None:
     problems = "\n".join(caught.value.problems)
     assert "audience.all_tags: must be a list of tag names" in problems
     assert "audience.exclude_campaigns: names this campaign itself" in problems
+
+
+def test_a_sender_outside_the_allowed_domains_is_a_validate_error(tmp_path: Path) -> None:
+    path = write_campaign(
+        tmp_path,
+        'slug = "s"\nname = "n"\nchannels = ["email"]\n[email]\nsubject = "x"\n'
+        'html = "t/email.html"\nfrom = "Shop <news@other.example>"\nreply_to = "not an address"\n',
+        "<p>x</p>",
+    )
+    with pytest.raises(CampaignError) as caught:
+        load_campaign(path, allowed_from_domains=["shop.example"])
+    problems = "\n".join(caught.value.problems)
+    assert "email.from: other.example is not an allowed sender domain" in problems
+    assert "email.reply_to: must be one address" in problems
+    fine = path.read_text(encoding="utf-8").replace("other.example", "shop.example")
+    path.write_text(fine.replace("not an address", "help@shop.example"), encoding="utf-8")
+    spec = load_campaign(path, allowed_from_domains=["shop.example"])
+    assert spec.email is not None and spec.email.from_addr == "Shop <news@shop.example>"

@@ -57,3 +57,18 @@ def test_html_to_text_drops_style_and_script() -> None:
 def test_shop_name_comes_from_the_from_header() -> None:
     assert shop_name("فروشگاه نمونه <news@shop.example>") == "فروشگاه نمونه"
     assert shop_name("news@shop.example") == "فروشگاه"
+
+
+def test_a_style_block_is_inlined_at_compile_time_and_jinja_survives() -> None:
+    html = (
+        "<style>.price{color:#c00} td.cell{padding:4px}</style>"
+        '<p class="price" title="{{ member.first_name }}">{{ 1250000|toman }}</p>'
+        "<table>{% for i in [1, 2] %}<tr>"
+        '<td class="cell {% if i > 1 %}big{% endif %}">{{ i }}</td></tr>{% endfor %}</table>'
+    )
+    out = templates(html).render_email(MEMBER, URL).html
+    assert 'class="price" title="&lt;b&gt;علی&lt;/b&gt;" style="color: #c00;"' in out
+    assert "۱٬۲۵۰٬۰۰۰ تومان" in out
+    assert 'class="cell " style="padding: 4px;">1<' in out
+    assert 'class="cell big" style="padding: 4px;">2<' in out
+    assert "<style>.price{color:#c00}" in out  # kept for the clients that read it

@@ -417,3 +417,20 @@ def test_a_database_error_after_the_relay_accepted_does_not_hand_the_delivery_ba
     assert len(smtp_server.wait_for(1)) == 1
     h.run_workers()  # nothing is sent again
     assert len(smtp_server.messages()) == 1
+
+
+def test_a_campaign_sends_from_its_own_sender_with_a_reply_to(
+    pipeline: Pipeline, smtp_server: SmtpServerHandle, tmp_path: Path
+) -> None:
+    h = pipeline(**smtp(smtp_server))
+    add_member(h.engine, "C1", email="maryam@example.com")
+    path = write_campaign(tmp_path / "c")
+    with path.open("a", encoding="utf-8") as toml:
+        toml.write('from = "باشگاه مشتریان <club@shop.example>"\nreply_to = "help@shop.example"\n')
+    h.send(path)
+    h.run_workers()
+
+    [spooled] = smtp_server.wait_for(1)
+    assert spooled.parsed["From"] == "باشگاه مشتریان <club@shop.example>"
+    assert spooled.parsed["Reply-To"] == "help@shop.example"
+    assert spooled.mail_from == "news@shop.example"  # the envelope stays MAIL_FROM's
