@@ -98,6 +98,7 @@ def build_message(
     delivery_id: int,
     unsubscribe_url: str,
     date: str | None = None,
+    message_id: str | None = None,
 ) -> bytes:
     """The full RFC 5322 message as bytes, CRLF line endings."""
     if "\r" in to or "\n" in to:
@@ -111,7 +112,7 @@ def build_message(
         + f"To: {to}\r\n"
         f"Subject: {encode_header(subject)}\r\n"
         f"Date: {date or formatdate(localtime=False, usegmt=True)}\r\n"
-        f"Message-ID: {headers.message_id(delivery_id)}\r\n"
+        f"Message-ID: {message_id or headers.message_id(delivery_id)}\r\n"
         f"List-Id: {headers.list_id}\r\n"
         f"List-Unsubscribe: <{unsubscribe_url}>\r\n"
         "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
