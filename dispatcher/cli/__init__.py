@@ -20,7 +20,6 @@ from dispatcher.store.models import Channel
 
 if TYPE_CHECKING:
     from dispatcher.definition.campaign import CampaignSpec
-    from dispatcher.definition.rendering import CampaignTemplates
     from dispatcher.runtime import Runtime
 
 app = typer.Typer(
@@ -116,18 +115,6 @@ def _load(file: Path) -> CampaignSpec:
         for problem in exc.problems:
             err.print(f"  [red]-[/] {problem}", highlight=False)
         raise typer.Exit(1) from None
-
-
-@campaign_app.command("validate")
-def campaign_validate(file: Path) -> None:
-    """Check a campaign file and its templates; change nothing."""
-    spec = _load(file)
-    out.print(
-        f"[green]ok[/] {file}: {spec.slug} ({', '.join(spec.channels)})",
-        highlight=False,
-    )
-    if spec.sms:
-        _print_sms_length(spec, audience=True)
 
 
 @campaign_app.command("preview")
@@ -304,52 +291,6 @@ def _print_status(slug: str, *, as_json: bool = False) -> None:
 # -- sms ------------------------------------------------------------------------------------
 
 
-def _print_sms_length(spec: CampaignSpec, *, audience: bool) -> None:
-    """The SMS for a sample member: characters and parts; with `audience`, the total."""
-    from dispatcher.definition.campaign import SAMPLE_MEMBER
-    from dispatcher.sms.text import measure, with_footer
-
-    s = settings()
-    templates = spec.templates({"name": "فروشگاه نمونه"})
-    text = with_footer(templates.render_sms(dict(SAMPLE_MEMBER)), s.sms_optout_footer)
-    out.print(f"sms: {measure(text)} for a sample member, footer included", highlight=False)
-    if audience:
-        out.print(f"sms audience: {_audience_parts(spec, templates, s)}", highlight=False)
-
-
-def _audience_parts(spec: CampaignSpec, templates: CampaignTemplates, s: Settings) -> str:
-    """Members and SMS parts for the audience, read from the database if there is one.
-
-    Changes nothing: a SQLite file that does not exist is not created.
-    """
-    from sqlalchemy import inspect
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from dispatcher.sms.text import audience_parts
-    from dispatcher.store.db import make_engine
-
-    url = make_url(s.database_url)
-    if url.get_backend_name() == "sqlite" and not (
-        url.database and url.database != ":memory:" and Path(url.database).exists()
-    ):
-        return "audience unknown (no database yet)"
-    engine = make_engine(s.database_url)
-    try:
-        if not inspect(engine).has_table("member"):
-            return "audience unknown (no members imported yet)"
-        total = audience_parts(
-            engine, templates, footer=s.sms_optout_footer, audience=spec.audience
-        )
-    except SQLAlchemyError as exc:
-        return f"audience unknown (database: {type(exc).__name__})"
-    except DispatcherError as exc:
-        return f"audience unknown ({exc})"
-    finally:
-        engine.dispose()
-    return f"{total.members} members, {total.parts} SMS parts in all"
-
-
 def _print_sms_status(row: dict[str, Any], s: Settings) -> None:
 
     from dispatcher.sms.window import describe
@@ -438,4 +379,4 @@ def sms_release() -> None:
 
 # The members commands, and those for running it for real (schedules, control,
 # scheduler, db), live in their own modules, registered on the apps above.
-from dispatcher.cli import members, ops, schedule, testsend  # noqa: E402, F401
+from dispatcher.cli import members, ops, schedule, testsend, validate  # noqa: E402, F401

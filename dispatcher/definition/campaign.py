@@ -8,7 +8,6 @@ field (and line, for template syntax errors). Nothing here touches the database.
 from __future__ import annotations
 
 import tomllib
-import traceback
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import parseaddr
@@ -19,6 +18,7 @@ from zoneinfo import ZoneInfo
 from jinja2 import TemplateError, TemplateSyntaxError
 from jinja2.exceptions import TemplateNotFound
 
+from dispatcher.definition.check import locate, template_line
 from dispatcher.definition.persian import TEHRAN
 from dispatcher.definition.rendering import (
     HTML_NAME,
@@ -376,24 +376,18 @@ def _sms_section(
     return SmsSpec(text=text, text_path=str(section["text"])) if text is not None else None
 
 
-def _template_file(spec: CampaignSpec, base: Path, name: str) -> tuple[str, Path]:
-    """Which field and file a compiled template name came from."""
-    if name == HTML_NAME and spec.email:
-        return "email.html", base / spec.email.html_path
-    if name == TEXT_NAME and spec.email and spec.email.text_path:
-        return "email.text", base / spec.email.text_path
-    if name == SMS_NAME and spec.sms:
-        return ("sms.text", base / spec.sms.text_path) if spec.sms.text_path else ("sms.body", base)
-    return "email.subject", base
-
-
 def _check_templates(spec: CampaignSpec, base: Path, problems: _Problems) -> None:
     """Compile every template, then render each for a sample member."""
     try:
         templates = spec.templates({"name": "فروشگاه نمونه"})
     except TemplateSyntaxError as exc:
-        where, file = _template_file(spec, base, exc.name or "")
-        problems.add(where, f"template syntax error: {exc.message}", file=file, line=exc.lineno)
+        at = locate(spec, exc.name or "")
+        problems.add(
+            at.where,
+            f"template syntax error: {exc.message}",
+            file=at.file,
+            line=at.line(exc.lineno),
+        )
         return
     except TemplateNotFound as exc:
         problems.add("email.html", f"extends or includes a template that does not exist: {exc}")
@@ -402,7 +396,8 @@ def _check_templates(spec: CampaignSpec, base: Path, problems: _Problems) -> Non
     for name in (SUBJECT_NAME, HTML_NAME, TEXT_NAME, SMS_NAME):
         if not templates.has(name):
             continue
-        where, file = _template_file(spec, base, name)
+        at = locate(spec, name)
+        where, file = at.where, at.file
         try:
             out = templates.render(
                 name, {"member": member, "unsubscribe_url": SAMPLE_UNSUBSCRIBE_URL}
@@ -411,7 +406,7 @@ def _check_templates(spec: CampaignSpec, base: Path, problems: _Problems) -> Non
             problems.add(where, f"extends or includes a template that does not exist: {exc}")
             continue
         except (TemplateError, TypeError, ValueError) as exc:
-            line = _template_line(exc, name)
+            line = at.line(template_line(exc, name))
             problems.add(where, f"cannot render for a sample member: {exc}", file=file, line=line)
             continue
         if name == HTML_NAME and SAMPLE_UNSUBSCRIBE_URL not in out:
@@ -431,12 +426,3 @@ def _check_templates(spec: CampaignSpec, base: Path, problems: _Problems) -> Non
             'extends a layout other than "email_layout.html"',
             file=base / spec.email.html_path,
         )
-
-
-def _template_line(exc: BaseException, name: str) -> int | None:
-    """The template line an error was raised at (Jinja keeps it in the traceback)."""
-    line = None
-    for frame in traceback.extract_tb(exc.__traceback__):
-        if frame.filename == name or frame.filename.endswith(name):
-            line = frame.lineno
-    return line

@@ -1,0 +1,160 @@
+"""`campaign validate`: the file, its templates rendered for many members, the audience
+per channel and the send time; changes nothing. Registered on `campaign_app`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from dispatcher.cli import _load, campaign_app, err, out, settings
+from dispatcher.errors import DispatcherError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from dispatcher.definition.campaign import CampaignSpec
+    from dispatcher.definition.rendering import CampaignTemplates
+    from dispatcher.settings import Settings
+
+
+@campaign_app.command("validate")
+def campaign_validate(
+    file: Path,
+    all_members: Annotated[
+        bool, typer.Option("--all", help="Render for every member, not a varied sample.")
+    ] = False,
+) -> None:
+    """Check a campaign file; render it for a varied sample of the audience (or --all);
+    print the audience per channel and the send time. Changes nothing."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from dispatcher.definition.campaign import SAMPLE_MEMBER, SAMPLE_UNSUBSCRIBE_URL
+    from dispatcher.definition.check import EDGE_MEMBERS, render_problems
+    from dispatcher.definition.rendering import shop_name
+
+    spec = _load(file)
+    s = settings()
+    out.print(f"[green]ok[/] {file}: {spec.slug} ({', '.join(spec.channels)})", highlight=False)
+    failed = not _send_at_ok(spec, s)
+    templates = spec.templates({"name": shop_name(s.mail_from)}, zone=s.sms_zone)
+    engine, why = _existing_database(s)
+    sizes: dict[str, int] | str = why
+    try:
+        members: list[dict[str, Any]] = [dict(SAMPLE_MEMBER), *EDGE_MEMBERS]
+        if engine is not None:
+            from dispatcher.queue.sample import audience_sizes
+
+            sizes = audience_sizes(engine, spec)
+        rendered, problems = render_problems(
+            spec,
+            templates,
+            _contexts(members, engine, spec, everyone=all_members),
+            url=SAMPLE_UNSUBSCRIBE_URL,
+        )
+    except SQLAlchemyError as exc:
+        err.print(f"[red]database:[/] {type(exc).__name__}", highlight=False)
+        raise typer.Exit(1) from None
+    except DispatcherError as exc:
+        err.print(f"[red]audience:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        if engine is not None:
+            engine.dispose()
+    kind = "every member" if all_members else "a varied sample"
+    out.print(f"rendered for {rendered} members ({kind}, with edge cases)", highlight=False)
+    for problem in problems:
+        err.print(f"  [red]-[/] {problem}", highlight=False)
+    if isinstance(sizes, dict):
+        per = ", ".join(f"{channel} {n:,}" for channel, n in sizes.items())
+        out.print(f"audience now: {per} members (consent as it stands)", highlight=False)
+    else:
+        out.print(f"audience unknown ({sizes})", highlight=False)
+    if spec.sms:
+        _print_sms_length(spec, templates, s)
+    if problems or failed:
+        raise typer.Exit(1)
+
+
+def _send_at_ok(spec: CampaignSpec, s: Settings) -> bool:
+    from dispatcher.definition.sendtime import describe, parse_send_at
+    from dispatcher.store.models import utcnow
+
+    if not spec.send_at:
+        return True
+    when = parse_send_at(spec.send_at, s.sms_zone)  # its form was checked by _load
+    if when <= utcnow():
+        err.print(
+            f"  [red]-[/] {spec.source}: send_at: {describe(when, s.sms_zone)} has passed: "
+            "`send` refuses it (change it, or `send --now`)",
+            highlight=False,
+        )
+        return False
+    out.print(f"send_at: {describe(when, s.sms_zone)}", highlight=False)
+    return True
+
+
+def _contexts(
+    first: list[dict[str, Any]], engine: Engine | None, spec: CampaignSpec, *, everyone: bool
+) -> Iterator[dict[str, Any]]:
+    yield from first
+    if engine is None:
+        return
+    from dispatcher.queue import sample
+
+    chosen = sample.everyone(engine, spec) if everyone else sample.varied_sample(engine, spec)
+    for member in chosen:
+        yield member.template_context()
+
+
+def _existing_database(s: Settings) -> tuple[Engine | None, str]:
+    """An engine on the database if it exists and has members; else None and why.
+
+    Changes nothing: a SQLite file that does not exist is not created."""
+    from sqlalchemy import inspect
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from dispatcher.store.db import make_engine
+
+    url = make_url(s.database_url)
+    if url.get_backend_name() == "sqlite" and not (
+        url.database and url.database != ":memory:" and Path(url.database).exists()
+    ):
+        return None, "no database yet"
+    engine = make_engine(s.database_url)
+    try:
+        if inspect(engine).has_table("member"):
+            return engine, ""
+        why = "no members imported yet"
+    except SQLAlchemyError as exc:
+        why = f"database: {type(exc).__name__}"
+    engine.dispose()
+    return None, why
+
+
+def _print_sms_length(spec: CampaignSpec, templates: CampaignTemplates, s: Settings) -> None:
+    """The SMS for a sample member: characters and parts; and for the audience, the total."""
+    from dispatcher.definition.campaign import SAMPLE_MEMBER
+    from dispatcher.sms.text import audience_parts, measure, with_footer
+
+    text = with_footer(templates.render_sms(dict(SAMPLE_MEMBER)), s.sms_optout_footer)
+    out.print(f"sms: {measure(text)} for a sample member, footer included", highlight=False)
+    engine, why = _existing_database(s)
+    if engine is None:
+        out.print(f"sms audience: audience unknown ({why})", highlight=False)
+        return
+    try:
+        total = audience_parts(
+            engine, templates, footer=s.sms_optout_footer, audience=spec.audience
+        )
+    except DispatcherError as exc:
+        out.print(f"sms audience: audience unknown ({exc})", highlight=False)
+        return
+    finally:
+        engine.dispose()
+    out.print(
+        f"sms audience: {total.members} members, {total.parts} SMS parts in all", highlight=False
+    )
