@@ -150,10 +150,10 @@ class Runtime:
                 self._campaigns.popitem(last=False)
         return compiled
 
-    def unsubscribe_url(self, member_id: int, channel: str) -> str:
+    def unsubscribe_url(self, member_id: int, channel: str, campaign_id: int | None = None) -> str:
         from dispatcher.store.models import Channel
 
-        token = self.signer.sign(member_id, Channel(channel))
+        token = self.signer.sign(member_id, Channel(channel), campaign_id)
         return f"{self.settings.unsubscribe_base_url}/u/{token}"
 
     def close(self) -> None:

@@ -76,7 +76,14 @@ _EXISTS = select(_MEMBER.c.id).where(_MEMBER.c.id == bindparam("member_id"))
 _RECORD = insert(ConsentEvent.__table__)  # type: ignore[attr-defined]
 
 
-def opt_out(session: Session, member_id: int, channel: Channel, source: ConsentSource) -> bool:
+def opt_out(
+    session: Session,
+    member_id: int,
+    channel: Channel,
+    source: ConsentSource,
+    *,
+    campaign_id: int | None = None,
+) -> bool:
     """Opt a member out of `channel`; return True if they were opted in.
 
     Every source but `import` is sticky: it is stored in the member's
@@ -95,7 +102,7 @@ def opt_out(session: Session, member_id: int, channel: Channel, source: ConsentS
     params = {"member_id": member_id, "now": now, "source": source.value}
     sticky = source is not ConsentSource.IMPORT
     if conn.execute(statements["out_sticky" if sticky else "out"], params).rowcount:
-        _record(conn, member_id, channel, False, source, now)
+        _record(conn, member_id, channel, False, source, now, campaign_id=campaign_id)
         return True
     _require_member(conn, member_id)
     if sticky:
@@ -173,6 +180,8 @@ def _record(
     opted_in: bool,
     source: ConsentSource,
     at: datetime,
+    *,
+    campaign_id: int | None = None,
 ) -> None:
     conn.execute(
         _RECORD,
@@ -182,5 +191,6 @@ def _record(
             "opted_in": opted_in,
             "source": source.value,
             "at": at,
+            "campaign_id": campaign_id,
         },
     )

@@ -379,4 +379,4 @@ def sms_release() -> None:
 
 # The members commands, and those for running it for real (schedules, control,
 # scheduler, db), live in their own modules, registered on the apps above.
-from dispatcher.cli import members, ops, schedule, testsend, validate  # noqa: E402, F401
+from dispatcher.cli import members, ops, report, schedule, testsend, validate  # noqa: E402, F401

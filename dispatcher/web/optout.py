@@ -107,7 +107,9 @@ def unsubscribe(
         if not found.opted_in and found.sticky:
             return found, False
         with lock.held():
-            changed = opt_out(session, claims.member_id, claims.channel, source)
+            changed = opt_out(
+                session, claims.member_id, claims.channel, source, campaign_id=claims.campaign_id
+            )
             session.commit()
         return found, changed
 

@@ -49,7 +49,7 @@ from dispatcher.queue.broker import register
 from dispatcher.runtime import Runtime, get_runtime
 from dispatcher.sms.hold import pause_sms, wait_for_window, window_closed_until
 from dispatcher.sms.kavenegar import KavenegarAccountError, KavenegarReceptorError
-from dispatcher.sms.text import with_footer
+from dispatcher.sms.text import measure, with_footer
 from dispatcher.sms.transport import SmsResult
 from dispatcher.sms.window import describe
 from dispatcher.store.models import Channel, DeliveryStatus, Member, utcnow
@@ -146,7 +146,9 @@ def deliver_sms(rt: Runtime, delivery_id: int) -> str:
         guard.count_failure(engine, campaign, exc)
         log.info("delivery %s: will retry (%s)", delivery_id, exc)
         raise
-    if not _record_sent(db, delivery_id, result):  # e.g. the lease took it back
+    if not _record_sent(
+        db, delivery_id, result, parts=measure(text).parts
+    ):  # e.g. the lease took it back
         log.error("delivery %s: sent, but it was no longer 'sending' to record it", delivery_id)
     try:
         guard.sent(campaign)
@@ -193,12 +195,14 @@ def _unsendable(rt: Runtime, delivery_id: int, loaded: Loaded | None) -> str | N
     return None
 
 
-def _record_sent(db: GroupCommit, delivery_id: int, result: SmsResult) -> bool:
+def _record_sent(db: GroupCommit, delivery_id: int, result: SmsResult, *, parts: int) -> bool:
     return db.mark_sent(
         delivery_id,
         provider_id=str(result.messageid) if result.messageid is not None else None,
         cost=result.cost,
         provider_status=result.status,
+        sent_at=utcnow(),
+        sms_parts=parts,
     )
 
 
