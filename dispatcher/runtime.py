@@ -156,6 +156,11 @@ class Runtime:
         token = self.signer.sign(member_id, Channel(channel), campaign_id)
         return f"{self.settings.unsubscribe_base_url}/u/{token}"
 
+    def view_url(self, member_id: int, campaign_id: int) -> str:
+        """The web copy of a campaign's email to a member (`GET /v/{token}`)."""
+        token = self.signer.sign_view(member_id, campaign_id)
+        return f"{self.settings.unsubscribe_base_url}/v/{token}"
+
     def close(self) -> None:
         if self._deliveries is not None:
             self._deliveries.close()

@@ -132,8 +132,17 @@ class CampaignTemplates:
             context = {**context, "today": self.today()}
         return self._compiled[name].render(context)
 
-    def render_email(self, member: dict[str, Any], unsubscribe_url: str) -> RenderedEmail:
-        ctx = {"member": member, "unsubscribe_url": unsubscribe_url, "today": self.today()}
+    def render_email(
+        self, member: dict[str, Any], unsubscribe_url: str, view_url: str | None = None
+    ) -> RenderedEmail:
+        """Subject, text and HTML for one member; `view_url`: the "نسخهٔ وب" link above
+        the content (none in the web copy itself)."""
+        ctx = {
+            "member": member,
+            "unsubscribe_url": unsubscribe_url,
+            "view_url": view_url or "",
+            "today": self.today(),
+        }
         subject = " ".join(self.render(SUBJECT_NAME, ctx).split())
         html = self.render(HTML_NAME, ctx)
         if TEXT_NAME in self._compiled:

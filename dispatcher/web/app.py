@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from dispatcher.audience.tokens import TokenSigner
@@ -29,6 +29,7 @@ from dispatcher.store.models import ConsentSource
 from dispatcher.web.limits import MAX_BODY, SECURITY_HEADERS, Guard
 from dispatcher.web.optout import WriteLock, look_up, ping, undo, unsubscribe
 from dispatcher.web.pages import Pages
+from dispatcher.web.view import Copies
 
 log = logging.getLogger("dispatcher.web")
 T = TypeVar("T")
@@ -46,6 +47,7 @@ class Web:
     pages: Pages
     lock: WriteLock
     executor: ThreadPoolExecutor | None
+    copies: Copies | None = None  # the web copies of emails (`/v/{token}`)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Web:
@@ -53,12 +55,14 @@ class Web:
         executor = None
         if engine.dialect.name != "sqlite":
             executor = ThreadPoolExecutor(DB_THREADS, thread_name_prefix="unsubscribe-db")
+        signer = TokenSigner(settings.unsubscribe_keys())
         return cls(
             engine=engine,
-            signer=TokenSigner(settings.unsubscribe_keys()),
+            signer=signer,
             pages=Pages(shop_name(settings.mail_from)),
             lock=WriteLock(engine),
             executor=executor,
+            copies=Copies(engine, signer, settings),
         )
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -136,6 +140,14 @@ async def resubscribe_endpoint(request: Request) -> Response:
     )
 
 
+async def web_copy(request: Request) -> Response:
+    """GET: the member's copy of a campaign's email. Changes nothing."""
+    web = _web(request)
+    claims = web.signer.verify_view(request.path_params["token"])
+    assert web.copies is not None
+    return HTMLResponse(await web.run(web.copies.render, claims))
+
+
 async def healthz(request: Request) -> Response:
     web = _web(request)
     try:
@@ -207,6 +219,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/u/{token}", confirm_page, methods=["GET"]),
             Route("/u/{token}", unsubscribe_endpoint, methods=["POST"]),
             Route("/u/{token}/resubscribe", resubscribe_endpoint, methods=["POST"]),
+            Route("/v/{token}", web_copy, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
         ],
         middleware=[Middleware(Guard)],

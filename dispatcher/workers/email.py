@@ -108,7 +108,9 @@ class _Job:
         assert member.id is not None and member.email and compiled.headers is not None
         url = rt.unsubscribe_url(member.id, Channel.EMAIL, compiled.id)
         try:
-            rendered = compiled.templates.render_email(member.template_context(), url)
+            rendered = compiled.templates.render_email(
+                member.template_context(), url, rt.view_url(member.id, compiled.id)
+            )
             raw = build_message(
                 compiled.headers,
                 to=member.email,
