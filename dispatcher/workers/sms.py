@@ -146,9 +146,8 @@ def deliver_sms(rt: Runtime, delivery_id: int) -> str:
         guard.count_failure(engine, campaign, exc)
         log.info("delivery %s: will retry (%s)", delivery_id, exc)
         raise
-    if not _record_sent(
-        db, delivery_id, result, parts=measure(text).parts
-    ):  # e.g. the lease took it back
+    parts = measure(text).parts
+    if not _record_sent(db, delivery_id, result, parts=parts):  # e.g. the lease took it back
         log.error("delivery %s: sent, but it was no longer 'sending' to record it", delivery_id)
     try:
         guard.sent(campaign)
