@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import struct
 from dataclasses import dataclass
@@ -68,7 +67,7 @@ class TokenSigner:
         return f"TokenSigner(keys=<{len(self._keys)} hidden>)"
 
     def _tag(self, key: bytes, payload: bytes) -> bytes:
-        return hmac.new(key, payload, hashlib.sha256).digest()[:TAG_BYTES]
+        return hmac.digest(key, payload, "sha256")[:TAG_BYTES]  # one-shot: the fast path
 
     def sign(self, member_id: int, channel: Channel, campaign_id: int | None = None) -> str:
         """An unsubscribe token (with the campaign it came with, when given)."""
