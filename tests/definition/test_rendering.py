@@ -72,3 +72,9 @@ def test_a_style_block_is_inlined_at_compile_time_and_jinja_survives() -> None:
     assert 'class="cell " style="padding: 4px;">1<' in out
     assert 'class="cell big" style="padding: 4px;">2<' in out
     assert "<style>.price{color:#c00}" in out  # kept for the clients that read it
+
+
+def test_a_templated_style_block_is_left_as_it_is() -> None:
+    html = "<style>.a{color:{{ 'red' }}}</style><p class=\"a\">x</p>"
+    out = templates(html).render_email(MEMBER, URL).html
+    assert '<p class="a">x</p>' in out and "<style>.a{color:red}</style>" in out

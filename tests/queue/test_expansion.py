@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from dispatcher.definition.campaign import CampaignSpec, EmailSpec, SmsSpec
-from dispatcher.delivery.control import cancel
+from dispatcher.delivery.control import cancel, find, reschedule
 from dispatcher.errors import InputError
 from dispatcher.queue.expansion import expand
 from dispatcher.store.models import Channel, Delivery, DeliveryStatus, Member
@@ -112,3 +113,21 @@ def test_reuse_slug_refuses_a_campaign_that_is_not_cancelled(members: Engine) ->
     expand(members, spec("s"))
     with pytest.raises(InputError, match="only a cancelled campaign"):
         expand(members, spec("s"), reuse_slug=True)
+
+
+def test_the_send_time_is_frozen_for_templates_and_reschedule_moves_it(members: Engine) -> None:
+    at = datetime(2099, 12, 20, 6, 30, tzinfo=UTC)
+    scheduled = expand(members, spec("s"), send_at=at).campaign
+    assert scheduled.id is not None
+    assert CampaignSpec.from_json(scheduled.spec).send_time() == at
+    later = at + timedelta(days=1)
+    assert reschedule(members, scheduled.id, send_at=later)
+    moved = find(members, "s")
+    assert CampaignSpec.from_json(moved.spec).send_time() == later
+    templates = CampaignSpec.from_json(moved.spec).templates({"name": "x"})
+    assert templates.render_sms({}) == "سلام"
+    now = expand(members, spec("t")).campaign  # sent at once: the launch time
+    assert abs(CampaignSpec.from_json(now.spec).send_time() - datetime.now(UTC)) < timedelta(
+        minutes=1
+    )
+    assert not reschedule(members, now.id or 0, send_at=later)  # not scheduled: refused
