@@ -131,13 +131,16 @@ class Runtime:
         headers = None
         if self.settings.mail_from:
             headers = MessageHeaders.for_campaign(
-                mail_from=self.settings.mail_from, slug=spec.slug, campaign_name=spec.name
+                mail_from=(spec.email and spec.email.from_addr) or self.settings.mail_from,
+                slug=spec.slug,
+                campaign_name=spec.name,
+                reply_to=spec.email.reply_to if spec.email else None,
             )
         compiled = CompiledCampaign(
             id=campaign.id,
             slug=campaign.slug,
             spec=spec,
-            templates=spec.templates(self.shop()),
+            templates=spec.templates(self.shop(), zone=self.settings.sms_zone),
             headers=headers,
         )
         with self._lock:
@@ -146,9 +149,14 @@ class Runtime:
                 self._campaigns.popitem(last=False)
         return compiled
 
-    def unsubscribe_url(self, member_id: int, channel: str) -> str:
-        token = self.signer.sign(member_id, Channel(channel))
+    def unsubscribe_url(self, member_id: int, channel: str, campaign_id: int | None = None) -> str:
+        token = self.signer.sign(member_id, Channel(channel), campaign_id)
         return f"{self.settings.unsubscribe_base_url}/u/{token}"
+
+    def view_url(self, member_id: int, campaign_id: int) -> str:
+        """The web copy of a campaign's email to a member (`GET /v/{token}`)."""
+        token = self.signer.sign_view(member_id, campaign_id)
+        return f"{self.settings.unsubscribe_base_url}/v/{token}"
 
     def close(self) -> None:
         if self._deliveries is not None:

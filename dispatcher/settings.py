@@ -107,6 +107,9 @@ class Settings(BaseSettings):
     smtp_timeout: float = Field(default=30.0, gt=0)
 
     mail_from: str | None = None
+    # A campaign's `[email] from` must be at one of these domains (comma-separated;
+    # empty: any domain).
+    allowed_from_domains: str = ""
     unsubscribe_base_url: str = "http://127.0.0.1:8000"
     unsubscribe_secret: SecretStr | None = None
     # HMAC key of address keys (suppression list, one delivery per address). Never
@@ -256,6 +259,11 @@ class Settings(BaseSettings):
     def send_window(self) -> SendWindow:
         """SMS_SEND_WINDOW, parsed (validated at start-up)."""
         return parse_window(self.sms_send_window)
+
+    @property
+    def from_domains(self) -> list[str]:
+        """ALLOWED_FROM_DOMAINS as a list of lower-case domains ([]: any)."""
+        return [d.strip().lower() for d in self.allowed_from_domains.split(",") if d.strip()]
 
     @property
     def sms_zone(self) -> ZoneInfo:

@@ -89,6 +89,7 @@ def opt_out(
     source: ConsentSource,
     *,
     at: datetime | None = None,
+    campaign_id: int | None = None,
 ) -> bool:
     """Opt a member out of `channel`; return True if they were opted in.
 
@@ -110,7 +111,7 @@ def opt_out(
     if conn.execute(statements["out_sticky" if sticky else "out"], params).rowcount:
         if sticky:  # the address too: every member with it, now and imported later
             suppress_member(conn, member_id, channel, source, now)
-        _record(conn, member_id, channel, False, source, now)
+        _record(conn, member_id, channel, False, source, now, campaign_id=campaign_id)
         return True
     _require_member(conn, member_id)
     if sticky and conn.execute(statements["stick"], params).rowcount:
@@ -265,6 +266,8 @@ def _record(
     opted_in: bool,
     source: ConsentSource,
     at: datetime,
+    *,
+    campaign_id: int | None = None,
 ) -> None:
     conn.execute(
         _RECORD,
@@ -274,5 +277,6 @@ def _record(
             "opted_in": opted_in,
             "source": source.value,
             "at": at,
+            "campaign_id": campaign_id,
         },
     )

@@ -1,6 +1,7 @@
 """Who gets a delivery on a channel, as SQL: the audience, consent, one per address.
 
-A member gets one when they are in the campaign's audience (any of its tags), opted in
+A member gets one when they are in the campaign's audience (any of its tags, all of
+`all_tags`, none of `exclude_tags`, not sent `exclude_campaigns` on it), opted in
 to the channel, with an address for it that is not suppressed, and no member with a
 lower id has the same address and would get one too: of members sharing an address,
 the lowest member id gets the message. Everything is a condition on `member` rows, so
@@ -10,6 +11,7 @@ same thing without writing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, func, not_, select, true
@@ -17,18 +19,47 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select
 
 from dispatcher.audience.suppression import KEY_COLUMNS, suppressed
-from dispatcher.store.models import Channel, Member, MemberTag, Suppression
+from dispatcher.definition.campaign import Audience
+from dispatcher.store.models import (
+    Channel,
+    Delivery,
+    DeliveryStatus,
+    Member,
+    MemberTag,
+    Suppression,
+)
 
 _M = Member.__table__  # type: ignore[attr-defined]
 _T = MemberTag.__table__  # type: ignore[attr-defined]
+_D = Delivery.__table__  # type: ignore[attr-defined]
+# An audience: the campaign's `Audience`, or just its tags (None: everyone).
+Who = Audience | list[str] | None
 # Why an audience member got no delivery on a channel (`excluded_by`; keys always there).
 EXCLUSIONS = ("opted_out", "no_address", "duplicate_address", "suppressed")
 
 
-def in_audience(tags: list[str] | None, member: Any = _M) -> ColumnElement[bool]:
-    """Members with any of the tags (everyone when tags is None)."""
-    if not tags:
-        return true()
+def in_audience(
+    who: Who, member: Any = _M, *, channel: Channel | None = None, excluded: Sequence[int] = ()
+) -> ColumnElement[bool]:
+    """Members in the audience; `excluded`: ids of campaigns that, sent to a member on
+    `channel`, leave it out (each condition an indexed lookup)."""
+    audience = who if isinstance(who, Audience) else Audience(tags=who)
+    clauses = [_tagged(audience.tags, member)] if audience.tags else []
+    clauses += [_tagged([tag], member) for tag in dict.fromkeys(audience.all_tags)]
+    if audience.exclude_tags:
+        clauses.append(not_(_tagged(audience.exclude_tags, member)))
+    if excluded and channel is not None:
+        sent = select(_D.c.id).where(
+            _D.c.campaign_id.in_(list(excluded)),
+            _D.c.member_id == member.c.id,
+            _D.c.channel == str(channel),
+            _D.c.status == str(DeliveryStatus.SENT),
+        )
+        clauses.append(not_(exists(sent)))
+    return and_(*clauses) if clauses else true()
+
+
+def _tagged(tags: list[str], member: Any) -> ColumnElement[bool]:
     return exists(select(_T.c.member_id).where(_T.c.member_id == member.c.id, _T.c.tag.in_(tags)))
 
 
@@ -49,7 +80,9 @@ def reachable(channel: Channel) -> ColumnElement[bool]:
     return and_(opted_in(channel), has_address(channel), not_(suppressed(channel)))
 
 
-def first_of_address(channel: Channel, tags: list[str] | None) -> ColumnElement[bool]:
+def first_of_address(
+    channel: Channel, who: Who, excluded: Sequence[int] = ()
+) -> ColumnElement[bool]:
     """No member with a lower id, the same address and consent is in the audience.
 
     (Suppression need not be checked for that member: it is the same address.) A
@@ -64,23 +97,27 @@ def first_of_address(channel: Channel, tags: list[str] | None) -> ColumnElement[
                 other.c.id < _M.c.id,
                 opted_in(channel, other),
                 has_address(channel, other),
-                in_audience(tags, other),
+                in_audience(who, other, channel=channel, excluded=excluded),
             )
         )
     )
 
 
-def recipients(channel: Channel, tags: list[str] | None) -> ColumnElement[bool]:
+def recipients(channel: Channel, who: Who, excluded: Sequence[int] = ()) -> ColumnElement[bool]:
     """The members that get a delivery on `channel`."""
-    return and_(in_audience(tags), reachable(channel), first_of_address(channel, tags))
+    return and_(
+        in_audience(who, channel=channel, excluded=excluded),
+        reachable(channel),
+        first_of_address(channel, who, excluded),
+    )
 
 
 def exclusion_counts(
-    conn: Any, channel: Channel, tags: list[str] | None, deliveries: int
+    conn: Any, channel: Channel, who: Who, deliveries: int, excluded: Sequence[int] = ()
 ) -> dict[str, int]:
     """Why the audience members without a delivery have none, given how many got one."""
     address, opted = has_address(channel), opted_in(channel)
-    audience = in_audience(tags)
+    audience = in_audience(who, channel=channel, excluded=excluded)
     total, no_address, opted_out = conn.execute(
         select(
             func.count(),
@@ -109,6 +146,7 @@ def _suppressed_members(channel: Channel) -> Select[Any]:
     return select(func.count()).where(_M.c[KEY_COLUMNS[channel]].in_(listed))
 
 
-def count_recipients(conn: Any, channel: Channel, tags: list[str] | None) -> int:
+def count_recipients(conn: Any, channel: Channel, who: Who, excluded: Sequence[int] = ()) -> int:
     """How many members `recipients` selects (for `campaign validate`)."""
-    return int(conn.execute(select(func.count()).where(recipients(channel, tags))).scalar_one())
+    chosen = recipients(channel, who, excluded)
+    return int(conn.execute(select(func.count()).where(chosen)).scalar_one())

@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
-from dispatcher.cli import bounces, campaign, members, ops, sms  # registers the commands
+from dispatcher.cli import (  # registers the commands
+    bounces,
+    campaign,
+    members,
+    ops,
+    report,
+    schedule,
+    sms,
+    testsend,
+    validate,
+)
 from dispatcher.cli.app import app, err
 from dispatcher.errors import DispatcherError
 from dispatcher.settings import get_settings
 
-__all__ = ["app", "bounces", "campaign", "members", "ops", "run", "sms"]
+__all__ = [
+    "app",
+    "bounces",
+    "campaign",
+    "members",
+    "ops",
+    "report",
+    "run",
+    "schedule",
+    "sms",
+    "testsend",
+    "validate",
+]
 
 
 def run() -> None:

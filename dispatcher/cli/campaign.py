@@ -17,8 +17,6 @@ from dispatcher.settings import Settings
 from dispatcher.store.models import Channel
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
-
     from dispatcher.definition.campaign import CampaignSpec
     from dispatcher.definition.rendering import CampaignTemplates
 
@@ -28,7 +26,8 @@ from dispatcher.cli.ops import print_scheduled, send_time, status_notes
 # -- campaigns ------------------------------------------------------------------------------
 
 
-def _load(file: Path) -> CampaignSpec:
+def load_or_exit(file: Path) -> CampaignSpec:
+    """The campaign file, validated; its problems printed and exit 1 otherwise."""
     from dispatcher.definition.campaign import load_campaign
     from dispatcher.sms.text import parts_with_footer
 
@@ -38,96 +37,13 @@ def _load(file: Path) -> CampaignSpec:
             file,
             sms_parts=lambda body: parts_with_footer(body, s.sms_optout_footer),
             sms_max_parts=s.sms_max_parts,
+            allowed_from_domains=s.from_domains,
         )
     except CampaignError as exc:
         err.print(f"[bold red]{file}: {len(exc.problems)} problem(s)[/]", highlight=False)
         for problem in exc.problems:
             err.print(f"  [red]-[/] {problem}", highlight=False)
         raise typer.Exit(1) from None
-
-
-@campaign_app.command("validate")
-def campaign_validate(
-    file: Path,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
-) -> None:
-    """Check a campaign file and its templates; change nothing.
-
-    With members in the database, also counts per channel the deliveries the audience
-    would get and why the others get none (`excluded_by`)."""
-    spec = _load(file)
-    counts = _audience_counts(spec, settings())
-    if as_json:
-        found: dict[str, Any] = {"file": str(file), "slug": spec.slug, "channels": spec.channels}
-        if isinstance(counts, dict):
-            found.update(counts)
-        print(json.dumps(found, ensure_ascii=False))
-        return
-    out.print(
-        f"[green]ok[/] {file}: {spec.slug} ({', '.join(spec.channels)})",
-        highlight=False,
-    )
-    if isinstance(counts, str):
-        out.print(counts, highlight=False)
-    else:
-        for channel, row in counts.items():
-            reasons = ", ".join(f"{k} {v}" for k, v in row["excluded_by"].items())
-            out.print(
-                f"{channel}: {row['deliveries']} deliveries; excluded: {reasons}", highlight=False
-            )
-    if spec.sms:
-        _print_sms_length(spec, audience=True)
-
-
-def _audience_counts(spec: CampaignSpec, s: Settings) -> dict[str, Any] | str:
-    """`{channel: {deliveries, excluded, excluded_by}}` if members can be read, else why not."""
-    from sqlalchemy.exc import SQLAlchemyError
-    from sqlmodel import Session
-
-    from dispatcher.queue.expansion import audience_counts
-
-    engine = _existing_engine(s)
-    if isinstance(engine, str):
-        return engine
-    try:
-        with Session(engine) as session:
-            counts = {}
-            for channel in spec.channels:
-                deliveries, by = audience_counts(session, spec.audience_tags, Channel(channel))
-                counts[str(channel)] = {
-                    "deliveries": deliveries,
-                    "excluded": sum(by.values()),
-                    "excluded_by": by,
-                }
-            return counts
-    except SQLAlchemyError as exc:
-        return f"audience unknown (database: {type(exc).__name__})"
-    finally:
-        engine.dispose()
-
-
-def _existing_engine(s: Settings) -> Engine | str:
-    """An engine on a database that has members, or why there is none; creates nothing."""
-    from sqlalchemy import inspect
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from dispatcher.store.db import make_engine
-
-    url = make_url(s.database_url)
-    if url.get_backend_name() == "sqlite" and not (
-        url.database and url.database != ":memory:" and Path(url.database).exists()
-    ):
-        return "audience unknown (no database yet)"
-    engine = make_engine(s.database_url)
-    try:
-        if not inspect(engine).has_table("member"):
-            engine.dispose()
-            return "audience unknown (no members imported yet)"
-    except SQLAlchemyError as exc:
-        engine.dispose()
-        return f"audience unknown (database: {type(exc).__name__})"
-    return engine
 
 
 @campaign_app.command("preview")
@@ -144,7 +60,7 @@ def campaign_preview(
     from dispatcher.definition.campaign import SAMPLE_MEMBER, SAMPLE_UNSUBSCRIBE_URL
     from dispatcher.store.models import Member
 
-    spec = _load(file)
+    spec = load_or_exit(file)
     rt = runtime()
     context, url = dict(SAMPLE_MEMBER), SAMPLE_UNSUBSCRIBE_URL
     if member is not None:
@@ -206,6 +122,15 @@ def campaign_send(
             "--allow-empty", help="Record the campaign even if no member is in its audience."
         ),
     ] = False,
+    now: Annotated[
+        bool, typer.Option("--now", help="Send at once, whatever send_at says.")
+    ] = False,
+    reuse_slug: Annotated[
+        bool,
+        typer.Option(
+            "--reuse-slug", help="Send again a cancelled campaign that never sent anything."
+        ),
+    ] = False,
 ) -> None:
     """Expand the campaign into deliveries and enqueue them (inline mode: send them now).
 
@@ -216,7 +141,7 @@ def campaign_send(
     from dispatcher.queue.expansion import enqueue_pending, expand
     from dispatcher.workers import ACTORS, broker
 
-    spec = _load(file)
+    spec = load_or_exit(file)
     rt = runtime()
     s = rt.settings
     if Channel.EMAIL in spec.channels and not s.mail_from:
@@ -224,7 +149,7 @@ def campaign_send(
     out.print(f"broker: [bold]{s.broker_label}[/]   email transport: [bold]{s.transport_label}[/]")
     if Channel.SMS in spec.channels:
         out.print(f"sms transport: [bold]{s.sms_transport_label}[/]", highlight=False)
-    send_at = send_time(spec, at, s)
+    send_at = send_time(spec, at, s, now=now)
     relay_watched = s.inline and not s.outbox and Channel.EMAIL in spec.channels
     if relay_watched and send_at is None:
         from dispatcher.email.relay import check_relay
@@ -236,13 +161,22 @@ def campaign_send(
             fail(f"{exc}; nothing was recorded", code=2)
     try:
         keys = address_keys_of(s)
-        result = expand(rt.engine, spec, send_at=send_at, allow_empty=allow_empty, keys=keys)
+        result = expand(
+            rt.engine,
+            spec,
+            send_at=send_at,
+            allow_empty=allow_empty,
+            keys=keys,
+            reuse_slug=reuse_slug,
+        )
     except EmptyAudienceError as exc:
         fail(
             f"{exc}. Is DATABASE_URL the one the members were imported into? "
             "--allow-empty records it anyway.",
             code=2,
         )
+    except DispatcherError as exc:
+        fail(str(exc))
     campaign = result.campaign
     assert campaign.id is not None
     if not result.created:
@@ -345,42 +279,6 @@ def _print_status(slug: str, *, as_json: bool = False) -> None:
 
 
 # -- sms ------------------------------------------------------------------------------------
-
-
-def _print_sms_length(spec: CampaignSpec, *, audience: bool) -> None:
-    """The SMS for a sample member: characters and parts; with `audience`, the total."""
-    from dispatcher.definition.campaign import SAMPLE_MEMBER
-    from dispatcher.sms.text import measure, with_footer
-
-    s = settings()
-    templates = spec.templates({"name": "فروشگاه نمونه"})
-    text = with_footer(templates.render_sms(dict(SAMPLE_MEMBER)), s.sms_optout_footer)
-    out.print(f"sms: {measure(text)} for a sample member, footer included", highlight=False)
-    if audience:
-        out.print(f"sms audience: {_audience_parts(spec, templates, s)}", highlight=False)
-
-
-def _audience_parts(spec: CampaignSpec, templates: CampaignTemplates, s: Settings) -> str:
-    """Members and SMS parts for the audience, read from the database if there is one.
-
-    Changes nothing: a SQLite file that does not exist is not created.
-    """
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from dispatcher.sms.text import audience_parts
-
-    engine = _existing_engine(s)
-    if isinstance(engine, str):
-        return engine
-    try:
-        total = audience_parts(
-            engine, templates, footer=s.sms_optout_footer, tags=spec.audience_tags
-        )
-    except SQLAlchemyError as exc:
-        return f"audience unknown (database: {type(exc).__name__})"
-    finally:
-        engine.dispose()
-    return f"{total.members} members, {total.parts} SMS parts in all"
 
 
 def _print_sms_status(row: dict[str, Any], s: Settings) -> None:

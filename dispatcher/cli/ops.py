@@ -43,22 +43,37 @@ app.add_typer(db_app, name="db")
 # -- schedules ------------------------------------------------------------------------------
 
 
-def send_time(spec: CampaignSpec, at: str | None, s: Settings) -> datetime | None:
+def send_time(
+    spec: CampaignSpec, at: str | None, s: Settings, *, now: bool = False
+) -> datetime | None:
     """`--at`, else the file's `send_at`, as aware UTC; None (send now) when absent or
-    already past."""
-    from dispatcher.definition.sendtime import parse_send_at
-    from dispatcher.store.models import utcnow
-
+    `--now`. A time already past stops the command (exit 2): a mistyped year must not
+    send at once."""
+    if now:
+        if at is not None:
+            fail("give --at or --now, not both", code=2)
+        return None
     text = at if at is not None else spec.send_at
     if not text:
         return None
+    return future_time(text, s, what="--at" if at is not None else "send_at")
+
+
+def future_time(text: str, s: Settings, *, what: str) -> datetime:
+    """A send time a person wrote, which must be in the future (exit 2 otherwise)."""
+    from dispatcher.definition.sendtime import describe, parse_send_at
+    from dispatcher.store.models import utcnow
+
     try:
         when = parse_send_at(text, s.sms_zone)
     except DispatcherError as exc:
-        fail(str(exc))
+        fail(str(exc), code=2)
     if when <= utcnow():
-        out.print(f"send time {text} has passed: sending now", highlight=False)
-        return None
+        fail(
+            f"{what} {text} is {describe(when, s.sms_zone)}, which has passed: nothing was "
+            "recorded. Give a time in the future, or --now to send at once.",
+            code=2,
+        )
     return when
 
 

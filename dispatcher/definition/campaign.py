@@ -8,16 +8,20 @@ field (and line, for template syntax errors). Nothing here touches the database.
 from __future__ import annotations
 
 import tomllib
-import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from jinja2 import TemplateSyntaxError
 from jinja2.exceptions import TemplateNotFound
 
 from dispatcher.controlchars import find_control
+from dispatcher.definition.check import locate, template_line
+from dispatcher.definition.persian import TEHRAN
 from dispatcher.definition.rendering import (
     HTML_NAME,
     MAX_SUBJECT_CHARS,
@@ -28,13 +32,14 @@ from dispatcher.definition.rendering import (
     has_unsubscribe_link,
     wrap_in_layout,
 )
-from dispatcher.errors import CampaignError, RenderError
+from dispatcher.definition.sendtime import parse_send_at
+from dispatcher.errors import CampaignError, InputError, RenderError
 from dispatcher.store.models import Channel
 
 _KEYS: dict[str, set[str]] = {
     "": {"slug", "name", "channels", "audience", "email", "sms", "send_at"},
-    "audience": {"tags"},
-    "email": {"subject", "html", "text"},
+    "audience": {"tags", "all_tags", "exclude_tags", "exclude_campaigns"},
+    "email": {"subject", "html", "text", "from", "reply_to"},
     "sms": {"text", "body"},
 }
 SAMPLE_MEMBER: dict[str, Any] = {
@@ -64,12 +69,26 @@ class EmailSpec:
     text: str | None = None
     html_path: str = ""
     text_path: str | None = None
+    from_addr: str | None = None  # `[email] from`, instead of MAIL_FROM
+    reply_to: str | None = None
 
 
 @dataclass(frozen=True)
 class SmsSpec:
     text: str
     text_path: str | None = None
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Who a campaign goes to: members with any of `tags` (None: everyone) and all of
+    `all_tags`, none of `exclude_tags`, and not sent any of `exclude_campaigns` (slugs)
+    on the same channel."""
+
+    tags: list[str] | None = None
+    all_tags: list[str] = field(default_factory=list)
+    exclude_tags: list[str] = field(default_factory=list)
+    exclude_campaigns: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -80,6 +99,9 @@ class CampaignSpec:
     name: str
     channels: list[Channel]
     audience_tags: list[str] | None = None
+    audience_all_tags: list[str] = field(default_factory=list)
+    audience_exclude_tags: list[str] = field(default_factory=list)
+    audience_exclude_campaigns: list[str] = field(default_factory=list)
     email: EmailSpec | None = None
     sms: SmsSpec | None = None
     send_at: str | None = None
@@ -98,6 +120,9 @@ class CampaignSpec:
             name=data["name"],
             channels=[Channel(c) for c in data["channels"]],
             audience_tags=data.get("audience_tags"),
+            audience_all_tags=data.get("audience_all_tags") or [],
+            audience_exclude_tags=data.get("audience_exclude_tags") or [],
+            audience_exclude_campaigns=data.get("audience_exclude_campaigns") or [],
             email=EmailSpec(**data["email"]) if data.get("email") else None,
             sms=SmsSpec(**data["sms"]) if data.get("sms") else None,
             send_at=data.get("send_at"),
@@ -105,15 +130,35 @@ class CampaignSpec:
             extra=data.get("extra") or {},
         )
 
-    def templates(self, shop: dict[str, Any]) -> CampaignTemplates:
+    @property
+    def audience(self) -> Audience:
+        return Audience(
+            tags=self.audience_tags,
+            all_tags=self.audience_all_tags,
+            exclude_tags=self.audience_exclude_tags,
+            exclude_campaigns=self.audience_exclude_campaigns,
+        )
+
+    def send_time(self, zone: ZoneInfo = TEHRAN) -> datetime:
+        """When it is sent (aware UTC): `send_at` (expansion records the real one, or
+        the launch time); for a file not sent yet without one, now."""
+        if self.send_at:
+            try:
+                return parse_send_at(self.send_at, zone)
+            except InputError:
+                pass
+        return datetime.now(UTC)
+
+    def templates(self, shop: dict[str, Any], *, zone: ZoneInfo = TEHRAN) -> CampaignTemplates:
         """Compile this campaign's templates (once per campaign per process)."""
         return CampaignTemplates(
             subject=self.email.subject if self.email else None,
             html=self.email.html if self.email else None,
             text=self.email.text if self.email else None,
             sms=self.sms.text if self.sms else None,
-            campaign={"slug": self.slug, "name": self.name},
+            campaign={"slug": self.slug, "name": self.name, "send_at": self.send_time(zone)},
             shop=shop,
+            zone=zone,
         )
 
 
@@ -153,13 +198,18 @@ def _unknown_keys(table: dict[str, Any], section: str, problems: _Problems) -> N
 
 
 def load_campaign(
-    path: Path, *, sms_parts: Callable[[str], int] | None = None, sms_max_parts: int = 4
+    path: Path,
+    *,
+    sms_parts: Callable[[str], int] | None = None,
+    sms_max_parts: int = 4,
+    allowed_from_domains: list[str] | None = None,
 ) -> CampaignSpec:
     """Parse and validate a campaign file; raise CampaignError listing every problem.
 
     `sms_parts` counts the SMS parts of a rendered body as sent (the SMS channel's
     `parts_with_footer`); with it, an SMS over `sms_max_parts` (SMS_MAX_PARTS) for a
-    sample member is a problem.
+    sample member is a problem. `allowed_from_domains` (ALLOWED_FROM_DOMAINS): the
+    domains `[email] from` may use.
     """
     problems = _Problems(path)
     try:
@@ -207,17 +257,34 @@ def load_campaign(
             problems.add("channels", "a channel is listed twice")
 
     tags: list[str] | None = None
+    lists: dict[str, list[str]] = {}
     audience = data.get("audience")
-    if isinstance(audience, dict) and "tags" in audience:
-        raw_tags = audience["tags"]
-        if not isinstance(raw_tags, list) or not all(
-            isinstance(t, str) and t.strip() for t in raw_tags
-        ):
-            problems.add("audience.tags", "must be a list of tag names")
-        else:
-            tags = [t.strip() for t in raw_tags]
+    if isinstance(audience, dict):
+        for key in ("tags", "all_tags", "exclude_tags", "exclude_campaigns"):
+            if key not in audience:
+                continue
+            raw = audience[key]
+            if not isinstance(raw, list) or not all(isinstance(t, str) and t.strip() for t in raw):
+                what = "campaign slugs" if key == "exclude_campaigns" else "tag names"
+                problems.add(f"audience.{key}", f"must be a list of {what}")
+            else:
+                lists[key] = [t.strip() for t in raw]
+        tags = lists.get("tags")
+        if slug and slug in lists.get("exclude_campaigns", []):
+            problems.add("audience.exclude_campaigns", "names this campaign itself")
+        excluded = set(lists.get("exclude_tags", []))
+        empty = excluded & set(lists.get("all_tags", []))
+        if tags and set(tags) <= excluded:
+            empty |= set(tags)
+        if empty:
+            problems.add(
+                "audience.exclude_tags",
+                f"{', '.join(sorted(empty))} also required by tags/all_tags: nobody is left",
+            )
 
     email = _email_section(data, base, Channel.EMAIL in channels, problems)
+    if email is not None:
+        email = _senders(data["email"], email, allowed_from_domains or [], problems)
     sms = _sms_section(data, base, Channel.SMS in channels, problems)
 
     send_at = data.get("send_at")
@@ -225,12 +292,20 @@ def load_campaign(
         send_at = send_at.isoformat() if hasattr(send_at, "isoformat") else None
         if send_at is None:
             problems.add("send_at", "must be a date and time such as 2026-12-20T10:00:00+03:30")
+    if isinstance(send_at, str):
+        try:
+            parse_send_at(send_at, TEHRAN)
+        except InputError as exc:
+            problems.add("send_at", str(exc))
 
     spec = CampaignSpec(
         slug=slug,
         name=name,
         channels=channels,
         audience_tags=tags,
+        audience_all_tags=lists.get("all_tags", []),
+        audience_exclude_tags=lists.get("exclude_tags", []),
+        audience_exclude_campaigns=lists.get("exclude_campaigns", []),
         email=email,
         sms=sms,
         send_at=send_at,
@@ -274,6 +349,36 @@ def _email_section(
     )
 
 
+def _senders(
+    section: dict[str, Any], email: EmailSpec, domains: list[str], problems: _Problems
+) -> EmailSpec:
+    """`from` and `reply_to`: one address each (with an optional display name)."""
+    found: dict[str, str | None] = {"from": None, "reply_to": None}
+    for key in found:
+        value = section.get(key)
+        if value is None:
+            continue
+        _name, addr = parseaddr(value) if isinstance(value, str) else ("", "")
+        if (
+            not isinstance(value, str)
+            or "@" not in addr
+            or any(c in value for c in "\r\n")
+            or "," in addr
+        ):
+            problems.add(f"email.{key}", 'must be one address, e.g. "فروشگاه <news@shop.example>"')
+            continue
+        domain = addr.rpartition("@")[2].lower()
+        if key == "from" and domains and domain not in domains:
+            problems.add(
+                "email.from",
+                f"{domain} is not an allowed sender domain (ALLOWED_FROM_DOMAINS: "
+                f"{', '.join(domains)})",
+            )
+            continue
+        found[key] = value.strip()
+    return replace(email, from_addr=found["from"], reply_to=found["reply_to"])
+
+
 def _sms_section(
     data: dict[str, Any], base: Path, wanted: bool, problems: _Problems
 ) -> SmsSpec | None:
@@ -298,17 +403,6 @@ def _sms_section(
     return SmsSpec(text=text, text_path=str(section["text"])) if text is not None else None
 
 
-def _template_file(spec: CampaignSpec, base: Path, name: str) -> tuple[str, Path]:
-    """Which field and file a compiled template name came from."""
-    if name == HTML_NAME and spec.email:
-        return "email.html", base / spec.email.html_path
-    if name == TEXT_NAME and spec.email and spec.email.text_path:
-        return "email.text", base / spec.email.text_path
-    if name == SMS_NAME and spec.sms:
-        return ("sms.text", base / spec.sms.text_path) if spec.sms.text_path else ("sms.body", base)
-    return "email.subject", base
-
-
 def _check_templates(
     spec: CampaignSpec,
     base: Path,
@@ -321,8 +415,13 @@ def _check_templates(
     try:
         templates = spec.templates({"name": "فروشگاه نمونه"})
     except TemplateSyntaxError as exc:
-        where, file = _template_file(spec, base, exc.name or "")
-        problems.add(where, f"template syntax error: {exc.message}", file=file, line=exc.lineno)
+        at = locate(spec, exc.name or "")
+        problems.add(
+            at.where,
+            f"template syntax error: {exc.message}",
+            file=at.file,
+            line=at.line(exc.lineno),
+        )
         return
     except TemplateNotFound as exc:
         problems.add("email.html", f"extends or includes a template that does not exist: {exc}")
@@ -330,7 +429,8 @@ def _check_templates(
     for name in (SUBJECT_NAME, HTML_NAME, TEXT_NAME, SMS_NAME):
         if not templates.has(name):
             continue
-        where, file = _template_file(spec, base, name)
+        at = locate(spec, name)
+        where, file = at.where, at.file
         for member in (SAMPLE_MEMBER, OTHER_SAMPLE_MEMBER):
             try:
                 out = templates.render(
@@ -342,7 +442,7 @@ def _check_templates(
                     reason = f"extends or includes a template that does not exist: {cause}"
                     problems.add(where, reason)
                 else:
-                    line = _template_line(cause or exc, name)
+                    line = at.line(template_line(cause or exc, name))
                     reason = str(cause or exc).removeprefix("render: ")
                     problems.add(
                         where, f"cannot render for a sample member: {reason}", file=file, line=line
@@ -401,12 +501,3 @@ def _rendered_ok(
             )
             return False
     return True
-
-
-def _template_line(exc: BaseException, name: str) -> int | None:
-    """The template line an error was raised at (Jinja keeps it in the traceback)."""
-    line = None
-    for frame in traceback.extract_tb(exc.__traceback__):
-        if frame.filename == name or frame.filename.endswith(name):
-            line = frame.lineno
-    return line

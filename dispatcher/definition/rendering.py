@@ -12,9 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import date, datetime
 from email.utils import parseaddr
+from functools import partial
 from html.parser import HTMLParser
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from jinja2 import BaseLoader, ChoiceLoader, PackageLoader, StrictUndefined, Template
 from jinja2.environment import Environment
@@ -24,6 +27,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import escape
 
 from dispatcher.controlchars import strip_controls
+from dispatcher.definition.persian import FILTERS, TEHRAN
+from dispatcher.definition.styles import inline_styles
 from dispatcher.errors import RenderError
 
 LAYOUT = "email_layout.html"
@@ -165,8 +170,11 @@ def _limited_filter(func: Callable[..., Any], checks_format: bool) -> Callable[.
     return limited
 
 
-def make_environment(sources: dict[str, str]) -> ImmutableSandboxedEnvironment:
-    """A limited sandbox that sees the campaign's sources and the package's layouts."""
+def make_environment(
+    sources: dict[str, str], *, zone: ZoneInfo = TEHRAN
+) -> ImmutableSandboxedEnvironment:
+    """A limited sandbox that sees the campaign's sources, the package's layouts and the
+    Persian filters (`dispatcher.definition.persian`), dates shown in `zone`."""
     env = LimitedSandbox(
         loader=ChoiceLoader([_CampaignLoader(sources), PackageLoader("dispatcher", "templates")]),
         undefined=StrictUndefined,
@@ -177,6 +185,8 @@ def make_environment(sources: dict[str, str]) -> ImmutableSandboxedEnvironment:
     env.globals["range"] = bounded_range
     for name in ("center", "indent", "format"):
         env.filters[name] = _limited_filter(env.filters[name], checks_format=name == "format")
+    env.filters.update(FILTERS)
+    env.filters["jalali"] = partial(FILTERS["jalali"], zone=zone)
     return env
 
 
@@ -196,6 +206,7 @@ class CampaignTemplates:
         sms: str | None = None,
         campaign: dict[str, Any],
         shop: dict[str, Any],
+        zone: ZoneInfo = TEHRAN,
     ) -> None:
         sources = {
             name: src
@@ -207,7 +218,11 @@ class CampaignTemplates:
             )
             if src is not None
         }
-        self.env = make_environment(sources)
+        self.env = make_environment(sources, zone=zone)
+        self.zone = zone
+        if html is not None and "<style" in html.lower():
+            self.env.parse(html, HTML_NAME)  # syntax errors point at the file's own lines
+            sources[HTML_NAME] = wrap_in_layout(inline_styles(html))
         self.globals = {"campaign": campaign, "shop": shop}
         self._compiled: dict[str, Template] = {
             name: self.env.get_template(name, globals=self.globals) for name in sources
@@ -216,12 +231,18 @@ class CampaignTemplates:
     def has(self, name: str) -> bool:
         return name in self._compiled
 
+    def today(self) -> date:
+        """The date in the shop's zone (templates see it as `today`)."""
+        return datetime.now(self.zone).date()
+
     def render(self, name: str, context: dict[str, Any]) -> str:
         """One template, rendered; stops as soon as the output passes its limit.
 
         Raises RenderError for anything that goes wrong (the template's error, a limit,
         a MemoryError), the original chained as its cause.
         """
+        if "today" not in context:
+            context = {**context, "today": self.today()}
         limit = _limit_of(name)
         try:
             return _joined(self._compiled[name].generate(context), limit, name)
@@ -231,10 +252,18 @@ class CampaignTemplates:
             reason = str(exc) or type(exc).__name__
             raise RenderError(f"render: {_FIELDS.get(name, name)}: {reason}") from exc
 
-    def render_email(self, member: dict[str, Any], unsubscribe_url: str) -> RenderedEmail:
-        """Subject, text and HTML for one member; RenderError when the HTML lacks the
+    def render_email(
+        self, member: dict[str, Any], unsubscribe_url: str, view_url: str | None = None
+    ) -> RenderedEmail:
+        """Subject, text and HTML for one member; `view_url`: the "نسخهٔ وب" link above
+        the content (none in the web copy itself). RenderError when the HTML lacks the
         visible unsubscribe link (a template that prints it only for some members)."""
-        ctx = {"member": member, "unsubscribe_url": unsubscribe_url}
+        ctx = {
+            "member": member,
+            "unsubscribe_url": unsubscribe_url,
+            "view_url": view_url or "",
+            "today": self.today(),
+        }
         subject = strip_controls(" ".join(self.render(SUBJECT_NAME, ctx).split()))
         html = self.render(HTML_NAME, ctx)
         if not has_unsubscribe_link(html, unsubscribe_url):

@@ -116,6 +116,24 @@ def cancel(engine: Engine, campaign_id: int, *, reason: str) -> int:
         return int(result.rowcount)
 
 
+def reschedule(engine: Engine, campaign_id: int, *, send_at: datetime) -> bool:
+    """A scheduled campaign's new send time (and its templates' `campaign.send_at`).
+
+    One conditional update (`... WHERE state = 'scheduled'`): False when the scheduler
+    launched it first, or it is not scheduled."""
+    with Session(engine) as session:
+        spec = session.execute(
+            select(col(Campaign.spec)).where(col(Campaign.id) == campaign_id)
+        ).scalar_one()
+        changed = session.execute(
+            update(Campaign)
+            .where(col(Campaign.id) == campaign_id, col(Campaign.state) == CampaignState.SCHEDULED)
+            .values(send_at=send_at, spec={**spec, "send_at": send_at.isoformat()})
+        )
+        session.commit()
+        return changed.rowcount == 1  # type: ignore[attr-defined]
+
+
 @dataclass
 class Resumed:
     state: str

@@ -130,9 +130,12 @@ class MessageHeaders:
     from_header: str
     list_id: str
     domain: str
+    reply_to: str | None = None  # encoded, or None for no Reply-To header
 
     @classmethod
-    def for_campaign(cls, *, mail_from: str, slug: str, campaign_name: str) -> MessageHeaders:
+    def for_campaign(
+        cls, *, mail_from: str, slug: str, campaign_name: str, reply_to: str | None = None
+    ) -> MessageHeaders:
         check_header("List-Id", campaign_name)
         check_header("List-Id", slug)
         from_header = encode_address(mail_from)
@@ -140,7 +143,14 @@ class MessageHeaders:
         list_id = _with_phrase(
             encode_phrase(campaign_name, name="List-Id"), f"<{slug}.{domain}>", name="List-Id"
         )
-        return cls(from_header=from_header, list_id=list_id, domain=domain)
+        if reply_to:
+            check_header("Reply-To", reply_to)
+        return cls(
+            from_header=from_header,
+            list_id=list_id,
+            domain=domain,
+            reply_to=encode_address(reply_to) if reply_to else None,
+        )
 
     def message_id(self, delivery_id: int) -> str:
         return f"<delivery-{delivery_id}@{self.domain}>"
@@ -159,6 +169,7 @@ def build_message(
     delivery_id: int,
     unsubscribe_url: str,
     date: str | None = None,
+    message_id: str | None = None,
 ) -> bytes:
     """The full RFC 5322 message as bytes, CRLF line endings.
 
@@ -176,10 +187,11 @@ def build_message(
     boundary = f"=_{_RUN}.{delivery_id}"
     head = (
         f"From: {headers.from_header}\r\n"
-        f"To: {to}\r\n"
+        + (f"Reply-To: {headers.reply_to}\r\n" if headers.reply_to else "")
+        + f"To: {to}\r\n"
         f"Subject: {encode_header(subject)}\r\n"
         f"Date: {date or formatdate(localtime=False, usegmt=True)}\r\n"
-        f"Message-ID: {headers.message_id(delivery_id)}\r\n"
+        f"Message-ID: {message_id or headers.message_id(delivery_id)}\r\n"
         f"List-Id: {headers.list_id}\r\n"
         f"List-Unsubscribe: <{unsubscribe_url}>\r\n"
         "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"

@@ -17,9 +17,11 @@ from typing import Any
 
 from dramatiq import Actor, Broker
 from sqlalchemy import (
+    delete,
     func,
     insert,
     literal,
+    or_,
     select,
     update,
 )
@@ -35,7 +37,7 @@ from dispatcher.audience.selection import (
 )
 from dispatcher.audience.suppression import fill_missing_keys
 from dispatcher.definition.campaign import CampaignSpec
-from dispatcher.errors import EmptyAudienceError
+from dispatcher.errors import EmptyAudienceError, InputError
 from dispatcher.queue.broker import enqueue_ids
 from dispatcher.store.models import (
     Campaign,
@@ -66,13 +68,14 @@ def excluded_by(campaign: Campaign, channel: str) -> dict[str, int]:
 
 
 def audience_counts(
-    session: Session, tags: list[str] | None, channel: Channel
+    session: Session, spec: CampaignSpec, channel: Channel
 ) -> tuple[int, dict[str, int]]:
     """Deliveries the audience would get on `channel` (one per address), and why the
     other members would get none (`EXCLUSIONS`). Reads only (`campaign validate`)."""
     conn = session.connection()
-    deliveries = count_recipients(conn, channel, tags)
-    return deliveries, exclusion_counts(conn, channel, tags, deliveries)
+    excluded = campaign_ids(session, spec.audience_exclude_campaigns)
+    deliveries = count_recipients(conn, channel, spec.audience, excluded)
+    return deliveries, exclusion_counts(conn, channel, spec.audience, deliveries, excluded)
 
 
 def expand(
@@ -82,6 +85,7 @@ def expand(
     keys: AddressKeys,
     send_at: datetime | None = None,
     allow_empty: bool = True,
+    reuse_slug: bool = False,
 ) -> Expansion:
     """Record the campaign and its deliveries, once per slug.
 
@@ -93,19 +97,27 @@ def expand(
     never sends anything twice. With `send_at` the campaign is recorded as `scheduled`
     and gets its deliveries at launch (`launch`), so that the audience is the one of the
     send time: members who joined since are included, those who left are not.
+
+    With `reuse_slug`, a cancelled campaign of that slug that never sent anything is
+    deleted with its deliveries and recorded afresh (InputError for any other).
     """
     with Session(engine, expire_on_commit=False) as session:
         existing = session.execute(select(Campaign).where(col(Campaign.slug) == spec.slug)).scalar()
-        if existing is not None:
+        if existing is not None and reuse_slug:
+            _forget_unsent(session, existing)
+        elif existing is not None:
             return Expansion(campaign=existing, created=False, excluded=dict(existing.excluded))
+        now = utcnow()
+        frozen = spec.to_json()
+        frozen["send_at"] = (send_at or now).isoformat()  # templates' `campaign.send_at`
         campaign = Campaign(
             slug=spec.slug,
             name=spec.name,
             channels=",".join(spec.channels),
             state=CampaignState.SCHEDULED if send_at else CampaignState.SENDING,
-            spec=spec.to_json(),
+            spec=frozen,
             send_at=send_at,
-            launched_at=None if send_at else utcnow(),
+            launched_at=None if send_at else now,
         )
         session.add(campaign)
         session.flush()
@@ -114,6 +126,7 @@ def expand(
             _insert_deliveries(session, campaign, spec, result, keys)
             empty = not any(result.eligible.values())
         else:
+            campaign_ids(session, spec.audience_exclude_campaigns)  # checked now, used at launch
             empty = not _audience_size(session, spec)
         if empty and not allow_empty:
             session.rollback()
@@ -128,9 +141,55 @@ def expand(
 
 def _audience_size(session: Session, spec: CampaignSpec) -> int:
     """Deliveries the campaign would make now, on all its channels."""
+    excluded = campaign_ids(session, spec.audience_exclude_campaigns)
     return sum(
-        count_recipients(session, Channel(channel), spec.audience_tags) for channel in spec.channels
+        count_recipients(session, Channel(channel), spec.audience, excluded)
+        for channel in spec.channels
     )
+
+
+def campaign_ids(session: Session, slugs: list[str]) -> list[int]:
+    """The ids of the campaigns named in `exclude_campaigns`; InputError for a slug
+    that names none (a typo must not widen the audience)."""
+    if not slugs:
+        return []
+    found = dict(
+        session.execute(
+            select(col(Campaign.slug), col(Campaign.id)).where(col(Campaign.slug).in_(slugs))
+        ).all()
+    )
+    unknown = [slug for slug in slugs if slug not in found]
+    if unknown:
+        raise InputError(f"audience.exclude_campaigns: no campaign {', '.join(map(repr, unknown))}")
+    return list(found.values())
+
+
+def _forget_unsent(session: Session, campaign: Campaign) -> None:
+    """Delete a cancelled campaign that never sent anything, and its deliveries."""
+    if campaign.state != CampaignState.CANCELLED:
+        raise InputError(
+            f"--reuse-slug: {campaign.slug} is {campaign.state}; only a cancelled campaign "
+            "can be sent again under its slug (cancel it first, or choose a new slug)"
+        )
+    attempted = session.execute(
+        select(func.count())
+        .select_from(Delivery)
+        .where(
+            col(Delivery.campaign_id) == campaign.id,
+            or_(
+                col(Delivery.status).in_([DeliveryStatus.SENT, DeliveryStatus.SENDING]),
+                col(Delivery.attempts) > 0,
+            ),
+        )
+    ).scalar_one()
+    if attempted:
+        raise InputError(
+            f"--reuse-slug: {campaign.slug} sent (or tried to send) {attempted} messages "
+            "before it was cancelled; its slug stays with them: choose a new slug"
+        )
+    session.execute(delete(Delivery).where(col(Delivery.campaign_id) == campaign.id))
+    session.execute(delete(Campaign).where(col(Campaign.id) == campaign.id))
+    session.flush()
 
 
 def _members(session: Session) -> int:
@@ -175,6 +234,7 @@ def _insert_deliveries(
     lowest member id)."""
     conn = session.connection()
     fill_missing_keys(conn, keys)
+    excluded = campaign_ids(session, spec.audience_exclude_campaigns)
     recorded: dict[str, Any] = {}
     for channel in spec.channels:
         chosen = (
@@ -186,7 +246,7 @@ def _insert_deliveries(
                 literal(0),
                 literal(utcnow()),
             )
-            .where(recipients(channel, spec.audience_tags))
+            .where(recipients(channel, spec.audience, excluded))
             .order_by(col(Member.id))
         )
         session.execute(
@@ -201,7 +261,7 @@ def _insert_deliveries(
             .select_from(Delivery)
             .where(col(Delivery.campaign_id) == campaign.id, col(Delivery.channel) == str(channel))
         ).scalar_one()
-        by = exclusion_counts(conn, channel, spec.audience_tags, inserted)
+        by = exclusion_counts(conn, channel, spec.audience, inserted, excluded)
         result.eligible[str(channel)] = inserted
         result.excluded[str(channel)] = sum(by.values())
         result.excluded_by[str(channel)] = by

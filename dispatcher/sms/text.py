@@ -25,9 +25,11 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from dispatcher.audience.selection import in_audience, reachable
+from dispatcher.audience.selection import recipients
+from dispatcher.definition.campaign import Audience
 from dispatcher.definition.rendering import CampaignTemplates
 from dispatcher.errors import RenderError
+from dispatcher.queue.expansion import campaign_ids
 from dispatcher.store.models import Channel, Member
 
 GSM7_BASIC = frozenset(
@@ -134,7 +136,7 @@ def audience_parts(
     templates: CampaignTemplates,
     *,
     footer: str,
-    tags: list[str] | None,
+    audience: Audience | list[str] | None,
     batch: int = 1000,
 ) -> AudienceParts:
     """Render the SMS for every member it would go to now, and add up the parts.
@@ -143,13 +145,16 @@ def audience_parts(
     memory stays flat whatever the audience size.
     """
     members = parts = 0
-    query = (
-        select(Member)
-        .where(in_audience(tags), reachable(Channel.SMS))
-        .order_by(Member.id)  # type: ignore[arg-type]
-        .execution_options(yield_per=batch)
-    )
     with Session(engine) as session:
+        excluded: list[int] = []
+        if isinstance(audience, Audience):
+            excluded = campaign_ids(session, audience.exclude_campaigns)
+        query = (
+            select(Member)
+            .where(recipients(Channel.SMS, audience, excluded))
+            .order_by(Member.id)  # type: ignore[arg-type]
+            .execution_options(yield_per=batch)
+        )
         for member in session.execute(query).scalars():
             text = with_footer(templates.render_sms(member.template_context()), footer)
             members += 1

@@ -128,6 +128,8 @@ class ConsentEvent(SQLModel, table=True):
     opted_in: bool
     source: str = Field(max_length=16)
     at: datetime = Field(default_factory=utcnow, index=True)
+    # The campaign whose unsubscribe link (or token) it came through, when known.
+    campaign_id: int | None = Field(default=None, index=True)
 
 
 class InboxOptOut(SQLModel, table=True):
@@ -228,3 +230,7 @@ class Delivery(SQLModel, table=True):
     # 14 blocked by the recipient). None until the provider says something.
     provider_status: int | None = None
     updated_at: datetime = Field(default_factory=utcnow)
+    # When it was handed over (set by the actors with `sent`): the report's first/last
+    # send and rate. `sms_parts`: the SMS's parts as sent (Kavenegar bills per part).
+    sent_at: datetime | None = None
+    sms_parts: int | None = None

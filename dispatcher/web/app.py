@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from dispatcher.audience.tokens import TokenSigner
@@ -31,6 +31,7 @@ from dispatcher.web.journal import Journal
 from dispatcher.web.limits import MAX_BODY, SECURITY_HEADERS, Guard
 from dispatcher.web.optout import ConsentWriter, WriteLock, ping
 from dispatcher.web.pages import Pages
+from dispatcher.web.view import Copies
 
 log = logging.getLogger("dispatcher.web")
 T = TypeVar("T")
@@ -56,6 +57,7 @@ class Web:
     reads: ThreadPoolExecutor
     writes: ThreadPoolExecutor
     retry_interval: float
+    copies: Copies | None = None  # the web copies of emails (`/v/{token}`)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Web:
@@ -65,14 +67,16 @@ class Web:
         if engine.dialect.name == "sqlite" and database and database != ":memory:":
             journal = Journal.beside(database)
         writers = 1 if engine.dialect.name == "sqlite" else WRITE_THREADS
+        signer = TokenSigner(settings.unsubscribe_keys())
         return cls(
             engine=engine,
-            signer=TokenSigner(settings.unsubscribe_keys()),
+            signer=signer,
             pages=Pages(shop_name(settings.mail_from)),
             writer=ConsentWriter(engine, WriteLock(engine), journal),
             reads=ThreadPoolExecutor(READ_THREADS, thread_name_prefix="unsubscribe-read"),
             writes=ThreadPoolExecutor(writers, thread_name_prefix="unsubscribe-write"),
             retry_interval=settings.unsubscribe_retry_interval,
+            copies=Copies(engine, signer, settings),
         )
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
@@ -165,6 +169,14 @@ async def resubscribe_endpoint(request: Request) -> Response:
     )
 
 
+async def web_copy(request: Request) -> Response:
+    """GET: the member's copy of a campaign's email. Changes nothing."""
+    web = _web(request)
+    claims = web.signer.verify_view(request.path_params["token"])
+    assert web.copies is not None
+    return HTMLResponse(await web.read(web.copies.render, claims))
+
+
 async def healthz(request: Request) -> Response:
     web = _web(request)
     try:
@@ -255,6 +267,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # One route for both methods, so that a 405 says `Allow: GET, HEAD, POST`.
             Route("/u/{token}", token_endpoint, methods=["GET", "POST"]),
             Route("/u/{token}/resubscribe", resubscribe_endpoint, methods=["POST"]),
+            Route("/v/{token}", web_copy, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
         ],
         middleware=[Middleware(Guard)],

@@ -31,6 +31,7 @@ class Change:
     opted_in: bool
     source: ConsentSource
     at: datetime
+    campaign_id: int | None = None  # the campaign whose link it came from (opt-outs)
 
     def to_line(self) -> bytes:
         record = {
@@ -39,6 +40,7 @@ class Change:
             "opted_in": self.opted_in,
             "source": self.source.value,
             "at": self.at.isoformat(),
+            "campaign_id": self.campaign_id,
         }
         return (json.dumps(record) + "\n").encode()
 
@@ -51,6 +53,7 @@ class Change:
             opted_in=bool(record["opted_in"]),
             source=ConsentSource(record["source"]),
             at=datetime.fromisoformat(record["at"]),
+            campaign_id=record.get("campaign_id"),
         )
 
 

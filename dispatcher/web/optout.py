@@ -112,9 +112,14 @@ def _apply(session: Session, changes: list[Change]) -> list[bool]:
     a member who no longer exists is dropped."""
     results = []
     for c in changes:
-        write = resubscribe if c.opted_in else opt_out
         try:
-            results.append(write(session, c.member_id, c.channel, c.source, at=c.at))
+            if c.opted_in:
+                changed = resubscribe(session, c.member_id, c.channel, c.source, at=c.at)
+            else:
+                changed = opt_out(
+                    session, c.member_id, c.channel, c.source, at=c.at, campaign_id=c.campaign_id
+                )
+            results.append(changed)
         except NotFoundError:
             results.append(False)
     session.commit()
@@ -163,7 +168,9 @@ class ConsentWriter:
             found = self._with_kept(_read(session.connection(), claims), claims)
             if not found.opted_in and found.sticky:
                 return found, False
-            change = Change(claims.member_id, claims.channel, False, source, utcnow())
+            change = Change(
+                claims.member_id, claims.channel, False, source, utcnow(), claims.campaign_id
+            )
             return found, self._write(session, change, found)
 
     def undo(self, claims: TokenClaims) -> tuple[Subscriber, bool]:

@@ -33,7 +33,7 @@ from dispatcher.errors import (
 )
 from dispatcher.queue.broker import register
 from dispatcher.runtime import CompiledCampaign, Runtime, get_runtime
-from dispatcher.store.models import Channel, DeliveryStatus
+from dispatcher.store.models import Channel, DeliveryStatus, utcnow
 from dispatcher.workers.actor import Channel as ChannelHooks
 from dispatcher.workers.actor import Outcome, check, failed, render_failed, succeeded
 
@@ -132,9 +132,11 @@ class _Job:
         self.compiled = compiled
         member = loaded.member
         assert member.id is not None and member.email and compiled.headers is not None
-        url = rt.unsubscribe_url(member.id, Channel.EMAIL)
+        url = rt.unsubscribe_url(member.id, Channel.EMAIL, compiled.id)
         try:
-            rendered = compiled.templates.render_email(member.template_context(), url)
+            rendered = compiled.templates.render_email(
+                member.template_context(), url, rt.view_url(member.id, compiled.id)
+            )
             raw = build_message(
                 compiled.headers,
                 to=member.email,
@@ -154,7 +156,9 @@ class _Job:
         )
         self.sent = True
         marked = await rt.deliveries.mark_sent_async(
-            self.delivery_id, provider_id=compiled.headers.message_id(self.delivery_id)
+            self.delivery_id,
+            provider_id=compiled.headers.message_id(self.delivery_id),
+            sent_at=utcnow(),
         )
         return Outcome.SENT if marked else Outcome.UNRECORDED
 
@@ -291,7 +295,7 @@ def _record_sent_late(job: _Job, error: BaseException) -> str:
     for pause in RECORD_RETRY_S:
         time.sleep(pause)
         try:
-            if db.mark_sent(delivery_id, provider_id=provider_id):
+            if db.mark_sent(delivery_id, provider_id=provider_id, sent_at=utcnow()):
                 return Outcome.SENT
             loaded = db.load(delivery_id)  # the first request committed after all?
         except (SQLAlchemyError, OSError) as exc:

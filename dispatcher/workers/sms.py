@@ -21,7 +21,7 @@ from dispatcher.masking import mask_mobile
 from dispatcher.queue.broker import register
 from dispatcher.runtime import Runtime, get_runtime
 from dispatcher.sms.hold import wait_for_window, window_closed_until
-from dispatcher.sms.text import render_text
+from dispatcher.sms.text import measure, render_text
 from dispatcher.sms.window import describe
 from dispatcher.store.models import Channel, Member, utcnow
 from dispatcher.workers.actor import Channel as ChannelHooks
@@ -113,11 +113,14 @@ def deliver_sms(rt: Runtime, delivery_id: int) -> Outcome:
             )
     except DeliveryError as exc:
         return failed(rt, SMS, guard, delivery_id, loaded, exc)
+    parts = measure(text).parts
     recorded = db.mark_sent(
         delivery_id,
         provider_id=str(result.messageid) if result.messageid is not None else None,
         cost=result.cost,
         provider_status=result.status,
+        sent_at=utcnow(),
+        sms_parts=parts,
     )
     log.info("delivery %s: sent to %s", delivery_id, mask_mobile(mobile))
     return succeeded(guard, delivery_id, loaded, recorded)

@@ -169,3 +169,23 @@ def test_short_keys_are_refused() -> None:
         TokenSigner([b"short"])
     with pytest.raises(ValueError):
         TokenSigner([])
+
+
+def test_a_token_carries_the_campaign_and_old_tokens_keep_verifying() -> None:
+    signer = TokenSigner([NEW])
+    token = signer.sign(42, Channel.EMAIL, campaign_id=7)
+    assert len(token) == 40 and set(token) <= set(ALPHABET)
+    assert signer.verify(token) == TokenClaims(member_id=42, channel=Channel.EMAIL, campaign_id=7)
+    old = forge(NEW, 1, 1, 42)  # a version 1 token, in mail sent before
+    assert signer.verify(old) == TokenClaims(member_id=42, channel=Channel.EMAIL, campaign_id=None)
+
+
+def test_a_campaign_token_that_was_tampered_with_is_refused() -> None:
+    signer = TokenSigner([NEW])
+    raw = bytearray(base64.urlsafe_b64decode(signer.sign(42, Channel.SMS, campaign_id=7) + "=="))
+    raw[13] ^= 1  # another campaign
+    tampered = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
+    with pytest.raises(TokenError):
+        signer.verify(tampered)
+    with pytest.raises(TokenError):
+        signer.verify(signer.sign(42, Channel.SMS, campaign_id=7)[:-5])  # truncated to 35

@@ -208,3 +208,63 @@ def test_an_sms_over_sms_max_parts_is_a_problem(tmp_path: Path) -> None:
         load_campaign(path, sms_parts=lambda body: len(body) // 67 + 1, sms_max_parts=4)
     assert any("SMS_MAX_PARTS (4)" in p for p in info.value.problems)
     assert load_campaign(path, sms_parts=lambda body: len(body) // 67 + 1, sms_max_parts=5)
+
+
+def test_campaign_send_at_is_the_recorded_send_time_for_templates(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        'slug = "s"\nname = "n"\nchannels = ["sms"]\nsend_at = "1405-09-29 10:00"\n'
+        "[sms]\nbody = \"{{ campaign.send_at|jalali('%d %B') }}\"\n",
+        encoding="utf-8",
+    )
+    spec = load_campaign(path)
+    assert spec.templates({"name": "x"}).render_sms({}) == "۲۹ آذر"
+
+
+def test_a_send_at_that_is_no_time_is_a_validate_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        'slug = "s"\nname = "n"\nchannels = ["sms"]\nsend_at = "1405-13-40"\n[sms]\nbody = "x"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(CampaignError, match="send_at"):
+        load_campaign(path)
+
+
+def test_audience_keys_are_loaded_and_checked(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    head = 'slug = "s"\nname = "n"\nchannels = ["sms"]\n[sms]\nbody = "x"\n[audience]\n'
+    path.write_text(
+        head + 'all_tags = ["vip"]\nexclude_tags = ["staff"]\nexclude_campaigns = ["y-1404"]\n',
+        encoding="utf-8",
+    )
+    spec = load_campaign(path)
+    assert (spec.audience.all_tags, spec.audience.exclude_tags) == (["vip"], ["staff"])
+    assert CampaignSpec.from_json(spec.to_json()).audience == spec.audience
+    path.write_text(
+        head + 'all_tags = "vip"\nexclude_tags = ["vip"]\nexclude_campaigns = ["s"]\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(CampaignError) as caught:
+        load_campaign(path)
+    problems = "\n".join(caught.value.problems)
+    assert "audience.all_tags: must be a list of tag names" in problems
+    assert "audience.exclude_campaigns: names this campaign itself" in problems
+
+
+def test_a_sender_outside_the_allowed_domains_is_a_validate_error(tmp_path: Path) -> None:
+    path = write_campaign(
+        tmp_path,
+        'slug = "s"\nname = "n"\nchannels = ["email"]\n[email]\nsubject = "x"\n'
+        'html = "t/email.html"\nfrom = "Shop <news@other.example>"\nreply_to = "not an address"\n',
+        "<p>x</p>",
+    )
+    with pytest.raises(CampaignError) as caught:
+        load_campaign(path, allowed_from_domains=["shop.example"])
+    problems = "\n".join(caught.value.problems)
+    assert "email.from: other.example is not an allowed sender domain" in problems
+    assert "email.reply_to: must be one address" in problems
+    fine = path.read_text(encoding="utf-8").replace("other.example", "shop.example")
+    path.write_text(fine.replace("not an address", "help@shop.example"), encoding="utf-8")
+    spec = load_campaign(path, allowed_from_domains=["shop.example"])
+    assert spec.email is not None and spec.email.from_addr == "Shop <news@shop.example>"

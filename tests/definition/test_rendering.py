@@ -97,3 +97,24 @@ def test_rendering_stops_at_the_size_limit() -> None:
 def test_control_characters_never_reach_the_subject() -> None:
     out = templates("<p>x</p>").render_email({**MEMBER, "first_name": "Ali\x07\x1b[31m"}, URL)
     assert out.subject == "Ali[31m عزیز خط دوم"
+
+
+def test_a_style_block_is_inlined_at_compile_time_and_jinja_survives() -> None:
+    html = (
+        "<style>.price{color:#c00} td.cell{padding:4px}</style>"
+        '<p class="price" title="{{ member.first_name }}">{{ 1250000|toman }}</p>'
+        "<table>{% for i in [1, 2] %}<tr>"
+        '<td class="cell {% if i > 1 %}big{% endif %}">{{ i }}</td></tr>{% endfor %}</table>'
+    )
+    out = templates(html).render_email(MEMBER, URL).html
+    assert 'class="price" title="&lt;b&gt;علی&lt;/b&gt;" style="color: #c00;"' in out
+    assert "۱٬۲۵۰٬۰۰۰ تومان" in out
+    assert 'class="cell " style="padding: 4px;">1<' in out
+    assert 'class="cell big" style="padding: 4px;">2<' in out
+    assert "<style>.price{color:#c00}" in out  # kept for the clients that read it
+
+
+def test_a_templated_style_block_is_left_as_it_is() -> None:
+    html = "<style>.a{color:{{ 'red' }}}</style><p class=\"a\">x</p>"
+    out = templates(html).render_email(MEMBER, URL).html
+    assert '<p class="a">x</p>' in out and "<style>.a{color:red}</style>" in out

@@ -98,8 +98,8 @@ def test_audience_parts_renders_for_every_reachable_member(engine: Engine) -> No
     add_member(engine, "C5", mobile="+989121234570", mobile_invalid=True)
     add_member(engine, "C6", mobile="+989121234571", tags=["vip"])
 
-    everyone = audience_parts(engine, templates, footer=FOOTER, tags=None)
-    newsletter = audience_parts(engine, templates, footer=FOOTER, tags=["newsletter"])
+    everyone = audience_parts(engine, templates, footer=FOOTER, audience=None)
+    newsletter = audience_parts(engine, templates, footer=FOOTER, audience=["newsletter"])
 
     assert (everyone.members, everyone.parts) == (3, 4)
     assert (newsletter.members, newsletter.parts) == (2, 3)

@@ -511,3 +511,20 @@ def test_a_non_ascii_local_part_fails_with_a_clear_reason_without_smtputf8(
     assert (failed.status, sent.status) == (DeliveryStatus.FAILED, DeliveryStatus.SENT)
     assert "non-ASCII local part" in (failed.error_message or "")
     assert "does not offer SMTPUTF8" in (failed.error_message or "")
+
+
+def test_a_campaign_sends_from_its_own_sender_with_a_reply_to(
+    pipeline: Pipeline, smtp_server: SmtpServerHandle, tmp_path: Path
+) -> None:
+    h = pipeline(**smtp(smtp_server))
+    add_member(h.engine, "C1", email="maryam@example.com")
+    path = write_campaign(tmp_path / "c")
+    with path.open("a", encoding="utf-8") as toml:
+        toml.write('from = "باشگاه مشتریان <club@shop.example>"\nreply_to = "help@shop.example"\n')
+    h.send(path)
+    h.run_workers()
+
+    [spooled] = smtp_server.wait_for(1)
+    assert spooled.parsed["From"] == "باشگاه مشتریان <club@shop.example>"
+    assert spooled.parsed["Reply-To"] == "help@shop.example"
+    assert spooled.mail_from == "news@shop.example"  # the envelope stays MAIL_FROM's

@@ -1,0 +1,202 @@
+"""`campaign validate`: the file, its templates rendered for many members, the audience
+per channel and the send time; changes nothing. Registered on `campaign_app`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from dispatcher.cli.app import campaign_app, err, out, settings
+from dispatcher.cli.campaign import load_or_exit
+from dispatcher.errors import DispatcherError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from dispatcher.definition.campaign import CampaignSpec
+    from dispatcher.definition.rendering import CampaignTemplates
+    from dispatcher.settings import Settings
+
+
+@campaign_app.command("validate")
+def campaign_validate(
+    file: Path,
+    all_members: Annotated[
+        bool, typer.Option("--all", help="Render for every member, not a varied sample.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="The audience counts as one JSON object.")
+    ] = False,
+) -> None:
+    """Check a campaign file; render it for a varied sample of the audience (or --all);
+    print the audience per channel and the send time. Changes nothing."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from dispatcher.definition.campaign import SAMPLE_MEMBER, SAMPLE_UNSUBSCRIBE_URL
+    from dispatcher.definition.check import EDGE_MEMBERS, render_problems
+    from dispatcher.definition.rendering import shop_name
+
+    spec = load_or_exit(file)
+    s = settings()
+    if as_json:
+        _print_json(file, spec, s)
+        return
+    out.print(f"[green]ok[/] {file}: {spec.slug} ({', '.join(spec.channels)})", highlight=False)
+    failed = not _send_at_ok(spec, s)
+    templates = spec.templates({"name": shop_name(s.mail_from)}, zone=s.sms_zone)
+    engine, why = _existing_database(s)
+    counts: dict[str, Any] | str = why
+    try:
+        members: list[dict[str, Any]] = [dict(SAMPLE_MEMBER), *EDGE_MEMBERS]
+        if engine is not None:
+            counts = audience_counts_of(engine, spec)
+        rendered, problems = render_problems(
+            spec,
+            templates,
+            _contexts(members, engine, spec, everyone=all_members),
+            url=SAMPLE_UNSUBSCRIBE_URL,
+        )
+    except SQLAlchemyError as exc:
+        err.print(f"[red]database:[/] {type(exc).__name__}", highlight=False)
+        raise typer.Exit(1) from None
+    except DispatcherError as exc:
+        err.print(f"[red]audience:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        if engine is not None:
+            engine.dispose()
+    kind = "every member" if all_members else "a varied sample"
+    out.print(f"rendered for {rendered} members ({kind}, with edge cases)", highlight=False)
+    for problem in problems:
+        err.print(f"  [red]-[/] {problem}", highlight=False)
+    if isinstance(counts, dict):
+        per = ", ".join(f"{channel} {row['deliveries']:,}" for channel, row in counts.items())
+        out.print(f"audience now: {per} members (consent as it stands)", highlight=False)
+        for channel, row in counts.items():
+            reasons = ", ".join(f"{k} {v}" for k, v in row["excluded_by"].items())
+            out.print(f"{channel}: excluded: {reasons}", highlight=False)
+    else:
+        out.print(f"audience unknown ({counts})", highlight=False)
+    if spec.sms:
+        _print_sms_length(spec, templates, s)
+    if problems or failed:
+        raise typer.Exit(1)
+
+
+def audience_counts_of(engine: Engine, spec: CampaignSpec) -> dict[str, Any]:
+    """`{channel: {deliveries, excluded, excluded_by}}`: what sending now would make
+    (one delivery per address, consent and suppression as they stand)."""
+    from sqlmodel import Session
+
+    from dispatcher.queue.expansion import audience_counts
+    from dispatcher.store.models import Channel
+
+    counts: dict[str, Any] = {}
+    with Session(engine) as session:
+        for channel in spec.channels:
+            deliveries, by = audience_counts(session, spec, Channel(channel))
+            counts[str(channel)] = {
+                "deliveries": deliveries,
+                "excluded": sum(by.values()),
+                "excluded_by": by,
+            }
+    return counts
+
+
+def _print_json(file: Path, spec: CampaignSpec, s: Settings) -> None:
+    found: dict[str, Any] = {"file": str(file), "slug": spec.slug, "channels": spec.channels}
+    engine, why = _existing_database(s)
+    if engine is None:
+        found["audience"] = f"unknown ({why})"
+    else:
+        try:
+            found.update(audience_counts_of(engine, spec))
+        finally:
+            engine.dispose()
+    print(json.dumps(found, ensure_ascii=False))
+
+
+def _send_at_ok(spec: CampaignSpec, s: Settings) -> bool:
+    from dispatcher.definition.sendtime import describe, parse_send_at
+    from dispatcher.store.models import utcnow
+
+    if not spec.send_at:
+        return True
+    when = parse_send_at(spec.send_at, s.sms_zone)  # its form was checked by _load
+    if when <= utcnow():
+        err.print(
+            f"  [red]-[/] {spec.source}: send_at: {describe(when, s.sms_zone)} has passed: "
+            "`send` refuses it (change it, or `send --now`)",
+            highlight=False,
+        )
+        return False
+    out.print(f"send_at: {describe(when, s.sms_zone)}", highlight=False)
+    return True
+
+
+def _contexts(
+    first: list[dict[str, Any]], engine: Engine | None, spec: CampaignSpec, *, everyone: bool
+) -> Iterator[dict[str, Any]]:
+    yield from first
+    if engine is None:
+        return
+    from dispatcher.queue import sample
+
+    chosen = sample.everyone(engine, spec) if everyone else sample.varied_sample(engine, spec)
+    for member in chosen:
+        yield member.template_context()
+
+
+def _existing_database(s: Settings) -> tuple[Engine | None, str]:
+    """An engine on the database if it exists and has members; else None and why.
+
+    Changes nothing: a SQLite file that does not exist is not created."""
+    from sqlalchemy import inspect
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from dispatcher.store.db import make_engine
+
+    url = make_url(s.database_url)
+    if url.get_backend_name() == "sqlite" and not (
+        url.database and url.database != ":memory:" and Path(url.database).exists()
+    ):
+        return None, "no database yet"
+    engine = make_engine(s.database_url)
+    try:
+        if inspect(engine).has_table("member"):
+            return engine, ""
+        why = "no members imported yet"
+    except SQLAlchemyError as exc:
+        why = f"database: {type(exc).__name__}"
+    engine.dispose()
+    return None, why
+
+
+def _print_sms_length(spec: CampaignSpec, templates: CampaignTemplates, s: Settings) -> None:
+    """The SMS for a sample member: characters and parts; and for the audience, the total."""
+    from dispatcher.definition.campaign import SAMPLE_MEMBER
+    from dispatcher.sms.text import audience_parts, measure, with_footer
+
+    text = with_footer(templates.render_sms(dict(SAMPLE_MEMBER)), s.sms_optout_footer)
+    out.print(f"sms: {measure(text)} for a sample member, footer included", highlight=False)
+    engine, why = _existing_database(s)
+    if engine is None:
+        out.print(f"sms audience: audience unknown ({why})", highlight=False)
+        return
+    try:
+        total = audience_parts(
+            engine, templates, footer=s.sms_optout_footer, audience=spec.audience
+        )
+    except DispatcherError as exc:
+        out.print(f"sms audience: audience unknown ({exc})", highlight=False)
+        return
+    finally:
+        engine.dispose()
+    out.print(
+        f"sms audience: {total.members} members, {total.parts} SMS parts in all", highlight=False
+    )

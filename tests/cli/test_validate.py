@@ -1,0 +1,76 @@
+"""`validate` renders for a varied sample of the audience (or everyone), reports each
+distinct problem once with the members it hit, points inline templates at their TOML
+line, prints the audience per channel and checks send_at."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.cli.helpers import run
+
+TAGS = ["newsletter", "vip", "tehran", "shiraz"]
+
+
+def write_members(path: Path, n: int = 600) -> None:
+    rows = ["external_id,first_name,last_name,email,mobile,tags"]
+    for i in range(n):
+        first = "" if i % 97 == 5 else ("Sara" if i % 50 == 7 else "مریم")
+        email = "" if i % 31 == 3 else f"m{i}@example.com"
+        mobile = f"0912{i:07d}" if i % 3 else ""
+        rows.append(f"M{i},{first},احمدی,{email},{mobile},{TAGS[i % 4]}")
+    rows.append("LAST,,,last@example.com,,shiraz;vip")  # the one member a bug hits
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def write_campaign(folder: Path, subject: str, sms: str = "سلام") -> Path:
+    (folder / "c").mkdir()
+    (folder / "c" / "email.html").write_text("<p>سلام {{ member.first_name }}</p>\n", "utf-8")
+    path = folder / "c.toml"
+    path.write_text(
+        'slug = "v-1"\nname = "آزمایش"\nchannels = ["email", "sms"]\n\n[email]\n'
+        f'subject = """\n{subject}"""\nhtml = "c/email.html"\n\n[sms]\nbody = "{sms}"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_validate_finds_a_problem_only_some_members_hit_and_names_them_once(
+    workdir: Path,
+) -> None:
+    write_members(workdir / "m.csv")
+    assert run(workdir, "members", "import", "m.csv").returncode in (0, 1)
+    subject = 'سلام\n{% if "vip" in member.tags %}{{ member.first_name[0] }}{% endif %}'
+    toml = write_campaign(workdir, subject)
+    sampled = run(workdir, "campaign", "validate", str(toml))
+    assert sampled.returncode == 1
+    assert "rendered for " in sampled.stdout and "a varied sample" in sampled.stdout
+    rendered = int(sampled.stdout.split("rendered for ")[1].split()[0])
+    assert rendered >= 200
+    [problem] = [line for line in sampled.stderr.splitlines() if "cannot render" in line]
+    assert f"{toml}:8: email.subject" in problem  # the TOML file, at the template's line
+    assert "LAST (l***@example.com)" in problem
+    assert "audience now: email 581, sms 400 members" in sampled.stdout
+
+    everyone = run(workdir, "campaign", "validate", str(toml), "--all")
+    assert "rendered for 605 members (every member" in everyone.stdout
+    [problem] = [line for line in everyone.stderr.splitlines() if "cannot render" in line]
+    assert "(3 members: M5 (m***@example.com), M393 (m***@example.com), LAST" in problem
+
+
+def test_an_inline_sms_body_problem_points_at_its_toml_line(workdir: Path) -> None:
+    toml = write_campaign(workdir, "سلام", sms="{{ member.tags[0] }}")
+    result = run(workdir, "campaign", "validate", str(toml))
+    assert result.returncode == 1
+    assert f"{toml}:11: sms.body: cannot render: UndefinedError" in result.stderr
+    assert "audience unknown (no database yet)" in result.stdout
+
+
+def test_a_send_at_in_the_past_is_a_validate_error(workdir: Path) -> None:
+    toml = write_campaign(workdir, "سلام")
+    toml.write_text('send_at = "1404-01-01 10:00"\n' + toml.read_text("utf-8"), "utf-8")
+    result = run(workdir, "campaign", "validate", str(toml))
+    assert result.returncode == 1 and "send_at" in result.stderr and "has passed" in result.stderr
+    toml.write_text(toml.read_text("utf-8").replace("1404-01-01", "1499-01-01"), "utf-8")
+    ok = run(workdir, "campaign", "validate", str(toml))
+    assert ok.returncode == 0, ok.stderr
+    assert "send_at: " in ok.stdout and "(1499-01-01 10:00)" in ok.stdout

@@ -1,0 +1,37 @@
+"""Rendering for many members: each distinct problem once, with the members it hit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from dispatcher.definition.campaign import load_campaign
+from dispatcher.definition.check import render_problems, toml_line
+
+TOML = """slug = "s"
+name = "n"
+channels = ["sms"]
+
+[sms]
+body = \"\"\"
+سلام {{ member.first_name }}
+{{ member.tags[0] }}\"\"\"
+"""
+
+
+def test_toml_line_finds_a_key_in_its_section_and_a_multiline_string_starts_below() -> None:
+    assert toml_line(TOML, "sms", "body") == 7
+    assert toml_line('[email]\nsubject = "x"\n', "email", "subject") == 2
+    assert toml_line('subject = "x"\n', "email", "subject") is None
+
+
+def test_a_problem_is_reported_once_with_a_few_members_and_a_count(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(TOML, encoding="utf-8")
+    spec = load_campaign(path)
+    members = [{"external_id": f"M{i}", "email": f"m{i}@example.com", "tags": []} for i in range(9)]
+    members.append({"external_id": "OK", "tags": ["vip"]})
+    rendered, [problem] = render_problems(spec, spec.templates({}), members, url="u")
+    assert rendered == 10 and problem.count == 9 and problem.line == 8
+    assert str(problem).startswith(f"{path}:8: sms.body: cannot render: UndefinedError")
+    assert "M0 (m***@example.com), M1 (m***@example.com)" in str(problem)
+    assert str(problem).endswith("and 4 more)")
