@@ -210,7 +210,8 @@ def consent_changes(
     after_id: int | None = None,
     limit: int | None = None,
 ) -> list[ConsentChange]:
-    """Every change of consent (opt-outs and re-subscribes, any source), oldest first.
+    """Every change of consent (opt-outs and re-subscribes, any source), oldest first:
+    in the order they were recorded (event id), so that `after_id` is a safe cursor.
 
     `since` keeps changes at or after that moment (a naive one is UTC); `after_id`
     those after that event id (a cursor: pass the last id seen); `limit` at most that

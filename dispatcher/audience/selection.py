@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, not_, select, true
+from sqlalchemy import ColumnElement, and_, exists, func, not_, or_, select, true
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select
 
@@ -34,6 +34,7 @@ _T = MemberTag.__table__  # type: ignore[attr-defined]
 _D = Delivery.__table__  # type: ignore[attr-defined]
 # An audience: the campaign's `Audience`, or just its tags (None: everyone).
 Who = Audience | list[str] | None
+_SHARED = aliased(_M, name="shared")
 # Why an audience member got no delivery on a channel (`excluded_by`; keys always there).
 EXCLUSIONS = ("opted_out", "no_address", "duplicate_address", "suppressed")
 
@@ -87,19 +88,32 @@ def first_of_address(
 
     (Suppression need not be checked for that member: it is the same address.) A
     member whose key is not known yet is never anyone's duplicate.
+
+    Only keys that several members share are looked up per member: they are found
+    first in one ordered pass over the key's index, so the common case (an address
+    of one member) costs a probe into that small set, not a random read of the index.
     """
     other = aliased(_M)
     key = KEY_COLUMNS[channel]
-    return not_(
-        exists(
-            select(other.c.id).where(
-                other.c[key] == _M.c[key],
-                other.c.id < _M.c.id,
-                opted_in(channel, other),
-                has_address(channel, other),
-                in_audience(who, other, channel=channel, excluded=excluded),
+    shared = (
+        select(_SHARED.c[key])
+        .where(_SHARED.c[key].is_not(None))
+        .group_by(_SHARED.c[key])
+        .having(func.count() > 1)
+    )
+    return or_(
+        _M.c[key].not_in(shared),
+        not_(
+            exists(
+                select(other.c.id).where(
+                    other.c[key] == _M.c[key],
+                    other.c.id < _M.c.id,
+                    opted_in(channel, other),
+                    has_address(channel, other),
+                    in_audience(who, other, channel=channel, excluded=excluded),
+                )
             )
-        )
+        ),
     )
 
 

@@ -3,7 +3,8 @@
 `imaps://user:password@host[:port]/MAILBOX` is TLS from the start; `imap://` upgrades
 with STARTTLS when the server offers it, and is used plain only on loopback. A message
 handled (recorded in the database) gets the keyword `$DispatcherHandled` and `\\Seen`,
-so the next fetch skips it; one that could not be handled stays for the next fetch.
+so the next fetch skips it (an unrecognised one gets the keyword only: it stays unread
+for a person); one that could not be handled (a database error) stays for the next fetch.
 """
 
 from __future__ import annotations
@@ -94,9 +95,12 @@ def fetch_returns(reader: ReturnsReader, url: str, *, timeout: float = 30.0) -> 
             uids = [u.decode() for u in found[0].split()] if found and found[0] else []
             for start in range(0, len(uids), BATCH):
                 for uid, raw in _fetch(client, uids[start : start + BATCH]):
-                    counts.add(reader.handle(raw))
+                    outcome = reader.handle(raw)
+                    counts.add(outcome)
+                    # An unrecognised message stays unread, for a person to look at.
+                    flags = HANDLED if outcome == "unrecognised" else f"{HANDLED} \\Seen"
                     _check(
-                        client.uid("STORE", uid, "+FLAGS.SILENT", f"({HANDLED} \\Seen)"),
+                        client.uid("STORE", uid, "+FLAGS.SILENT", f"({flags})"),
                         "mark a message handled",
                     )
         finally:
