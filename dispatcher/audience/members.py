@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -51,10 +51,14 @@ from dispatcher.store.models import ConsentEvent, ConsentSource, Member, MemberT
 __all__ = [
     "COLUMNS",
     "ImportReport",
+    "MemberRecord",
+    "Problem",
     "RowError",
+    "check_record",
     "import_members",
     "normalise_email",
     "normalise_mobile",
+    "upsert_members",
 ]
 
 COLUMNS = (
@@ -121,11 +125,24 @@ class ImportReport:
         return not self.rejected
 
 
+@dataclass(frozen=True)
+class Problem:
+    """What is wrong with one field of a record (`check_record`); the reason masks
+    any address it shows."""
+
+    field: str
+    reason: str
+    external_id: str | None = None
+
+
 @dataclass
-class _Row:
+class MemberRecord:
+    """A valid member record, ready to write: `values` are the stored forms, only for
+    the columns given. `line` is where it came from (a CSV line, a batch index)."""
+
     line: int
     external_id: str
-    values: dict[str, Any]  # normalised, only for the columns the file has
+    values: dict[str, Any]
 
 
 # --------------------------------------------------------------------------- import
@@ -166,13 +183,13 @@ def import_members(engine: Engine, path: Path) -> ImportReport:
     in bulk, so a file of 100,000 rows takes seconds.
     """
     report = ImportReport()
-    present, rows = _parse(path, report)
+    rows = _parse(path, report)
     if rows:
-        _apply(engine, rows, present, report)
+        upsert_members(engine, rows, report)
     return report
 
 
-def _parse(path: Path, report: ImportReport) -> tuple[set[str], list[_Row]]:
+def _parse(path: Path, report: ImportReport) -> list[MemberRecord]:
     """Read and validate the file; bad rows go to `report.rejected`."""
     name = str(path)
     reader = csv.reader(io.StringIO(_read_text(path), newline=""))
@@ -192,40 +209,61 @@ def _parse(path: Path, report: ImportReport) -> tuple[set[str], list[_Row]]:
     index = {column: i for i, column in enumerate(columns) if column in COLUMNS}
     id_index = index["external_id"]
 
-    rows: list[_Row] = []
+    rows: list[MemberRecord] = []
     first_seen: dict[str, int] = {}
     for line, cells in records:
         if not any(cell.strip() for cell in cells):
             continue
-        external_id = cells[id_index].strip() if id_index < len(cells) else ""
         if len(cells) != len(columns):
+            external_id = cells[id_index].strip() if id_index < len(cells) else ""
             reject(line, "row", f"{len(cells)} fields, the header has {len(columns)}", external_id)
             continue
-        errors_before = len(report.rejected)
-        if not external_id:
-            reject(line, "external_id", "missing")
-        elif len(external_id) > MAX_EXTERNAL_ID_LENGTH:
-            reject(line, "external_id", f"longer than {MAX_EXTERNAL_ID_LENGTH} characters")
-        elif external_id in first_seen:
-            reject(
-                line,
-                "external_id",
-                f"duplicate external_id (first on line {first_seen[external_id]})",
-                external_id,
-            )
-        else:
-            first_seen[external_id] = line
-        values: dict[str, Any] = {}
-        for column, i in index.items():
-            if column == "external_id":
-                continue
-            try:
-                values[column] = _convert(column, cells[i])
-            except ValueError as exc:
-                reject(line, column, f"{exc}{_shown(column, cells[i])}", external_id)
-        if len(report.rejected) == errors_before:
-            rows.append(_Row(line, external_id, values))
-    return set(index), rows
+        record, problems = check_record(
+            line, {column: cells[i] for column, i in index.items()}, first_seen
+        )
+        for problem in problems:
+            reject(line, problem.field, problem.reason, problem.external_id)
+        if record is not None:
+            rows.append(record)
+    return rows
+
+
+def check_record(
+    position: int, cells: Mapping[str, str], first_seen: dict[str, int], *, at: str = "line"
+) -> tuple[MemberRecord | None, list[Problem]]:
+    """Validate and normalise one member record: the rules of `import_members`, for
+    every way members come in (a CSV row, a body of the shop's API).
+
+    `cells` maps column names (of `COLUMNS`; others are ignored) to the text given;
+    a column not given is left alone. `first_seen` maps the external ids already
+    accepted to their position (`at` names it in the duplicate's reason: `line`,
+    `index`), and is updated. Returns the record, or None with every problem found.
+    """
+    problems: list[Problem] = []
+    external_id = cells.get("external_id", "").strip()
+    if not external_id:
+        problems.append(Problem("external_id", "missing"))
+    elif len(external_id) > MAX_EXTERNAL_ID_LENGTH:
+        problems.append(Problem("external_id", f"longer than {MAX_EXTERNAL_ID_LENGTH} characters"))
+    elif external_id in first_seen:
+        reason = f"duplicate external_id (first {_AT[at]} {at} {first_seen[external_id]})"
+        problems.append(Problem("external_id", reason, external_id))
+    else:
+        first_seen[external_id] = position
+    values: dict[str, Any] = {}
+    for column, cell in cells.items():
+        if column == "external_id" or column not in COLUMNS:
+            continue
+        try:
+            values[column] = _convert(column, cell)
+        except ValueError as exc:
+            problems.append(Problem(column, f"{exc}{_shown(column, cell)}", external_id or None))
+    if problems:
+        return None, problems
+    return MemberRecord(position, external_id, values), []
+
+
+_AT = {"line": "on", "index": "at"}
 
 
 def _records(reader: Any, name: str) -> Iterator[tuple[int, list[str]]]:
@@ -299,8 +337,10 @@ def _shown(column: str, cell: str) -> str:
     return ""
 
 
-def _apply(engine: Engine, rows: list[_Row], present: set[str], report: ImportReport) -> None:
-    """Write the valid rows in one transaction, in bulk; fill the report's counts."""
+def upsert_members(engine: Engine, rows: Sequence[MemberRecord], report: ImportReport) -> None:
+    """Write valid records (from `check_record`) in one transaction, in bulk, with
+    the import's consent rules; add to the report's counts."""
+    present = {column for row in rows for column in row.values}
     now = utcnow()
     with engine.begin() as conn:
         _lock_for_writing(conn)
@@ -417,7 +457,7 @@ def _load_tags(conn: Connection, member_ids: Sequence[int]) -> dict[int, set[str
     return tags
 
 
-def _new_member(row: _Row, now: datetime) -> dict[str, Any]:
+def _new_member(row: MemberRecord, now: datetime) -> dict[str, Any]:
     values = row.values
     return {
         "external_id": row.external_id,

@@ -57,6 +57,7 @@ class ConsentSource(StrEnum):
     SMS_KEYWORD = "sms-keyword"
     PROVIDER = "provider"
     CLI = "cli"
+    API = "api"  # the shop's private API (`PATCH /api/v1/members/{id}/consent`)
 
 
 class Member(SQLModel, table=True):
@@ -99,11 +100,14 @@ class MemberTag(SQLModel, table=True):
 
 
 class ConsentEvent(SQLModel, table=True):
-    """An opt-out or opt-in, when and how: the shop mirrors these into its profiles."""
+    """An opt-out or opt-in, when and how: the shop mirrors these into its profiles.
+
+    `member_id` is None once the member was erased: the event stays as anonymous history.
+    """
 
     __tablename__ = "consent_event"
     id: int | None = Field(default=None, primary_key=True)
-    member_id: int = Field(foreign_key="member.id", index=True)
+    member_id: int | None = Field(default=None, foreign_key="member.id", index=True)
     channel: str = Field(max_length=8)
     opted_in: bool
     source: str = Field(max_length=16)
@@ -150,7 +154,8 @@ class Delivery(SQLModel, table=True):
     )
     id: int | None = Field(default=None, primary_key=True)
     campaign_id: int = Field(foreign_key="campaign.id")
-    member_id: int = Field(foreign_key="member.id", index=True)
+    # None once the member was erased: the row stays, anonymous, for the campaign's counts.
+    member_id: int | None = Field(default=None, foreign_key="member.id", index=True)
     channel: str = Field(max_length=8)
     status: str = Field(default=DeliveryStatus.PENDING, max_length=8)
     attempts: int = 0
@@ -163,3 +168,14 @@ class Delivery(SQLModel, table=True):
     # 14 blocked by the recipient). None until the provider says something.
     provider_status: int | None = None
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ApiKey(SQLModel, table=True):
+    """A key of the shop's private API: only its SHA-256 is stored, never the key."""
+
+    __tablename__ = "api_key"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=64)
+    key_hash: str = Field(index=True, unique=True, max_length=64)  # hex SHA-256
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = None

@@ -1,0 +1,53 @@
+"""The shop's private API: its keys; deliveries and consent events outlive an erased member.
+
+Revision ID: 0007
+Revises: 0003
+Create Date: 2026-12-01
+
+`api_key` holds the SHA-256 of each key, never the key. `delivery.member_id` and
+`consent_event.member_id` become nullable: erasing a member (`DELETE
+/api/v1/members/{id}`, `dispatcher members erase`) keeps their deliveries and consent
+events as anonymous rows, so campaign counts stay right. No row changes. On SQLite
+the two tables are copied (batch mode): about a second per million deliveries.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0007"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+TIME = sa.DateTime(timezone=True)
+ANONYMOUS = ("delivery", "consent_event")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "api_key",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=64), nullable=False),
+        sa.Column("key_hash", sa.String(length=64), nullable=False),
+        sa.Column("created_at", TIME, nullable=False),
+        sa.Column("revoked_at", TIME, nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index(op.f("ix_api_key_name"), "api_key", ["name"], unique=True)
+    op.create_index(op.f("ix_api_key_key_hash"), "api_key", ["key_hash"], unique=True)
+    for table in ANONYMOUS:
+        with op.batch_alter_table(table) as batch:
+            batch.alter_column("member_id", existing_type=sa.Integer(), nullable=True)
+
+
+def downgrade() -> None:
+    # Anonymous rows (of erased members) cannot point at anyone again: they go.
+    for table in ANONYMOUS:
+        op.execute(f"DELETE FROM {table} WHERE member_id IS NULL")
+        with op.batch_alter_table(table) as batch:
+            batch.alter_column("member_id", existing_type=sa.Integer(), nullable=False)
+    op.drop_index(op.f("ix_api_key_key_hash"), table_name="api_key")
+    op.drop_index(op.f("ix_api_key_name"), table_name="api_key")
+    op.drop_table("api_key")
