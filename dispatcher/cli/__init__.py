@@ -40,6 +40,10 @@ sms_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(sms_app, name="sms")
+api_key_app = typer.Typer(
+    help="Keys of the shop's private API (`uvicorn dispatcher.api:app`).", no_args_is_help=True
+)
+app.add_typer(api_key_app, name="api-key")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -424,4 +428,4 @@ def sms_release() -> None:
 
 # The members commands, and those for running it for real (schedules, control,
 # scheduler, db), live in their own modules, registered on the apps above.
-from dispatcher.cli import members, ops  # noqa: E402, F401
+from dispatcher.cli import apikeys, members, ops  # noqa: E402, F401

@@ -61,6 +61,9 @@ class ConsentSource(StrEnum):
 
 
 class Member(SQLModel, table=True):
+    # An erased member's id is never given to another member (an old unsubscribe link
+    # names the id): SQLite would reuse the largest id without AUTOINCREMENT.
+    __table_args__ = {"sqlite_autoincrement": True}
     id: int | None = Field(default=None, primary_key=True)
     external_id: str = Field(index=True, unique=True, max_length=64)
     first_name: str = ""
@@ -102,7 +105,7 @@ class MemberTag(SQLModel, table=True):
 class ConsentEvent(SQLModel, table=True):
     """An opt-out or opt-in, when and how: the shop mirrors these into its profiles.
 
-    `member_id` is None once the member was erased: the event stays as anonymous history.
+    `member_id` is None once the member was erased: the event stays, anonymous.
     """
 
     __tablename__ = "consent_event"
