@@ -250,7 +250,7 @@ def _read_cursor(cursor: str) -> int:
 def _batch_error(index: int, external_id: Any, problem: Problem) -> dict[str, Any]:
     return {
         "index": index,
-        "external_id": external_id if isinstance(external_id, str) else None,
+        "external_id": external_id if isinstance(external_id, str) and external_id else None,
         "field": problem.field,
         "reason": problem.reason,
     }
