@@ -3,6 +3,7 @@ keys, upsert and its 422s, batch, consent, the consent feed, limits, the descrip
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,9 +14,12 @@ from sqlmodel import Session, select
 
 from dispatcher.api.keys import create_key, revoke_key
 from dispatcher.audience.tokens import TokenSigner
-from dispatcher.store.models import Channel, ConsentEvent, Member, MemberTag
+from dispatcher.definition.campaign import load_campaign
+from dispatcher.queue.expansion import expand
+from dispatcher.store.models import Campaign, Channel, ConsentEvent, Delivery, Member, MemberTag
 from tests.api.conftest import SECRET
 from tests.cli.helpers import run
+from tests.factories import add_member, write_campaign
 from tests.servers.app_server import AppServer
 
 
@@ -318,3 +322,145 @@ def test_consent_events_of_the_api_carry_source_api(api: httpx.Client, engine: E
     api.patch("/api/v1/members/C1/consent", json={"channel": "sms", "opt_in": False})
     with Session(engine) as session:
         assert [e.source for e in session.exec(select(ConsentEvent))] == ["api"]
+
+
+# ---------------------------------------------------------- data access and erasure
+
+
+def add_delivery(
+    engine: Engine, member_id: int | None, channel: str = "email", status: str = "sent"
+) -> int:
+    """A delivery of campaign `yalda-test` (created on first use) to the member."""
+    with Session(engine) as session:
+        campaign = session.exec(select(Campaign).where(Campaign.slug == "yalda-test")).first()
+        if campaign is None:
+            campaign = Campaign(slug="yalda-test", name="حراج یلدا", channels="email,sms")
+            session.add(campaign)
+            session.flush()
+        assert campaign.id is not None and member_id is not None
+        delivery = Delivery(
+            campaign_id=campaign.id,
+            member_id=member_id,
+            channel=channel,
+            status=status,
+            provider_id="8792343",
+            error_message="550 5.1.1 <x@example.com> unknown" if status == "sent" else None,
+        )
+        session.add(delivery)
+        session.commit()
+        assert delivery.id is not None
+        return delivery.id
+
+
+def test_get_member_answers_with_everything_stored_and_the_command_prints_the_same(
+    api: httpx.Client, engine: Engine, database_url: str, workdir: Path
+) -> None:
+    api.put(
+        "/api/v1/members/C1",
+        json={"first_name": "مریم", "email": "c1@example.com", "tags": ["vip"]},
+    )
+    api.patch("/api/v1/members/C1/consent", json={"channel": "sms", "opt_in": False})
+    found = member(engine, "C1")
+    assert found is not None
+    add_delivery(engine, found.id)
+
+    answer = api.get("/api/v1/members/C1")
+    assert answer.status_code == 200
+    data = answer.json()
+    assert (data["external_id"], data["first_name"], data["email"], data["tags"]) == (
+        "C1",
+        "مریم",
+        "c1@example.com",
+        ["vip"],
+    )
+    assert data["consent"] == {
+        "email": {"opt_in": True, "optout_source": None},
+        "sms": {"opt_in": False, "optout_source": "api"},
+    }
+    assert [(h["channel"], h["opt_in"], h["source"]) for h in data["consent_history"]] == [
+        ("sms", False, "api")
+    ]
+    assert [(d["campaign"], d["channel"], d["status"]) for d in data["deliveries"]] == [
+        ("yalda-test", "email", "sent")
+    ]
+    printed = run(workdir, "members", "export", "C1", DATABASE_URL=database_url)
+    assert printed.returncode == 0, printed.stderr
+    assert json.loads(printed.stdout) == data
+    assert api.get("/api/v1/members/nobody").status_code == 404
+
+
+def test_erasure_leaves_anonymous_counts_and_no_address_in_the_sqlite_files(
+    api: httpx.Client, engine: Engine, database_url: str
+) -> None:
+    address, mobile = "erase.me.please@example.com", "+989121234599"
+    api.put("/api/v1/members/GONE", json={"email": address, "mobile": mobile, "tags": ["x"]})
+    api.put("/api/v1/members/GONE", json={"first_name": "Erased Person"})  # an old version
+    api.patch("/api/v1/members/GONE/consent", json={"channel": "email", "opt_in": False})
+    api.put("/api/v1/members/STAYS", json={"email": "stays@example.com"})
+    found = member(engine, "GONE")
+    assert found is not None
+    sent, pending = add_delivery(engine, found.id), add_delivery(engine, found.id, "sms", "pending")
+
+    answer = api.delete("/api/v1/members/GONE")
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {
+        "erased": "GONE",
+        "deliveries_anonymised": 2,
+        "pending_skipped": 1,
+        "consent_events_anonymised": 1,
+    }
+    assert api.get("/api/v1/members/GONE").status_code == 404
+    assert api.delete("/api/v1/members/GONE").status_code == 404
+    with Session(engine) as session:
+        kept = {d.id: d for d in session.exec(select(Delivery))}
+        events = list(session.exec(select(ConsentEvent)))
+    assert (kept[sent].member_id, kept[sent].status) == (None, "sent")
+    assert (kept[pending].member_id, kept[pending].status) == (None, "skipped")
+    assert [(e.member_id, e.channel, e.opted_in) for e in events] == [(None, "email", False)]
+    feed = api.get("/api/v1/consent-changes").json()["changes"]
+    assert [c["external_id"] for c in feed] == [None]
+    assert member(engine, "STAYS") is not None
+
+    if database_url.startswith("sqlite"):
+        path = Path(database_url.removeprefix("sqlite:///"))
+        files = [path, *path.parent.glob(path.name + "-*")]
+        for needle in (address, mobile, "Erased Person", "erase.me", "<x@example.com>"):
+            for file in files:
+                assert needle.encode() not in file.read_bytes(), (needle, file.name)
+
+
+def test_the_erase_command_erases_as_the_api_does(
+    engine: Engine, database_url: str, workdir: Path
+) -> None:
+    add_member(engine, "GONE", email="gone@example.com")
+    erased = run(workdir, "members", "erase", "GONE", DATABASE_URL=database_url)
+    assert erased.returncode == 0, erased.stderr
+    assert "erased GONE" in erased.stdout
+    assert member(engine, "GONE") is None
+    again = run(workdir, "members", "erase", "GONE", DATABASE_URL=database_url)
+    assert again.returncode == 1 and "no member" in again.stderr
+
+
+def test_a_new_member_never_gets_the_id_of_an_erased_one(api: httpx.Client, engine: Engine) -> None:
+    api.put("/api/v1/members/FIRST", json={})
+    api.put("/api/v1/members/LAST", json={})
+    last = member(engine, "LAST")
+    assert last is not None
+    api.delete("/api/v1/members/LAST")
+    api.put("/api/v1/members/NEXT", json={})
+    following = member(engine, "NEXT")
+    assert following is not None and last.id is not None and following.id is not None
+    assert following.id > last.id  # an old unsubscribe link of LAST names nobody
+
+
+def test_a_reimport_of_a_suppressed_address_after_erasure_stays_suppressed(
+    api: httpx.Client, engine: Engine, tmp_path: Path
+) -> None:
+    pytest.importorskip("dispatcher.audience.suppression")  # the keyed hashes (issue 10)
+    api.put("/api/v1/members/GONE", json={"email": "left@example.com"})
+    api.patch("/api/v1/members/GONE/consent", json={"channel": "email", "opt_in": False})
+    assert api.delete("/api/v1/members/GONE").status_code == 200
+    api.put("/api/v1/members/BACK", json={"email": "left@example.com", "tags": ["newsletter"]})
+    campaign = write_campaign(tmp_path / "c", tags=["newsletter"])
+    expansion = expand(engine, load_campaign(campaign))
+    assert expansion.created == 0
