@@ -463,4 +463,4 @@ def test_a_reimport_of_a_suppressed_address_after_erasure_stays_suppressed(
     api.put("/api/v1/members/BACK", json={"email": "left@example.com", "tags": ["newsletter"]})
     campaign = write_campaign(tmp_path / "c", tags=["newsletter"])
     expansion = expand(engine, load_campaign(campaign))
-    assert expansion.created == 0
+    assert expansion.eligible["email"] == 0
