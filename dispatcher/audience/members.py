@@ -382,13 +382,13 @@ def upsert_members(engine: Engine, rows: Sequence[MemberRecord], report: ImportR
                 report.unchanged += 1
 
         if inserts:
-            conn.execute(insert(_MEMBER), inserts)  # RETURNING is 5x slower on PostgreSQL
+            _insert_rows(conn, _MEMBER, inserts)  # RETURNING is 5x slower on PostgreSQL
         for condition in _among(conn, _MEMBER.c.external_id, list(new_tags)):
             stmt = sa.select(_MEMBER.c.id, _MEMBER.c.external_id).where(condition)
             for member_id, external_id in conn.execute(stmt):
                 tag_replacements[member_id] = new_tags[external_id]
         for columns, params_list in updates.items():
-            conn.execute(_update_statement(columns), params_list)
+            _update_rows(conn, columns, params_list)
         if tag_replacements:
             for condition in _among(conn, _MEMBER_TAG.c.member_id, replaced_tags):
                 conn.execute(delete(_MEMBER_TAG).where(condition))
@@ -398,9 +398,9 @@ def upsert_members(engine: Engine, rows: Sequence[MemberRecord], report: ImportR
                 for tag in tags
             ]
             if tag_rows:
-                conn.execute(insert(_MEMBER_TAG), tag_rows)
+                _insert_rows(conn, _MEMBER_TAG, tag_rows)
         if events:
-            conn.execute(insert(_CONSENT_EVENT), events)
+            _insert_rows(conn, _CONSENT_EVENT, events)
 
 
 def _lock_for_writing(conn: Connection) -> None:
@@ -505,6 +505,41 @@ def _changes(
             }
         )
     return changes, events, kept
+
+
+def _insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """INSERT rows that all have the same keys. PostgreSQL gets one statement over an
+    array per column (`INSERT ... SELECT unnest(...), ...`): a batch of 1,000 members
+    in a few milliseconds, where executemany takes tens. SQLite gets executemany."""
+    if conn.dialect.name != "postgresql":
+        conn.execute(insert(table), rows)
+        return
+    names = list(rows[0])
+    conn.execute(
+        insert(table).from_select(names, sa.select(*(_unnest(table, name, rows) for name in names)))
+    )
+
+
+def _update_rows(
+    conn: Connection, columns: tuple[str, ...], params_list: list[dict[str, Any]]
+) -> None:
+    """UPDATE members' `columns`, each row its own values (`_update_statement`'s
+    parameters); on PostgreSQL as one `UPDATE ... FROM unnest(...)`."""
+    if conn.dialect.name != "postgresql":
+        conn.execute(_update_statement(columns), params_list)
+        return
+    rows = [{key.removeprefix("p_"): value for key, value in p.items()} for p in params_list]
+    given = sa.select(*(_unnest(_MEMBER, name, rows) for name in ("id", *columns))).subquery()
+    conn.execute(
+        update(_MEMBER)
+        .where(_MEMBER.c.id == given.c.id)
+        .values({column: given.c[column] for column in columns})
+    )
+
+
+def _unnest(table: Table, name: str, rows: list[dict[str, Any]]) -> Any:
+    array = postgresql.ARRAY(table.c[name].type)
+    return sa.func.unnest(sa.bindparam(None, [row[name] for row in rows], type_=array)).label(name)
 
 
 def _update_statement(columns: tuple[str, ...]) -> Update:
