@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import text  # noqa: E402
 
 from bench.harness import Database  # noqa: E402
-from dispatcher.api.keys import create_key  # noqa: E402
+from dispatcher.store.apikeys import create_key  # noqa: E402
 from tests.servers.app_server import AppServer  # noqa: E402
 
 TARGET = 5000  # members/s the issue asks for

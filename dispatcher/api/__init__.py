@@ -8,14 +8,13 @@ unsubscribe server). Run as `uvicorn dispatcher.api:app` (Procfile `api`).
     GET    /api/v1/members/{external_id}          everything stored about the member
     DELETE /api/v1/members/{external_id}          erasure
     GET    /api/v1/openapi.json                   the description
+
+Keys are made by `dispatcher api-key` and kept in `dispatcher.store.apikeys`.
 """
 
 # The app
 from dispatcher.api.app import create_app
 
-# Keys
-from dispatcher.api.keys import authenticate, create_key, list_keys, revoke_key
-
-__all__ = ["app", "authenticate", "create_app", "create_key", "list_keys", "revoke_key"]
+__all__ = ["app", "create_app"]
 
 app = create_app()

@@ -23,7 +23,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from dispatcher.api.bodies import BatchBody, BatchMember, ConsentBody, MemberFields, problems
-from dispatcher.api.keys import authenticate
 from dispatcher.api.limits import BodyLimit, RateLimit
 from dispatcher.api.openapi import openapi
 from dispatcher.audience.consent import consent_changes, set_consent
@@ -37,6 +36,7 @@ from dispatcher.audience.members import (
 from dispatcher.audience.privacy import erase_member, export_member
 from dispatcher.errors import NotFoundError
 from dispatcher.settings import Settings, get_settings
+from dispatcher.store.apikeys import authenticate
 from dispatcher.store.db import make_engine
 from dispatcher.store.models import ConsentSource
 from dispatcher.store.schema import ensure_current

@@ -148,24 +148,27 @@ def erase_member(engine: Engine, external_id: str) -> Erasure:
     """Erase a member's personal data (see the module's docstring); all or nothing.
 
     Returns once the erasure is committed and, on SQLite, checkpointed into the
-    database file with the deleted bytes overwritten. Raises `NotFoundError` for an
-    unknown `external_id` (nothing is changed).
+    database file with the deleted bytes overwritten (`OperationalError` if a reader
+    kept the WAL busy: the erasure is committed, call again). Raises `NotFoundError`
+    for an unknown `external_id`, after the same checkpoint: a repeated call answers
+    "not found" only once the files are clean.
     """
     sqlite = engine.dialect.name == "sqlite"
-    with engine.connect() as conn:
-        if sqlite:  # overwrite what is deleted, on this connection (FAST on the others)
-            conn.exec_driver_sql("PRAGMA secure_delete = ON")
-            conn.commit()
-        try:
-            with conn.begin():
-                erasure = _erase(conn, external_id)
-        finally:
-            if sqlite:
-                conn.exec_driver_sql("PRAGMA secure_delete = FAST")
+    try:
+        with engine.connect() as conn:
+            if sqlite:  # overwrite what is deleted, on this connection (FAST on the others)
+                conn.exec_driver_sql("PRAGMA secure_delete = ON")
                 conn.commit()
-    if sqlite:
-        sqlite_checkpoint(engine)
-    return erasure
+            try:
+                with conn.begin():
+                    return _erase(conn, external_id)
+            finally:
+                if sqlite:
+                    conn.exec_driver_sql("PRAGMA secure_delete = FAST")
+                    conn.commit()
+    finally:
+        if sqlite:
+            sqlite_checkpoint(engine)
 
 
 def _erase(conn: Connection, external_id: str) -> Erasure:

@@ -17,7 +17,7 @@ def api_key_create(
     name: Annotated[str, typer.Argument(help="Who uses it, e.g. shop-web.")],
 ) -> None:
     """Create a key and print it, once: only its hash is stored."""
-    from dispatcher.api.keys import create_key
+    from dispatcher.store.apikeys import create_key
 
     rt = runtime()
     try:
@@ -34,7 +34,7 @@ def api_key_create(
 @api_key_app.command("list")
 def api_key_list() -> None:
     """Every key: name, created, revoked."""
-    from dispatcher.api.keys import list_keys
+    from dispatcher.store.apikeys import list_keys
 
     rt = runtime()
     table = Table("name", "created", "revoked")
@@ -47,7 +47,7 @@ def api_key_list() -> None:
 @api_key_app.command("revoke")
 def api_key_revoke(name: str) -> None:
     """Revoke a key: it gets 401 from the next request on."""
-    from dispatcher.api.keys import revoke_key
+    from dispatcher.store.apikeys import revoke_key
 
     rt = runtime()
     try:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import Engine
 
-from dispatcher.api.keys import create_key
+from dispatcher.store.apikeys import create_key
 from tests.servers.app_server import AppServer
 
 SECRET = "test-secret-key-0123456789"

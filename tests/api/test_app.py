@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from dispatcher.api.keys import create_key, revoke_key
 from dispatcher.audience.tokens import TokenSigner
 from dispatcher.definition.campaign import load_campaign
 from dispatcher.queue.expansion import expand
+from dispatcher.store.apikeys import create_key, revoke_key
 from dispatcher.store.models import Campaign, Channel, ConsentEvent, Delivery, Member, MemberTag
 from tests.api.conftest import SECRET
 from tests.cli.helpers import run
@@ -70,13 +70,6 @@ def test_missing_wrong_and_revoked_keys_get_the_same_401(
     assert {a.status_code for a in answers} == {401}
     assert len({a.content for a in answers}) == 1
     assert answers[0].headers["www-authenticate"] == "Bearer"
-
-
-def test_only_the_hash_of_a_key_is_stored(engine: Engine) -> None:
-    key = create_key(engine, "shop-web")
-    with engine.connect() as conn:
-        stored = conn.exec_driver_sql("SELECT * FROM api_key").all()
-    assert key not in repr(stored)
 
 
 # ---------------------------------------------------------------------------- upsert
