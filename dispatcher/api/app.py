@@ -123,7 +123,8 @@ async def post_batch(request: Request, api: Api) -> Response:
         try:
             item = BatchMember.model_validate(raw)
         except ValidationError as exc:
-            errors.extend(_batch_error(index, external_id, p) for p in problems(exc))
+            found = problems(exc, whole="member")
+            errors.extend(_batch_error(index, external_id, p) for p in found)
             continue
         cells = item.cells(item.external_id)
         record, found = check_record(index, cells, first_seen, at="index")

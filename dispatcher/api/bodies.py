@@ -62,7 +62,7 @@ class BatchBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    members: list[dict[str, Any]] = Field(max_length=MAX_BATCH)
+    members: list[Any] = Field(max_length=MAX_BATCH)
 
 
 class ConsentBody(BaseModel):
@@ -74,10 +74,11 @@ class ConsentBody(BaseModel):
     opt_in: StrictBool
 
 
-def problems(exc: ValidationError) -> list[Problem]:
-    """A pydantic error as the import's problems: field and reason, never the value."""
+def problems(exc: ValidationError, whole: str = "body") -> list[Problem]:
+    """A pydantic error as the import's problems: field and reason, never the value;
+    `whole` names the field of an error about the whole object."""
     found = []
     for error in exc.errors(include_input=False, include_url=False):
         location = [str(part) for part in error["loc"]]
-        found.append(Problem(".".join(location) or "body", error["msg"]))
+        found.append(Problem(".".join(location) or whole, error["msg"]))
     return found

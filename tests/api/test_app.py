@@ -165,6 +165,7 @@ def test_a_batch_applies_the_valid_records_and_reports_the_others_as_the_import_
         {"email": "noid@example.com"},
         {"external_id": "B3", "sms_opt_in": 1},
         {"external_id": "B4", "mobile": "09121234567", "tags": ["sms"]},
+        "B5",
     ]
     answer = api.post("/api/v1/members/batch", json={"members": records})
     assert answer.status_code == 200, answer.text
@@ -175,6 +176,7 @@ def test_a_batch_applies_the_valid_records_and_reports_the_others_as_the_import_
         (2, "B1", "external_id"),
         (3, None, "external_id"),
         (4, "B3", "sms_opt_in"),
+        (6, None, "member"),
     ]
     assert "first at index 0" in body["errors"][1]["reason"]
     assert "not-an-address" not in answer.text
