@@ -289,16 +289,13 @@ def test_the_feed_pages_with_its_limit_and_refuses_a_forged_cursor(api: httpx.Cl
 
 
 def test_each_key_is_rate_limited(start_server: Callable[..., AppServer], engine: Engine) -> None:
-    server = start_server(API_RATE_LIMIT="2")
+    server = start_server(API_RATE_LIMIT="0.01")  # one request per 100 s, bursts of one
     other = create_key(engine, "other")
     key = create_key(engine, "shop-web")
     url = f"{server.url}/api/v1/consent-changes"
-    codes = [
-        httpx.get(url, headers={"Authorization": f"Bearer {key}"}).status_code for _ in range(4)
-    ]
-    assert codes[:2] == [200, 200] and 429 in codes[2:]
+    assert httpx.get(url, headers={"Authorization": f"Bearer {key}"}).status_code == 200
     limited = httpx.get(url, headers={"Authorization": f"Bearer {key}"})
-    assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 60
     assert httpx.get(url, headers={"Authorization": f"Bearer {other}"}).status_code == 200
 
 
