@@ -1,5 +1,6 @@
 """Members: CSV import (upsert by external_id), following the consent rules of
-`dispatcher.audience.consent`:
+`dispatcher.audience.consent`. Its record check (`check_record`) and bulk write
+(`upsert_members`) are also those of the shop's API (`dispatcher.api`):
 
 - An opt-out through the dispatcher (unsubscribe link, one-click, SMS keyword, the SMS
   provider's blacklist) is *sticky*: it sets `Member.<channel>_optout_source`, and no
