@@ -166,11 +166,10 @@ def test_consent_changes_are_listed_oldest_first_from_a_position(
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)  # SQLite: in id order
 def test_the_feed_waits_for_an_event_committed_after_a_later_one(
-    database_url: str, engine: Engine, tmp_path: Path
+    engine: Engine, tmp_path: Path
 ) -> None:
-    if not database_url.startswith("postgresql"):
-        pytest.skip("SQLite commits one writer at a time, in id order")
     run(engine, tmp_path, "external_id\nC1\nC2\n")
     first, second = member(engine, "C1").id or 0, member(engine, "C2").id or 0
     slow = engine.connect()
