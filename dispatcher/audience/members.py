@@ -27,11 +27,7 @@ from sqlalchemy import (
     Connection,
     RowMapping,
     Table,
-    Update,
-    bindparam,
     delete,
-    insert,
-    update,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Engine
@@ -47,6 +43,7 @@ from dispatcher.audience.normalise import (
 )
 from dispatcher.errors import InputError
 from dispatcher.masking import mask_email, mask_text
+from dispatcher.store.bulk import insert_rows, update_rows
 from dispatcher.store.models import ConsentEvent, ConsentSource, Member, MemberTag, utcnow
 
 __all__ = [
@@ -375,21 +372,20 @@ def upsert_members(engine: Engine, rows: Sequence[MemberRecord], report: ImportR
             if changes:
                 changes["updated_at"] = now
                 columns = tuple(sorted(changes))
-                params = {f"p_{column}": value for column, value in changes.items()}
-                params["p_id"] = member["id"]
+                params = {**changes, "id": member["id"]}
                 updates.setdefault(columns, []).append(params)
                 report.updated += 1
             else:
                 report.unchanged += 1
 
         if inserts:
-            _insert_rows(conn, _MEMBER, inserts)  # RETURNING is 5x slower on PostgreSQL
+            insert_rows(conn, _MEMBER, inserts)  # RETURNING is 5x slower on PostgreSQL
         for condition in _among(conn, _MEMBER.c.external_id, list(new_tags)):
             stmt = sa.select(_MEMBER.c.id, _MEMBER.c.external_id).where(condition)
             for member_id, external_id in conn.execute(stmt):
                 tag_replacements[member_id] = new_tags[external_id]
         for columns, params_list in updates.items():
-            _update_rows(conn, columns, params_list)
+            update_rows(conn, _MEMBER, columns, params_list)
         if tag_replacements:
             for condition in _among(conn, _MEMBER_TAG.c.member_id, replaced_tags):
                 conn.execute(delete(_MEMBER_TAG).where(condition))
@@ -399,9 +395,9 @@ def upsert_members(engine: Engine, rows: Sequence[MemberRecord], report: ImportR
                 for tag in tags
             ]
             if tag_rows:
-                _insert_rows(conn, _MEMBER_TAG, tag_rows)
+                insert_rows(conn, _MEMBER_TAG, tag_rows)
         if events:
-            _insert_rows(conn, _CONSENT_EVENT, events)
+            insert_rows(conn, _CONSENT_EVENT, events)
 
 
 def _lock_for_writing(conn: Connection) -> None:
@@ -506,50 +502,6 @@ def _changes(
             }
         )
     return changes, events, kept
-
-
-def _insert_rows(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    """INSERT rows that all have the same keys. PostgreSQL gets one statement over an
-    array per column (`INSERT ... SELECT unnest(...), ...`): a batch of 1,000 members
-    in a few milliseconds, where executemany takes tens. SQLite gets executemany."""
-    if conn.dialect.name != "postgresql":
-        conn.execute(insert(table), rows)
-        return
-    names = list(rows[0])
-    conn.execute(
-        insert(table).from_select(names, sa.select(*(_unnest(table, name, rows) for name in names)))
-    )
-
-
-def _update_rows(
-    conn: Connection, columns: tuple[str, ...], params_list: list[dict[str, Any]]
-) -> None:
-    """UPDATE members' `columns`, each row its own values (`_update_statement`'s
-    parameters); on PostgreSQL as one `UPDATE ... FROM unnest(...)`."""
-    if conn.dialect.name != "postgresql":
-        conn.execute(_update_statement(columns), params_list)
-        return
-    rows = [{key.removeprefix("p_"): value for key, value in p.items()} for p in params_list]
-    given = sa.select(*(_unnest(_MEMBER, name, rows) for name in ("id", *columns))).subquery()
-    conn.execute(
-        update(_MEMBER)
-        .where(_MEMBER.c.id == given.c.id)
-        .values({column: given.c[column] for column in columns})
-    )
-
-
-def _unnest(table: Table, name: str, rows: list[dict[str, Any]]) -> Any:
-    array = postgresql.ARRAY(table.c[name].type)
-    return sa.func.unnest(sa.bindparam(None, [row[name] for row in rows], type_=array)).label(name)
-
-
-def _update_statement(columns: tuple[str, ...]) -> Update:
-    """UPDATE of `columns` for executemany; bind names must differ from column names."""
-    return (
-        update(_MEMBER)
-        .where(_MEMBER.c.id == bindparam("p_id"))
-        .values({column: bindparam(f"p_{column}") for column in columns})
-    )
 
 
 def _among(conn: Connection, column: Any, values: Sequence[Any]) -> Iterator[Any]:
