@@ -3,7 +3,8 @@
 Starts `uvicorn dispatcher.api:app` (one process, as the Procfile's `api` line) on a free
 loopback port against a fresh database (SQLite, and PostgreSQL with --postgres), makes
 an API key, then sends batches of --batch members (1,000 by default, the endpoint's
-limit) one after another over one keep-alive connection, as a shop's sync job would:
+limit) one after another over one keep-alive connection (--connections N: N such
+clients side by side), as a shop's sync job would:
 
 1. create: N new members (name, email, mobile, tags, opt-ins);
 2. update: the same N again, each with a new mobile and one tag more.
@@ -22,6 +23,7 @@ import http.client
 import json
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -61,26 +63,42 @@ def batches(n: int, size: int, update: bool) -> list[bytes]:
     return bodies
 
 
-def run_phase(url: str, key: str, bodies: list[bytes], n: int) -> float:
+def run_phase(url: str, key: str, bodies: list[bytes], n: int, connections: int) -> float:
+    """Send the bodies over `connections` keep-alive connections, each taking the next
+    body when its answer is in; members/s from the first request to the last answer."""
     host, port = url.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=300)
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    todo = iter(bodies)
+    lock = threading.Lock()
+    applied: list[int] = []
+
+    def client() -> None:
+        conn = http.client.HTTPConnection(host, int(port), timeout=300)
+        while True:
+            with lock:
+                body = next(todo, None)
+            if body is None:
+                break
+            conn.request("POST", "/api/v1/members/batch", body=body, headers=headers)
+            answer = conn.getresponse()
+            data = json.loads(answer.read())
+            if answer.status != 200 or data["errors"]:
+                raise SystemExit(f"batch refused: {answer.status} {str(data)[:500]}")
+            applied.append(data["applied"])
+        conn.close()
+
+    threads = [threading.Thread(target=client) for _ in range(connections)]
     started = time.perf_counter()
-    applied = 0
-    for body in bodies:
-        conn.request("POST", "/api/v1/members/batch", body=body, headers=headers)
-        answer = conn.getresponse()
-        data = json.loads(answer.read())
-        if answer.status != 200 or data["errors"]:
-            raise SystemExit(f"batch refused: {answer.status} {str(data)[:500]}")
-        applied += data["applied"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
     elapsed = time.perf_counter() - started
-    conn.close()
-    assert applied == n, (applied, n)
+    assert sum(applied) == n, (sum(applied), n)
     return n / elapsed
 
 
-def bench(db: Database, n: int, size: int, work: Path) -> list[tuple[str, float]]:
+def bench(db: Database, n: int, size: int, connections: int, work: Path) -> list[tuple[str, float]]:
     db.create()
     engine = db.engine()
     key = create_key(engine, "bench")
@@ -90,8 +108,8 @@ def bench(db: Database, n: int, size: int, work: Path) -> list[tuple[str, float]
         work / f"api-{db.kind}.log",
     )
     try:
-        create = run_phase(server.url, key, batches(n, size, update=False), n)
-        update = run_phase(server.url, key, batches(n, size, update=True), n)
+        create = run_phase(server.url, key, batches(n, size, update=False), n, connections)
+        update = run_phase(server.url, key, batches(n, size, update=True), n, connections)
     finally:
         server.stop()
     with engine.connect() as conn:
@@ -106,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", type=int, default=20_000, help="members per phase")
     parser.add_argument("--batch", type=int, default=1000, help="members per request")
+    parser.add_argument("--connections", type=int, default=1, help="client connections")
     parser.add_argument("--postgres", help="a PostgreSQL URL: run there too")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
@@ -115,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             databases.append(Database.postgres(args.postgres, f"b_{uuid.uuid4().hex[:8]}"))
         worst = float("inf")
         for db in databases:
-            for phase, rate in bench(db, args.n, args.batch, work):
+            for phase, rate in bench(db, args.n, args.batch, args.connections, work):
                 worst = min(worst, rate)
                 print(
                     f"batch upserts, {db.kind:8} {phase:6}: {rate:8,.0f} members/s (N = {args.n:,})"
