@@ -142,6 +142,10 @@ class Settings(BaseSettings):
 
     worker_threads: int = Field(default=8, ge=1)  # inline mode
 
+    # The shop's private API (`uvicorn dispatcher.api:app`): requests per second per key,
+    # in each API process (bursts of as many).
+    api_rate_limit: float = Field(default=20.0, gt=0)
+
     # Running it for real: see README "Running it for real".
     smtp_rate_limit: float | None = Field(default=None, gt=0)  # messages/s, all workers
     send_lease_seconds: int = Field(default=300, ge=1)  # `sending` older = orphaned

@@ -17,11 +17,11 @@ the unsubscribe endpoint holds SQLite's write lock for as short a time as possib
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, false, insert, true, update
-from sqlalchemy import select as sa_select
+from sqlalchemy import select as core_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -45,13 +45,24 @@ def subscribe(engine: Engine, external_id: str, channel: Channel) -> None:
     does nothing when the member is already opted in. Raises `NotFoundError` for an
     unknown `external_id`.
     """
+    set_consent(engine, external_id, channel, True, ConsentSource.CLI)
+
+
+def set_consent(
+    engine: Engine, external_id: str, channel: Channel, opt_in: bool, source: ConsentSource
+) -> bool:
+    """Opt a member out of `channel` (`opt_out`) or back in (`resubscribe`: undoes a
+    sticky opt-out), by external id, in a transaction of its own; True if it changed.
+    Raises `NotFoundError` for an unknown `external_id`."""
     with session_scope(engine) as session:
         member_id = session.exec(
             select(Member.id).where(col(Member.external_id).in_(external_id_forms(external_id)))
         ).first()
         if member_id is None:
             raise NotFoundError(f"no member with external_id {external_id!r}")
-        resubscribe(session, member_id, channel, ConsentSource.CLI)
+        if opt_in:
+            return resubscribe(session, member_id, channel, source)
+        return opt_out(session, member_id, channel, source)
 
 
 def _statements(channel: Channel) -> dict[str, Any]:
@@ -183,14 +194,14 @@ def list_optouts(engine: Engine, since: datetime | None = None) -> list[dict[str
 
 @dataclass(frozen=True, slots=True)
 class ConsentChange:
-    """One change of a member's consent on a channel: an opt-out or a re-subscribe."""
+    """One change of a member's consent, as the shop's feed shows it."""
 
-    id: int  # the consent event's id: increasing, a cursor for `after_id`
-    external_id: str
+    id: int  # the event's id: the feed's position
+    external_id: str | None  # None: the member was erased since
     channel: str
     opt_in: bool
     source: str
-    at: datetime  # aware, UTC
+    at: datetime  # UTC
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -203,6 +214,24 @@ class ConsentChange:
         }
 
 
+# An id missing from the events read (a transaction that took its id but has not
+# committed yet, or rolled back) holds the feed back this long after the next event.
+SETTLE = timedelta(seconds=30)
+_EVENT = ConsentEvent.__table__  # type: ignore[attr-defined]
+_CHANGES = (
+    core_select(
+        _EVENT.c.id,
+        _MEMBER.c.external_id,
+        _EVENT.c.channel,
+        _EVENT.c.opted_in,
+        _EVENT.c.source,
+        _EVENT.c.at,
+    )
+    .select_from(_EVENT.outerjoin(_MEMBER, _MEMBER.c.id == _EVENT.c.member_id))
+    .order_by(_EVENT.c.id)
+)
+
+
 def consent_changes(
     engine: Engine,
     *,
@@ -210,44 +239,38 @@ def consent_changes(
     after_id: int | None = None,
     limit: int | None = None,
 ) -> list[ConsentChange]:
-    """Every change of consent (opt-outs and re-subscribes, any source), oldest first:
-    in the order they were recorded (event id), so that `after_id` is a safe cursor.
+    """Every consent change (opt-outs and re-subscribes, any source), oldest first.
 
-    `since` keeps changes at or after that moment (a naive one is UTC); `after_id`
-    those after that event id (a cursor: pass the last id seen); `limit` at most that
-    many. Members erased since are left out (their events go with them).
+    `after_id` resumes after the last change seen (its `id`); `since` keeps changes
+    at or after that moment (naive = UTC); `limit` caps the list. An erased
+    member's events stay, with `external_id` None.
+
+    A list that stops before `limit` is not the end: on PostgreSQL, which hands out
+    ids before the commit, an id missing after `after_id` (a transaction not yet
+    committed) stops the list there until it appears, or until `SETTLE` after the
+    next event, when it is taken as rolled back. So resuming from the last id never
+    skips an event committed late. (SQLite's one writer at a time commits in id order.)
     """
-    stmt = (
-        sa_select(
-            col(ConsentEvent.id),
-            col(Member.external_id),
-            col(ConsentEvent.channel),
-            col(ConsentEvent.opted_in),
-            col(ConsentEvent.source),
-            col(ConsentEvent.at),
-        )
-        .join(Member, col(Member.id) == col(ConsentEvent.member_id))
-        .order_by(col(ConsentEvent.id))
-    )
-    if since is not None:
-        stmt = stmt.where(col(ConsentEvent.at) >= _utc(since))
+    stmt = _CHANGES
     if after_id is not None:
-        stmt = stmt.where(col(ConsentEvent.id) > after_id)
+        stmt = stmt.where(_EVENT.c.id > after_id)
+    if since is not None:
+        stmt = stmt.where(_EVENT.c.at >= _utc(since))
     if limit is not None:
         stmt = stmt.limit(limit)
     with engine.connect() as conn:
         rows = conn.execute(stmt).all()
-    return [
-        ConsentChange(
-            id=event_id or 0,
-            external_id=external_id,
-            channel=channel,
-            opt_in=bool(opted_in),
-            source=source,
-            at=_utc(at),
-        )
-        for event_id, external_id, channel, opted_in, source, at in rows
-    ]
+    settled = utcnow() - SETTLE
+    changes: list[ConsentChange] = []
+    gaps = engine.dialect.name == "postgresql" and since is None
+    expected = after_id + 1 if after_id is not None and gaps else None
+    for event_id, external_id, channel, opted_in, source, at in rows:
+        at = _utc(at)
+        if expected is not None and event_id != expected and at > settled:
+            break  # a gap: an earlier event may still commit
+        expected = event_id + 1
+        changes.append(ConsentChange(event_id, external_id, channel, opted_in, source, at))
+    return changes
 
 
 def _utc(at: datetime) -> datetime:

@@ -1,5 +1,6 @@
 """Members: CSV import (upsert by external_id), following the consent rules of
-`dispatcher.audience.consent`:
+`dispatcher.audience.consent`. Its record check (`check_record`) and bulk write
+(`upsert_members`) are also those of the shop's API (`dispatcher.api`):
 
 - An opt-out through the dispatcher (unsubscribe link, one-click, SMS keyword, the SMS
   provider's blacklist) is *sticky*: it sets `Member.<channel>_optout_source`, and no
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,11 +27,7 @@ from sqlalchemy import (
     Connection,
     RowMapping,
     Table,
-    Update,
-    bindparam,
     delete,
-    insert,
-    update,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Engine
@@ -50,21 +47,20 @@ from dispatcher.audience.normalise import (
 from dispatcher.controlchars import CONTROL, strip_controls
 from dispatcher.errors import InputError
 from dispatcher.masking import mask_email, mask_text
-from dispatcher.store.models import (
-    ConsentEvent,
-    ConsentSource,
-    Member,
-    MemberTag,
-    utcnow,
-)
+from dispatcher.store.bulk import insert_rows, update_rows
+from dispatcher.store.models import ConsentEvent, ConsentSource, Member, MemberTag, utcnow
 
 __all__ = [
     "COLUMNS",
     "ImportReport",
+    "MemberRecord",
+    "Problem",
     "RowError",
+    "check_record",
     "import_members",
     "normalise_email",
     "normalise_mobile",
+    "upsert_members",
 ]
 
 COLUMNS = (
@@ -136,11 +132,24 @@ class ImportReport:
         return not self.rejected
 
 
+@dataclass(frozen=True)
+class Problem:
+    """What is wrong with one field of a record (`check_record`); the reason masks
+    any address it shows."""
+
+    field: str
+    reason: str
+    external_id: str | None = None
+
+
 @dataclass
-class _Row:
+class MemberRecord:
+    """A valid member record, ready to write: `values` are the stored forms, only for
+    the columns given. `line` is where it came from (a CSV line, a batch index)."""
+
     line: int
     external_id: str
-    values: dict[str, Any]  # normalised, only for the columns the file has
+    values: dict[str, Any]
 
 
 # --------------------------------------------------------------------------- import
@@ -183,17 +192,17 @@ def import_members(engine: Engine, path: Path, *, keys: AddressKeys | None = Non
     in bulk, so a file of 100,000 rows takes seconds.
     """
     report = ImportReport()
-    present, rows = _parse(path, report)
+    rows = _parse(path, report)
     report.shared = shared_addresses(
         (row.line, row.external_id, row.values.get("email"), row.values.get("mobile"))
         for row in rows
     )
     if rows:
-        _apply(engine, rows, present, report, keys)
+        upsert_members(engine, rows, report, keys)
     return report
 
 
-def _parse(path: Path, report: ImportReport) -> tuple[set[str], list[_Row]]:
+def _parse(path: Path, report: ImportReport) -> list[MemberRecord]:
     """Read and validate the file; bad rows go to `report.rejected`."""
     name = str(path)
     reader = csv.reader(io.StringIO(_read_text(path), newline=""))
@@ -216,58 +225,88 @@ def _parse(path: Path, report: ImportReport) -> tuple[set[str], list[_Row]]:
     index = {column: i for i, column in enumerate(columns) if column in COLUMNS}
     id_index = index["external_id"]
 
-    rows: list[_Row] = []
+    rows: list[MemberRecord] = []
     first_seen: dict[str, int] = {}
     for line, cells in records:
         if not any(cell.strip() for cell in cells):
             continue
-        raw_id = cells[id_index] if id_index < len(cells) else ""
-        try:
-            external_id = normalise_external_id(raw_id)
-        except ValueError as exc:
-            reject(line, "external_id", str(exc))
-            continue
         if len(cells) != len(columns):
+            external_id = cells[id_index].strip() if id_index < len(cells) else ""
             reject(line, "row", f"{len(cells)} fields, the header has {len(columns)}", external_id)
             continue
-        errors_before = len(report.rejected)
-        if not external_id:
-            reject(line, "external_id", "missing")
-        elif len(external_id) > MAX_EXTERNAL_ID_LENGTH:
-            reject(line, "external_id", f"longer than {MAX_EXTERNAL_ID_LENGTH} characters")
-        elif external_id in first_seen:
-            reject(
-                line,
-                "external_id",
-                f"duplicate external_id (first on line {first_seen[external_id]})",
-                external_id,
-            )
-        else:
-            first_seen[external_id] = line
-        values: dict[str, Any] = {}
-        for column, i in index.items():
-            if column == "external_id":
-                continue
-            cell = cells[i]
-            if column in _CLEANED and CONTROL.search(collapsed := " ".join(cell.split())):
-                cell = strip_controls(collapsed)  # line breaks and tabs are only spaces
-                warn(line, column, "control characters removed", external_id)
-            try:
-                values[column] = _convert(column, cell)
-            except ValueError as exc:
-                reject(line, column, f"{exc}{_shown(column, cell)}", external_id)
-                continue
-            if column == "email" and values[column] and needs_smtputf8(values[column]):
-                warn(
-                    line,
+        warnings: list[Problem] = []
+        record, problems = check_record(
+            line, {column: cells[i] for column, i in index.items()}, first_seen, warnings=warnings
+        )
+        for problem in problems:
+            reject(line, problem.field, problem.reason, problem.external_id)
+        for problem in warnings:
+            warn(line, problem.field, problem.reason, problem.external_id)
+        if record is not None:
+            rows.append(record)
+    return rows
+
+
+def check_record(
+    position: int,
+    cells: Mapping[str, str],
+    first_seen: dict[str, int],
+    *,
+    at: str = "line",
+    warnings: list[Problem] | None = None,
+) -> tuple[MemberRecord | None, list[Problem]]:
+    """Validate and normalise one member record: the rules of `import_members`, for
+    every way members come in (a CSV row, a body of the shop's API).
+
+    `cells` maps column names (of `COLUMNS`; others are ignored) to the text given;
+    a column not given is left alone. `first_seen` maps the external ids already
+    accepted to their position (`at` names it in the duplicate's reason: `line`,
+    `index`), and is updated. Returns the record, or None with every problem found;
+    what was accepted with a change (control characters removed, an address only a
+    relay with SMTPUTF8 takes) goes to `warnings`.
+    """
+    problems: list[Problem] = []
+    notes: list[Problem] = warnings if warnings is not None else []
+    try:
+        external_id = normalise_external_id(cells.get("external_id", ""))
+    except ValueError as exc:
+        return None, [Problem("external_id", str(exc))]
+    if not external_id:
+        problems.append(Problem("external_id", "missing"))
+    elif len(external_id) > MAX_EXTERNAL_ID_LENGTH:
+        problems.append(Problem("external_id", f"longer than {MAX_EXTERNAL_ID_LENGTH} characters"))
+    elif external_id in first_seen:
+        reason = f"duplicate external_id (first {_AT[at]} {at} {first_seen[external_id]})"
+        problems.append(Problem("external_id", reason, external_id))
+    else:
+        first_seen[external_id] = position
+    values: dict[str, Any] = {}
+    for column, cell in cells.items():
+        if column == "external_id" or column not in COLUMNS:
+            continue
+        if column in _CLEANED and CONTROL.search(collapsed := " ".join(cell.split())):
+            cell = strip_controls(collapsed)  # line breaks and tabs are only spaces
+            notes.append(Problem(column, "control characters removed", external_id or None))
+        try:
+            values[column] = _convert(column, cell)
+        except ValueError as exc:
+            problems.append(Problem(column, f"{exc}{_shown(column, cell)}", external_id or None))
+            continue
+        if column == "email" and values[column] and needs_smtputf8(values[column]):
+            notes.append(
+                Problem(
                     column,
                     f"{mask_email(values[column])!r} has a non-ASCII local part: it is sent "
                     "only through a relay offering SMTPUTF8",
-                    external_id,
+                    external_id or None,
                 )
-        if len(report.rejected) == errors_before:
-            rows.append(_Row(line, external_id, values))
-    return set(index), rows
+            )
+    if problems:
+        return None, problems
+    return MemberRecord(position, external_id, values), []
+
+
+_AT = {"line": "on", "index": "at"}
 
 
 def _records(reader: Any, name: str) -> Iterator[tuple[int, list[str]]]:
@@ -341,14 +380,16 @@ def _shown(column: str, cell: str) -> str:
     return ""
 
 
-def _apply(
+def upsert_members(
     engine: Engine,
-    rows: list[_Row],
-    present: set[str],
+    rows: Sequence[MemberRecord],
     report: ImportReport,
-    keys: AddressKeys | None,
+    keys: AddressKeys | None = None,
 ) -> None:
-    """Write the valid rows in one transaction, in bulk; fill the report's counts."""
+    """Write valid records (from `check_record`) in one transaction, in bulk, with
+    the import's consent rules; add to the report's counts. With `keys`, members get
+    their address keys now (else at the next expansion)."""
+    present = {column for row in rows for column in row.values}
     now = utcnow()
     with engine.begin() as conn:
         _lock_for_writing(conn)
@@ -383,21 +424,20 @@ def _apply(
             if changes:
                 changes["updated_at"] = now
                 columns = tuple(sorted(changes))
-                params = {f"p_{column}": value for column, value in changes.items()}
-                params["p_id"] = member["id"]
+                params = {**changes, "id": member["id"]}
                 updates.setdefault(columns, []).append(params)
                 report.updated += 1
             else:
                 report.unchanged += 1
 
         if inserts:
-            conn.execute(insert(_MEMBER), inserts)  # RETURNING is 5x slower on PostgreSQL
+            insert_rows(conn, _MEMBER, inserts)  # RETURNING is 5x slower on PostgreSQL
         for condition in _among(conn, _MEMBER.c.external_id, list(new_tags)):
             stmt = sa.select(_MEMBER.c.id, _MEMBER.c.external_id).where(condition)
             for member_id, external_id in conn.execute(stmt):
                 tag_replacements[member_id] = new_tags[external_id]
         for columns, params_list in updates.items():
-            conn.execute(_update_statement(columns), params_list)
+            update_rows(conn, _MEMBER, columns, params_list)
         if tag_replacements:
             for condition in _among(conn, _MEMBER_TAG.c.member_id, replaced_tags):
                 conn.execute(delete(_MEMBER_TAG).where(condition))
@@ -407,9 +447,9 @@ def _apply(
                 for tag in tags
             ]
             if tag_rows:
-                conn.execute(insert(_MEMBER_TAG), tag_rows)
+                insert_rows(conn, _MEMBER_TAG, tag_rows)
         if events:
-            conn.execute(insert(_CONSENT_EVENT), events)
+            insert_rows(conn, _CONSENT_EVENT, events)
 
 
 def _lock_for_writing(conn: Connection) -> None:
@@ -466,7 +506,7 @@ def _load_tags(conn: Connection, member_ids: Sequence[int]) -> dict[int, set[str
     return tags
 
 
-def _new_member(row: _Row, now: datetime) -> dict[str, Any]:
+def _new_member(row: MemberRecord, now: datetime) -> dict[str, Any]:
     values = row.values
     return {
         "external_id": row.external_id,
@@ -514,15 +554,6 @@ def _changes(
             }
         )
     return changes, events, kept
-
-
-def _update_statement(columns: tuple[str, ...]) -> Update:
-    """UPDATE of `columns` for executemany; bind names must differ from column names."""
-    return (
-        update(_MEMBER)
-        .where(_MEMBER.c.id == bindparam("p_id"))
-        .values({column: bindparam(f"p_{column}") for column in columns})
-    )
 
 
 def _among(conn: Connection, column: Any, values: Sequence[Any]) -> Iterator[Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dispatcher.cli import (  # registers the commands
+    apikeys,
     bounces,
     campaign,
     members,
@@ -18,6 +19,7 @@ from dispatcher.errors import DispatcherError
 from dispatcher.settings import get_settings
 
 __all__ = [
+    "apikeys",
     "app",
     "bounces",
     "campaign",

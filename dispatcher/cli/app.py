@@ -37,6 +37,10 @@ bounces_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(bounces_app, name="bounces")
+api_key_app = typer.Typer(
+    help="Keys of the shop's private API (`uvicorn dispatcher.api:app`).", no_args_is_help=True
+)
+app.add_typer(api_key_app, name="api-key")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)

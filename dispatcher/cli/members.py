@@ -1,4 +1,4 @@
-"""The `dispatcher members` commands: import, subscribe, optouts. Registered on the
+"""The `dispatcher members` commands: import, subscribe, optouts, export, erase. Registered on the
 Typer app of `dispatcher.cli` (which imports this module last)."""
 
 from __future__ import annotations
@@ -147,4 +147,35 @@ def members_consent_changes(
         sys.stdout,
         ["id", "external_id", "channel", "opt_in", "source", "at"],
         ({**c.as_json(), "opt_in": int(c.opt_in)} for c in changes),
+    )
+
+
+@members_app.command("export")
+def members_export(external_id: str) -> None:
+    """Print everything stored about a member as JSON (a data-access request)."""
+    from dispatcher.audience.privacy import export_member
+
+    rt = runtime()
+    try:
+        found = export_member(rt.engine, external_id)
+    except DispatcherError as exc:
+        fail(str(exc))
+    sys.stdout.write(json.dumps(found, ensure_ascii=False, indent=2) + "\n")
+
+
+@members_app.command("erase")
+def members_erase(external_id: str) -> None:
+    """Erase a member's personal data; their deliveries stay as anonymous counts."""
+    from dispatcher.audience.privacy import erase_member
+
+    rt = runtime()
+    try:
+        erasure = erase_member(rt.engine, external_id)
+    except DispatcherError as exc:
+        fail(str(exc))
+    out.print(
+        f"[green]erased[/] {external_id}: {erasure.deliveries_anonymised} deliveries kept "
+        f"anonymous ({erasure.pending_skipped} pending skipped), "
+        f"{erasure.consent_events_anonymised} consent events kept anonymous",
+        highlight=False,
     )

@@ -57,6 +57,7 @@ class ConsentSource(StrEnum):
     SMS_KEYWORD = "sms-keyword"
     PROVIDER = "provider"
     CLI = "cli"
+    API = "api"  # the shop's private API (`PATCH /api/v1/members/{id}/consent`)
     BOUNCE = "bounce"  # a hard bounce, or three soft ones (`dispatcher.audience.bounces`)
     COMPLAINT = "complaint"  # an ARF report from a mailbox provider's feedback loop
 
@@ -76,6 +77,9 @@ class BounceKind(StrEnum):
 
 
 class Member(SQLModel, table=True):
+    # An erased member's id is never given to another member (an old unsubscribe link
+    # names the id): SQLite would reuse the largest id without AUTOINCREMENT.
+    __table_args__ = {"sqlite_autoincrement": True}
     id: int | None = Field(default=None, primary_key=True)
     external_id: str = Field(index=True, unique=True, max_length=64)
     first_name: str = ""
@@ -119,11 +123,14 @@ class MemberTag(SQLModel, table=True):
 
 
 class ConsentEvent(SQLModel, table=True):
-    """An opt-out or opt-in, when and how: the shop mirrors these into its profiles."""
+    """An opt-out or opt-in, when and how: the shop mirrors these into its profiles.
+
+    `member_id` is None once the member was erased: the event stays, anonymous.
+    """
 
     __tablename__ = "consent_event"
     id: int | None = Field(default=None, primary_key=True)
-    member_id: int = Field(foreign_key="member.id", index=True)
+    member_id: int | None = Field(default=None, foreign_key="member.id", index=True)
     channel: str = Field(max_length=8)
     opted_in: bool
     source: str = Field(max_length=16)
@@ -217,7 +224,8 @@ class Delivery(SQLModel, table=True):
     )
     id: int | None = Field(default=None, primary_key=True)
     campaign_id: int = Field(foreign_key="campaign.id")
-    member_id: int = Field(foreign_key="member.id", index=True)
+    # None once the member was erased: the row stays, anonymous, for the campaign's counts.
+    member_id: int | None = Field(default=None, foreign_key="member.id", index=True)
     channel: str = Field(max_length=8)
     status: str = Field(default=DeliveryStatus.PENDING, max_length=8)
     attempts: int = 0
@@ -234,3 +242,14 @@ class Delivery(SQLModel, table=True):
     # send and rate. `sms_parts`: the SMS's parts as sent (Kavenegar bills per part).
     sent_at: datetime | None = None
     sms_parts: int | None = None
+
+
+class ApiKey(SQLModel, table=True):
+    """A key of the shop's private API: only its SHA-256 is stored, never the key."""
+
+    __tablename__ = "api_key"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=64)
+    key_hash: str = Field(index=True, unique=True, max_length=64)  # hex SHA-256
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = None

@@ -174,3 +174,53 @@ def test_consent_changes_lists_both_directions_oldest_first_with_a_cursor(
     assert [c.id for c in after] == [changes[1].id]
     assert consent_changes(engine, since=changes[2].at) == [changes[2]]
     assert consent_changes(engine, since=datetime.now(UTC) + timedelta(minutes=1)) == []
+
+
+# --------------------------------------------------------------------- the consent feed
+
+
+def test_consent_changes_are_listed_oldest_first_from_a_position(
+    engine: Engine, tmp_path: Path
+) -> None:
+    run(engine, tmp_path, "external_id,email_opt_in\nC1,1\nC2,1\nC3,1\n")
+    for external_id in ("C2", "C1", "C3"):
+        with session_scope(engine) as session:
+            opt_out(session, member(engine, external_id).id or 0, Channel.SMS, ConsentSource.LINK)
+    every = consent_changes(engine)
+    assert [(c.external_id, c.channel, c.opt_in, c.source) for c in every] == [
+        ("C2", "sms", False, "link"),
+        ("C1", "sms", False, "link"),
+        ("C3", "sms", False, "link"),
+    ]
+    assert [c.id for c in every] == sorted(c.id for c in every)
+    assert consent_changes(engine, after_id=every[0].id, limit=1) == [every[1]]
+    assert consent_changes(engine, after_id=every[-1].id) == []
+    assert consent_changes(engine, since=every[1].at) == every[1:]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)  # SQLite: in id order
+def test_the_feed_waits_for_an_event_committed_after_a_later_one(
+    engine: Engine, tmp_path: Path
+) -> None:
+    run(engine, tmp_path, "external_id\nC1\nC2\n")
+    first, second = member(engine, "C1").id or 0, member(engine, "C2").id or 0
+    slow = engine.connect()
+    slow.begin()
+    insert_event = ConsentEvent.__table__.insert()  # type: ignore[attr-defined]
+    slow.execute(
+        insert_event,
+        {
+            "member_id": first,
+            "channel": "sms",
+            "opted_in": False,
+            "source": "link",
+            "at": datetime.now(UTC),
+        },
+    )
+    with session_scope(engine) as session:  # takes a later id, commits first
+        opt_out(session, second, Channel.SMS, ConsentSource.LINK)
+    assert consent_changes(engine, after_id=0) == []  # the earlier id is not committed yet
+    slow.commit()
+    slow.close()
+    assert [c.external_id for c in consent_changes(engine, after_id=0)] == ["C1", "C2"]
