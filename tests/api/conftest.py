@@ -17,6 +17,7 @@ SECRET = "test-secret-key-0123456789"
 ENV = {
     "MAIL_FROM": "فروشگاه نمونه <news@shop.example>",
     "UNSUBSCRIBE_SECRET": SECRET,
+    "SUPPRESSION_KEY": "test-suppression-key",  # = the test settings' (tests/conftest.py)
     "UNSUBSCRIBE_BASE_URL": "https://shop.example",
 }
 

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from dispatcher.audience.addresses import AddressKeys
 from dispatcher.audience.tokens import TokenSigner
 from dispatcher.definition.campaign import load_campaign
 from dispatcher.queue.expansion import expand
@@ -448,11 +449,11 @@ def test_a_new_member_never_gets_the_id_of_an_erased_one(api: httpx.Client, engi
 def test_a_reimport_of_a_suppressed_address_after_erasure_stays_suppressed(
     api: httpx.Client, engine: Engine, tmp_path: Path
 ) -> None:
-    pytest.importorskip("dispatcher.audience.suppression")  # the keyed hashes (issue 10)
     api.put("/api/v1/members/GONE", json={"email": "left@example.com"})
     api.patch("/api/v1/members/GONE/consent", json={"channel": "email", "opt_in": False})
     assert api.delete("/api/v1/members/GONE").status_code == 200
     api.put("/api/v1/members/BACK", json={"email": "left@example.com", "tags": ["newsletter"]})
     campaign = write_campaign(tmp_path / "c", tags=["newsletter"])
-    expansion = expand(engine, load_campaign(campaign))
+    expansion = expand(engine, load_campaign(campaign), keys=AddressKeys(b"test-suppression-key"))
     assert expansion.eligible["email"] == 0
+    assert expansion.excluded_by["email"]["suppressed"] == 1

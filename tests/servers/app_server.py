@@ -14,7 +14,17 @@ from pathlib import Path
 from tests.servers.kavenegar_server import REPO_ROOT, stop_process
 
 # Settings a developer's shell may carry: the server starts from what the test gives.
-CLEARED = ("SMTP_", "REDIS_", "DATABASE_", "KAVENEGAR_", "UNSUBSCRIBE_", "SMS_", "API_")
+CLEARED = (
+    "SMTP_",
+    "REDIS_",
+    "DATABASE_",
+    "KAVENEGAR_",
+    "UNSUBSCRIBE_",
+    "SMS_",
+    "API_",
+    "SUPPRESSION_",
+    "BOUNCE_",
+)
 _RUNNING = re.compile(rb"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
 
