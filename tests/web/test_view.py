@@ -11,8 +11,7 @@ from pathlib import Path
 from sqlmodel import Session, select
 from starlette.testclient import TestClient
 
-from dispatcher.delivery.control import find
-from dispatcher.delivery.status import mark_done_if_finished
+from dispatcher.delivery.control import find, finish_if_done
 from dispatcher.store.models import ConsentEvent, Member
 from dispatcher.web import create_app
 from tests.factories import Harness, add_member, write_campaign
@@ -31,7 +30,7 @@ def sent_email(
     h.send(write_campaign(tmp_path / "c", html=HTML))
     h.run_workers()
     campaign = find(h.engine, "yalda-test")
-    assert campaign.id is not None and mark_done_if_finished(h.engine, campaign.id)
+    assert campaign.id is not None and finish_if_done(h.engine, campaign.id)
     [mail] = smtp_server.wait_for(1)
     html = mail.parsed.get_body(("html",)).get_content()
     return h, html
