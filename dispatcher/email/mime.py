@@ -80,6 +80,12 @@ def _fold(value: str, used: int) -> str | None:
     return "\r\n ".join(lines)
 
 
+def _after_colon(name: str, word: str) -> str:
+    """` word`, or the word on a line of its own when it would not fit after the name
+    (an address or a URL cannot be folded inside)."""
+    return f" {word}" if len(name) + 2 + len(word) <= LINE else f"\r\n {word}"
+
+
 def _encoded_words(value: str) -> str:
     """Written directly: `email.header.Header` gives the same at several times the cost."""
     data = value.encode("utf-8")
@@ -188,12 +194,12 @@ def build_message(
     head = (
         f"From: {headers.from_header}\r\n"
         + (f"Reply-To: {headers.reply_to}\r\n" if headers.reply_to else "")
-        + f"To: {to}\r\n"
+        + f"To:{_after_colon('To', to)}\r\n"
         f"Subject: {encode_header(subject)}\r\n"
         f"Date: {date or formatdate(localtime=False, usegmt=True)}\r\n"
         f"Message-ID: {message_id or headers.message_id(delivery_id)}\r\n"
         f"List-Id: {headers.list_id}\r\n"
-        f"List-Unsubscribe: <{unsubscribe_url}>\r\n"
+        f"List-Unsubscribe:{_after_colon('List-Unsubscribe', f'<{unsubscribe_url}>')}\r\n"
         "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
         "MIME-Version: 1.0\r\n"
         f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n'

@@ -44,6 +44,7 @@ def test_now_and_at_together_are_refused(workdir: Path) -> None:
 
 
 def test_reschedule_moves_a_scheduled_campaign_and_refuses_a_past_time(workdir: Path) -> None:
+    assert run(workdir, "members", "import", "campaigns/members.csv").returncode == 0
     assert run(workdir, "campaign", "send", YALDA, "--at", "1499-09-29 10:00").returncode == 0
     moved = run(workdir, "campaign", "reschedule", "yalda-1405", "--at", "1499-10-01 09:30")
     assert moved.returncode == 0, moved.stderr

@@ -8,6 +8,7 @@ import pytest
 
 from dispatcher.definition.persian import TEHRAN, fa_digits, jalali, toman
 from dispatcher.definition.rendering import CampaignTemplates
+from dispatcher.errors import RenderError
 
 SEND_AT = datetime(2026, 12, 20, 6, 30, tzinfo=UTC)  # 10:00 in Tehran, 29 Azar 1405
 
@@ -36,7 +37,7 @@ def test_jalali_takes_a_date_and_has_a_default_format() -> None:
 
 
 def test_jalali_of_something_else_is_a_render_error() -> None:
-    with pytest.raises(TypeError, match="date or datetime"):
+    with pytest.raises(RenderError, match="date or datetime"):
         render("{{ 'x'|jalali }}")
 
 

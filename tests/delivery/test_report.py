@@ -56,7 +56,7 @@ def outcomes(
     h.run_workers()
 
     [mail] = [m for m in smtp_server.wait_for(1) if m.rcpt_to == "a@example.com"]
-    link = mail.parsed["List-Unsubscribe"].strip("<>")
+    link = mail.parsed["List-Unsubscribe"].strip().strip("<>")
     with TestClient(create_app(h.settings)) as client:
         answer = client.post(link.removeprefix(h.settings.unsubscribe_base_url), data=ONE_CLICK)
         assert answer.status_code == 200

@@ -76,7 +76,7 @@ def test_headers_and_rtl_body_are_right(
     assert msg["Message-ID"] == f"<delivery-{delivery.id}@shop.example>"
     assert msg["List-Id"] == "حراج شب یلدا <yalda-test.shop.example>"
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    unsubscribe = msg["List-Unsubscribe"].strip("<>")
+    unsubscribe = msg["List-Unsubscribe"].strip().strip("<>")  # folded when long
     assert unsubscribe.startswith("https://shop.example/u/")
     assert h.runtime.signer.verify(unsubscribe.rsplit("/", 1)[1]).member_id == member.id
     assert "maryam" not in unsubscribe
