@@ -41,4 +41,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) outbox dispatcher.store.db dispatcher.store.db-* .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) outbox dispatcher.db dispatcher.db-* .pytest_cache .mypy_cache .ruff_cache

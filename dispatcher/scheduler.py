@@ -1,40 +1,7 @@
-"""`dispatcher scheduler`: launches campaigns when due, and keeps running ones honest.
-
-Every `SCHEDULER_INTERVAL` seconds (default 5) one tick:
-
-1. **Launch** each `scheduled` campaign whose `send_at` has passed: a conditional
-   update claims it (`state = 'scheduled'` -> `'sending'`) and creates its deliveries
-   in the same transaction (`expansion.launch`), then the ids are enqueued. Two
-   schedulers (or ten) can run at once: the database decides which one launches,
-   the others see no row changed. Nothing about a schedule lives in Redis, so a
-   schedule survives restarts of everything.
-2. **Recover** each `sending` campaign, from the database:
-   * deliveries in `sending` beyond the lease (`SEND_LEASE_SECONDS`) go back to
-     `pending` and are enqueued (a worker died between claim and record);
-   * pending deliveries are re-enqueued when Redis holds *no* message of their
-     queue (`HLEN {ns}:{queue}.msgs`, queued or in flight, and its delay queue) and
-     they are older than `REQUEUE_GRACE`: Redis lost its data (flushed, restarted
-     without persistence), or a sender died between commit and enqueue. A big
-     campaign whose messages are all still queued costs two HLENs a tick, not a
-     re-enqueue of its audience. A killed worker's messages are still in Redis and
-     come back through Dramatiq's heartbeat requeue instead.
-   * SMS paused for no credit, or waiting for the send window, are left alone here.
-3. **Release** the SMS that waited for the send window, once it opens
-   (`sms_hold.release_waiting_sms`; a conditional update per campaign decides which
-   scheduler enqueues them).
-4. **Finish**: a `sending` campaign with nothing pending or sending becomes `done`.
-5. **SMS housekeeping**, with Kavenegar (`KAVENEGAR_API_KEY`) only, at most every
-   `SMS_SYNC_INTERVAL` seconds (default 300) each: record Kavenegar's delivery reports
-   (`sms_sync.sync_statuses`, as `dispatcher sms sync`) and the opt-out replies
-   (`sms_sync.read_inbox`, as `dispatcher sms inbox`). With Redis, a key set with
-   `SET NX PX` (`{REDIS_NAMESPACE}:scheduler:sms-sync`, `...:sms-inbox`) makes one
-   scheduler run each job and the others skip it until the key expires; without
-   Redis (inline mode: one process) the scheduler keeps the time itself. A failed
-   job (Kavenegar down, a 451, which also slows the senders down) is logged and tried
-   again after the interval.
-
-`--once` runs one tick (cron, tests). In inline mode (no Redis) a launched campaign
-is sent in-process before the tick ends.
+"""`dispatcher scheduler`: launches campaigns when due, and keeps running ones honest:
+orphans back after the lease, what Redis lost re-enqueued, waiting SMS released, done
+campaigns marked, and (with Kavenegar, a bounce mailbox) the periodic jobs, each taken
+by one scheduler at a time. README: "Running it for real".
 """
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
 
     # URLs may carry passwords: kept out of the repr (and so out of logs and tracebacks)
-    database_url: str = Field(default="sqlite:///dispatcher.store.db", repr=False)
+    database_url: str = Field(default="sqlite:///dispatcher.db", repr=False)
     redis_url: str | None = Field(default=None, repr=False)
     redis_namespace: str = Field(default="dispatcher", min_length=1, pattern=r"^[\w.-]+$")
 

@@ -99,7 +99,7 @@ class Deployment:
 def deployment(
     tmp_path: Path, redis_url: str, redis_namespace: str, smtp_server: SmtpServerHandle
 ) -> Iterator[tuple[Deployment, Engine]]:
-    database_url = f"sqlite:///{tmp_path / 'dispatcher.store.db'}"
+    database_url = f"sqlite:///{tmp_path / 'dispatcher.db'}"
     engine = make_engine(database_url)
     upgrade(engine)  # the migrations, as an operator's `dispatcher db upgrade`
     env = {

@@ -1,17 +1,7 @@
-"""Consent: opt-outs and opt-ins on a channel, the rules every part of the dispatcher follows.
-
-- An opt-out through the dispatcher (unsubscribe link, one-click, SMS keyword, the SMS
-  provider's blacklist) is *sticky*: it sets `Member.<channel>_optout_source`, and no
-  import can undo it; only an explicit `subscribe` (or `resubscribe` from the
-  unsubscribe page) does.
-- An import can opt a member out (`0`) and back in (`1`) as long as the opt-out came
-  from an import (that part lives in `dispatcher.audience.members`).
-- Every actual change of consent, and only that, is recorded as a `ConsentEvent`.
-- A sticky opt-out also suppresses the member's *address* on the channel
-  (`dispatcher.audience.suppression`); a re-subscribe lifts it.
-
-The writes are Core statements (a conditional UPDATE, then an INSERT of the event):
-the unsubscribe endpoint holds SQLite's write lock for as short a time as possible.
+"""Consent: opt-outs and opt-ins on a channel and the rules every part follows (sticky
+opt-outs, the address suppressed with them), the consent event log, and
+`consent_changes`, the feed of both directions. README: "One person, one message, one
+consent".
 """
 
 from __future__ import annotations

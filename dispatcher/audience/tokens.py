@@ -1,19 +1,5 @@
-"""Unsubscribe tokens: opaque, HMAC-signed, rotatable.
-
-A token names a member (by internal id, never by address), a channel and, since
-version 2, the campaign it was sent with (so an opt-out is attributed to it):
-
-    v1: base64url( 1 | channel(1) | member_id(8, big-endian) | tag(16) )       35 chars
-    v2: base64url( 2 | channel(1) | member_id(8) | campaign_id(4) | tag(16) )  40 chars
-    v3: the same as v2, for the web copy of an email (`/v/{token}`): it verifies only
-        there, and a v1/v2 token (which can unsubscribe) never verifies there.
-
-The tag is HMAC-SHA256 over the bytes before it, truncated to 128 bits. Version 1
-tokens (mail sent before) keep verifying, with no campaign. Verification
-computes the tag under every configured key (newest first) and compares each with
-`hmac.compare_digest`, so its time does not depend on how much of a token was right
-or on which key signed it. The newest key signs; older keys only verify, so links in
-mail sent months ago keep working after a rotation.
+"""Unsubscribe and web-copy tokens: opaque, HMAC-signed, rotatable, no address inside;
+verified in constant time against every configured key.
 """
 
 from __future__ import annotations

@@ -1,26 +1,7 @@
-"""Campaign control: pause, resume, cancel, retry-failed, and putting orphans back.
-
-Campaign states (`Campaign.state`)::
-
-    scheduled --launch--> sending --(nothing outstanding)--> done
-                 sending <--pause/resume--> paused         (paused_by, pause_reason)
-    scheduled | sending | paused --cancel--> cancelled     (cancel_reason)
-
-Every transition is one conditional update (`... WHERE state IN (...)`), so two people
-(or a person and the scheduler) acting at once cannot undo each other's change.
-
-*Pause* holds work back without losing it: the actors read the campaign with the
-delivery (one query, already) and return without touching a delivery whose campaign
-is not `sending`, so it stays `pending` in the database. The queue message is gone;
-*resume* re-enqueues every pending delivery from the database. Duplicates in the
-queue are harmless: only one job can claim a delivery.
-
-*Orphans.* A delivery in `sending` whose `updated_at` is older than the lease
-(`SEND_LEASE_SECONDS`) was claimed by a worker that died (SIGKILL, OOM, power) between
-claim and record. It is handed back to `pending` and re-enqueued. If that worker had
-already handed the message to the relay, the recipient gets it twice: that one
-message "on the wire" per killed worker thread is the bound of our exactly-once
-promise, and why the lease must exceed the longest send (a few `SMTP_TIMEOUT`s).
+"""Campaign control: pause, resume, cancel, reschedule, retry-failed, the SMS channel's
+own pause, orphans put back after the lease, and finish-if-done. Every change of state
+is one conditional `UPDATE ... WHERE state IN (...)`, so people and processes acting at
+once cannot undo each other. README: "Campaign states".
 """
 
 from __future__ import annotations

@@ -1,30 +1,8 @@
-"""Holding a campaign's SMS back, and letting them go: a pause, and the send window.
+"""Holding a campaign's SMS back until the send window opens, and letting them go.
 
-Both holds live on the `Campaign` row; the deliveries themselves simply stay
-`pending` in the database, which is the truth about what is left to send.
-
-**Pause** (`Campaign.sms_paused_reason`): set by the SMS actor when Kavenegar says
-the account cannot send (418 no credit, 401 disabled, 403 bad key). The delivery
-that met the error goes back to `pending`, and the actor leaves every other SMS
-delivery of the campaign alone (unclaimed, pending) while the reason is set.
-`resume_sms` clears it; re-enqueueing the pending deliveries is the job of
-`campaign resume` (or `release_waiting_sms` for deliveries that also wait).
-
-**Send window** (`Campaign.sms_waiting_until`): an SMS that comes due outside
-`SMS_SEND_WINDOW` (in `SMS_TIMEZONE`) is neither sent nor dropped, and not parked in
-the broker either: Dramatiq keeps delayed messages in the memory of the worker that
-fetched them, so delaying a whole audience by ten hours would hold it in RAM (and
-lose nothing only thanks to requeueing). Instead the actor leaves the delivery
-pending, records the window's next opening on the campaign, and acks the message.
-`release_waiting_sms` (run on every tick of `dispatcher scheduler`, or by hand:
-`dispatcher sms release`) re-enqueues, once the window is open,
-the pending SMS deliveries of each waiting campaign, read from the database in
-keyset-paginated chunks. Queue messages still in flight when the
-window closes do the same, so nothing is lost and nothing is sent at night; a
-delivery enqueued twice is harmless (`claim` is a conditional update).
-
-The window applies to every SMS transport alike, the outbox included, so that a
-rehearsal on the outbox shows what the real run will do.
+The deliveries simply stay `pending` (the database is the truth); the campaign records
+the window's next opening, and `release_waiting_sms` re-enqueues them once it is open
+(the scheduler's tick, or `dispatcher sms release`). Every SMS transport keeps it.
 """
 
 from __future__ import annotations

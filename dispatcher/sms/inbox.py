@@ -1,17 +1,6 @@
-"""Opt-out replies between Kavenegar and the database: the spool (`sms_inbox_spool`).
-
-Kavenegar hands each reply to the sender line out once: `sms/receive` marks what it
-returns as read. A reply fetched and then lost to a database error, or to a crash
-before the commit, would be an opt-out never recorded, and the member would go on
-getting SMS after writing «لغو». So the senders of opt-out replies are first written
-to the spool table in a transaction of their own, then recorded, and removed from the
-spool in the transaction that records them; whatever the spool still holds at the next
-`sms inbox`, on any host, is recorded first. Recording an opt-out twice changes
-nothing, so a replay is harmless.
-
-Only what is needed to opt the member out is kept: the number, nothing of the text.
-Before the spool was a table it was a file (`SMS_INBOX_SPOOL`): `adopt_file` moves
-what such a file still holds into the table, then deletes the file.
+"""Opt-out replies between Kavenegar and the database: each sender is written to the
+`sms_inbox_spool` table in a transaction of its own before the opt-out is applied, so
+a reply Kavenegar hands out once is never lost; any scheduler replays what is left.
 """
 
 from __future__ import annotations

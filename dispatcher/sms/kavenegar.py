@@ -1,29 +1,7 @@
-"""Kavenegar: the official client made sound, and the SMS transport built on it.
-
-`KavenegarClient` subclasses the `kavenegar` package's `KavenegarAPI`, keeping its
-method surface (`sms_send(params)`, `sms_status(params)`, ...) and replacing the one
-method that talks to the network, `_request`, to fix what the 1.1.2 release lacks:
-
-- every call has a timeout and goes through one reused `requests.Session` (keep-alive,
-  a connection pool as large as the worker's thread count), to `KAVENEGAR_BASE_URL`;
-- an error answer raises a `KavenegarError` carrying Kavenegar's numeric
-  `return.status` as `code`, whatever the HTTP status it came with (the API answers
-  errors with a non-2xx HTTP status *and* the JSON envelope), and its type says what
-  to do: transient (409, 451, timeouts), account (401, 403, 418), invalid receptor
-  (411) or rejected (any other code);
-- the API key, which Kavenegar puts in the URL path, never appears in a repr, an
-  exception's text or traceback, or a log line: the 1.1.2 release shows it in
-  `repr()` and through requests' error messages (which quote the URL), and urllib3
-  logs the URL at DEBUG level. Our exceptions are built from scrubbed text and
-  raised outside the `except` block (no chained cause that quotes the URL), and a
-  log filter scrubs the key from the urllib3 loggers;
-- list parameters are sent JSON-encoded to the methods that take arrays
-  (`sms/sendarray`) and comma-joined to the others (`receptor` of `sms/send`,
-  `messageid` of `sms/status`, ...).
-
-The client does not pace itself: the SMS actor and the status sync wait for a slot of
-the shared, adaptive `KAVENEGAR_RATE_LIMIT` (`Runtime.guard("kavenegar")`) before
-each call, and back it off on a 451.
+"""Kavenegar: the official client made sound (a timeout on every call, one session, the
+API key never in a log or traceback), its answers mapped onto the error tree
+(throttled, transient, account, invalid recipient, rejected), and the SMS transport
+built on it. README: "SMS".
 """
 
 from __future__ import annotations

@@ -1,28 +1,6 @@
-"""After sending: Kavenegar's delivery reports, and replies to the sender line.
-
-`sync_statuses` asks `sms/status` about every sent SMS of recent campaigns whose
-final state is not known yet and records what Kavenegar says in
-`Delivery.provider_status`: 10 delivered, 11 undelivered, 6 failed, 13 cancelled,
-and 14, *the recipient blocks advertising SMS*, which also opts the member out of
-SMS (source `provider`), as the operator will refuse every later one anyway.
-
-It also settles the SMS whose retries ran out on a transient error (a timeout, a
-dropped connection, a cut-off answer, a 5xx): those were recorded failed, but
-Kavenegar may have accepted one of the attempts. Once `SETTLE_AFTER` has passed, it
-is asked once, by `localid` (the delivery id): one it has is recorded `sent`, as it
-was; one it does not know keeps `failed`, with `provider_status` 100 so that it is
-not asked again (`retry-failed` clears that).
-
-`read_inbox` reads the unread replies on `KAVENEGAR_SENDER` (`sms/receive`) and opts
-out of SMS (source `sms-keyword`) every member whose number sent an opt-out word:
-`لغو`, `11`, `stop`, or the footer itself (`لغو11`), in any case, with or without
-spaces, with Persian, Arabic-Indic or Latin digits. Kavenegar marks what it hands
-out as read, so each reply is seen once.
-
-Both need Kavenegar (`KAVENEGAR_API_KEY`); they are run by `dispatcher sms sync`,
-`dispatcher sms inbox` and by the scheduler (every `SMS_SYNC_INTERVAL` seconds). Each
-call to Kavenegar first waits for a slot of the shared `KAVENEGAR_RATE_LIMIT`, as the
-SMS actor's do, so that a large sync does not crowd out the sending.
+"""After sending: Kavenegar's delivery reports (`sms sync`; status 14 opts the number
+out) and replies to the sender line (`sms inbox`; «لغو», «11», «stop» opt out), paced
+by the shared Kavenegar rate. README: "SMS".
 """
 
 from __future__ import annotations

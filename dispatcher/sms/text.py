@@ -1,18 +1,5 @@
-"""The text of a promotional SMS as it is sent: the opt-out footer, and its length in parts.
-
-An SMS centre sends a text in one of two encodings:
-
-- **GSM-7**, when every character is in the GSM 03.38 basic set or its extension
-  table: 160 septets fit one SMS, 153 each part of a longer one (the other 7 carry
-  the concatenation header). An extension character (`^{}\\[~]|€` and form feed) is
-  sent as an escape plus the character, so it counts twice.
-- **UCS-2** otherwise, i.e. as soon as there is one Persian letter: 70 UTF-16 units
-  for one SMS, 67 per part of a longer one. A character outside the BMP (an emoji)
-  takes two units.
-
-Iranian regulation asks every promotional SMS to carry an opt-out instruction; the
-dispatcher appends `SMS_OPTOUT_FOOTER` (default `لغو11`) on its own last line, so a
-campaign's template must not contain it.
+"""The text of a promotional SMS as it is sent: the opt-out footer, its length in parts
+(GSM 7-bit or UCS-2), the limits, and the parts of a whole audience.
 """
 
 from __future__ import annotations

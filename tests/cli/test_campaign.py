@@ -72,7 +72,7 @@ def test_validate_reports_problems_and_exits_non_zero(workdir: Path) -> None:
     result = run(workdir, "campaign", "validate", str(bad))
     assert result.returncode == 1
     assert "email.html: template file 'missing.html' not found" in result.stderr
-    assert not (workdir / "dispatcher.store.db").exists()  # validate changes nothing
+    assert not (workdir / "dispatcher.db").exists()  # validate changes nothing
 
 
 def test_preview_renders_for_a_member(workdir: Path) -> None:

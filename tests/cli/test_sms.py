@@ -34,7 +34,7 @@ def test_validate_reports_sms_length_and_the_audiences_parts(workdir: Path) -> N
     assert "(email, sms)" in before.stdout
     assert "sms: 129 characters, 2 parts (UCS-2) for a sample member" in before.stdout
     assert "audience unknown" in before.stdout
-    assert not (workdir / "dispatcher.store.db").exists()  # validate changes nothing
+    assert not (workdir / "dispatcher.db").exists()  # validate changes nothing
 
     run(workdir, "members", "import", "campaigns/members.csv")
     after = run(workdir, "campaign", "validate", "campaigns/yalda-1405.toml")
