@@ -8,7 +8,9 @@ import threading
 import time
 from collections.abc import Callable
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from dispatcher.asgi import replaying
 
 MAX_BODY = 1024 * 1024  # bytes: a batch of 1,000 members is about 200 KiB
 
@@ -44,16 +46,7 @@ class BodyLimit:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        delivered = False
-
-        async def replay() -> Message:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
 
 _REASONS = {400: "bad Content-Length", 413: f"the body is over {MAX_BODY} bytes"}

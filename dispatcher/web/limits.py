@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dispatcher.asgi import replaying
+
 if TYPE_CHECKING:
     from dispatcher.web.pages import Pages
 
@@ -76,16 +78,7 @@ class Guard:
             await response(scope, receive, secured)
             return
 
-        delivered = False
-
-        async def replay() -> Message:
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, secured)
+        await self.app(scope, replaying(body, receive), secured)
 
     def _refused(self, scope: Scope) -> int | None:
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8", "replace")
