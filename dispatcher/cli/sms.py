@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from dispatcher.errors import DispatcherError
@@ -24,14 +25,7 @@ def sms_sync() -> None:
     """Record Kavenegar's delivery reports of recent SMS (14 = blocked: opt the member out)."""
     from dispatcher.sms.sync import sync_statuses
 
-    rt = _sms_runtime()
-    try:
-        counts = sync_statuses(rt)
-    except DispatcherError as exc:
-        fail(str(exc))
-    finally:
-        rt.close()
-    out.print("sms sync: " + ", ".join(f"{n} {k}" for k, n in counts.items()), highlight=False)
+    _ask_kavenegar("sms sync", sync_statuses)
 
 
 @sms_app.command("inbox")
@@ -39,14 +33,19 @@ def sms_inbox() -> None:
     """Read replies to the sender line; opt out of SMS whoever answered an opt-out word."""
     from dispatcher.sms.sync import read_inbox
 
+    _ask_kavenegar("sms inbox", read_inbox)
+
+
+def _ask_kavenegar(name: str, job: Callable[[Runtime], dict[str, int]]) -> None:
+    """Run one of the SMS housekeeping jobs by hand and print its counts."""
     rt = _sms_runtime()
     try:
-        counts = read_inbox(rt)
+        counts = job(rt)
     except DispatcherError as exc:
         fail(str(exc))
     finally:
         rt.close()
-    out.print("sms inbox: " + ", ".join(f"{n} {k}" for k, n in counts.items()), highlight=False)
+    out.print(f"{name}: " + ", ".join(f"{n} {k}" for k, n in counts.items()), highlight=False)
 
 
 @sms_app.command("release")
