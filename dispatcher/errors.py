@@ -92,5 +92,14 @@ class RenderError(PermanentDeliveryError):
     error in the template, a limit passed, no visible unsubscribe link)."""
 
 
+class StyleError(RenderError):
+    """Raised when a campaign's `<style>` rules cannot be inlined at compile time;
+    `line`: the line of the `<style>` in the HTML file."""
+
+    def __init__(self, message: str, *, line: int | None = None) -> None:
+        self.line = line
+        super().__init__(message)
+
+
 class RateLimiterUnavailable(TransientDeliveryError):
     """Raised when the shared rate limiter's Redis cannot be reached (nothing was sent)."""

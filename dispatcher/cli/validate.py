@@ -72,7 +72,7 @@ def campaign_validate(
     kind = "every member" if all_members else "a varied sample"
     out.print(f"rendered for {rendered} members ({kind}, with edge cases)", highlight=False)
     for problem in problems:
-        err.print(f"  [red]-[/] {problem}", highlight=False)
+        err.print(f"  [{'yellow' if problem.warning else 'red'}]-[/] {problem}", highlight=False)
     if isinstance(counts, dict):
         per = ", ".join(f"{channel} {row['deliveries']:,}" for channel, row in counts.items())
         out.print(f"audience now: {per} members (consent as it stands)", highlight=False)
@@ -83,7 +83,7 @@ def campaign_validate(
         out.print(f"audience unknown ({counts})", highlight=False)
     if spec.sms:
         _print_sms_length(spec, templates, s)
-    if problems or failed:
+    if failed or any(not problem.warning for problem in problems):
         raise typer.Exit(1)
 
 

@@ -33,7 +33,7 @@ from dispatcher.definition.rendering import (
     wrap_in_layout,
 )
 from dispatcher.definition.sendtime import parse_send_at
-from dispatcher.errors import CampaignError, InputError, RenderError
+from dispatcher.errors import CampaignError, InputError, RenderError, StyleError
 from dispatcher.store.models import Channel
 
 _KEYS: dict[str, set[str]] = {
@@ -427,6 +427,11 @@ def _check_templates(
         return
     except TemplateNotFound as exc:
         problems.add("email.html", f"extends or includes a template that does not exist: {exc}")
+        return
+    except StyleError as exc:  # css-inline refused the HTML: the `<style>`'s line
+        at = locate(spec, HTML_NAME)
+        reason = str(exc).removeprefix("render: email.html: ")
+        problems.add(at.where, reason, file=at.file, line=exc.line)
         return
     for name in (SUBJECT_NAME, HTML_NAME, TEXT_NAME, SMS_NAME):
         if not templates.has(name):

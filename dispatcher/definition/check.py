@@ -22,6 +22,7 @@ from dispatcher.definition.rendering import (
     SUBJECT_NAME,
     TEXT_NAME,
     CampaignTemplates,
+    before_doctype,
 )
 from dispatcher.errors import RenderError
 from dispatcher.masking import mask_email, mask_mobile
@@ -60,13 +61,15 @@ class RenderProblem:
     message: str
     members: list[str] = field(default_factory=list)
     count: int = 0
+    warning: bool = False  # shown, but `validate` still passes
 
     def __str__(self) -> str:
         loc = str(self.location.file) + (f":{self.line}" if self.line else "")
         who = ", ".join(self.members)
         if self.count > len(self.members):
             who += f" and {self.count - len(self.members)} more"
-        return f"{loc}: {self.location.where}: {self.message} ({self.count} members: {who})"
+        kind = "warning: " if self.warning else ""
+        return f"{loc}: {self.location.where}: {kind}{self.message} ({self.count} members: {who})"
 
 
 def toml_line(source: str, section: str, key: str) -> int | None:
@@ -132,18 +135,33 @@ def render_problems(
         context = {**_DEFAULTS, **member}
         rendered += 1
         for name in names:
+            location = locations[name]
             try:
-                templates.render(name, {"member": context, "unsubscribe_url": url})
+                out = templates.render(name, {"member": context, "unsubscribe_url": url})
             except RenderError as error:  # the template's own error is its cause
                 exc = error.__cause__ or error
-                location = locations[name]
                 line = location.line(template_line(exc, name))
                 reason = str(exc).removeprefix("render: ")
                 message = f"cannot render: {type(exc).__name__}: {reason}"
-                problem = found.setdefault(
-                    (location.where, line, message), RenderProblem(location, line, message)
+                _count(found, RenderProblem(location, line, message), context)
+                continue
+            before = before_doctype(out) if name == HTML_NAME else ""
+            if before:
+                message = (
+                    f"something comes before <!doctype html> ({before}): browsers and mail "
+                    "clients show the email in quirks mode; put it inside a block"
                 )
-                problem.count += 1
-                if len(problem.members) < SHOWN:
-                    problem.members.append(label(context))
+                _count(found, RenderProblem(location, None, message, warning=True), context)
     return rendered, list(found.values())
+
+
+def _count(
+    found: dict[tuple[str, int | None, str], RenderProblem],
+    problem: RenderProblem,
+    member: dict[str, Any],
+) -> None:
+    """Count `member` under `problem` (the first of its kind is kept)."""
+    kept = found.setdefault((problem.location.where, problem.line, problem.message), problem)
+    kept.count += 1
+    if len(kept.members) < SHOWN:
+        kept.members.append(label(member))

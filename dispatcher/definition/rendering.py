@@ -48,6 +48,7 @@ _DIGITS = re.compile(r"\d+")
 _EXTENDS = re.compile(r"\{%[-+]?\s*extends\b")
 _COMMENT = re.compile(r"\{#.*?#\}", re.DOTALL)
 _HTML_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+_DOCTYPE = re.compile(r"\s*<!doctype\s+html[\s>]", re.IGNORECASE)
 _WRAP_OPEN = '{% extends "' + LAYOUT + '" %}{% block content %}'
 _WRAP_CLOSE = "{% endblock %}"
 
@@ -76,6 +77,18 @@ def has_unsubscribe_link(html: str, unsubscribe_url: str) -> bool:
     if needle not in html:
         return False
     return "<!--" not in html or needle in _HTML_COMMENT.sub("", html)
+
+
+def before_doctype(html: str) -> str:
+    """What a rendered page has before its `<!doctype html>` (a browser then shows it
+    in quirks mode), shortened; "" when the doctype comes first."""
+    if _DOCTYPE.match(html):
+        return ""
+    at = html.lower().find("<!doctype")
+    if at < 0:
+        return "(no <!doctype html>)"
+    found = " ".join(html[:at].split())
+    return found if len(found) <= 60 else found[:60] + "..."
 
 
 def shop_name(mail_from: str | None) -> str:

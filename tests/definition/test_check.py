@@ -35,3 +35,26 @@ def test_a_problem_is_reported_once_with_a_few_members_and_a_count(tmp_path: Pat
     assert str(problem).startswith(f"{path}:8: sms.body: cannot render: UndefinedError")
     assert "M0 (m***@example.com), M1 (m***@example.com)" in str(problem)
     assert str(problem).endswith("and 4 more)")
+
+
+def test_anything_before_the_doctype_is_a_warning_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "email.html").write_text(
+        '<style>p { color: red }</style>{% extends "email_layout.html" %}\n'
+        "{% block content %}<p>سلام</p>{% endblock %}\n",
+        encoding="utf-8",
+    )
+    path = tmp_path / "c.toml"
+    path.write_text(
+        'slug = "s"\nname = "n"\nchannels = ["email"]\n[email]\nsubject = "x"\n'
+        'html = "email.html"\n',
+        encoding="utf-8",
+    )
+    spec = load_campaign(path)
+    members = [{"external_id": f"M{i}", "tags": []} for i in range(3)]
+    templates = spec.templates({"name": "shop"})
+    rendered, [problem] = render_problems(spec, templates, members, url="u")
+    assert rendered == 3 and problem.warning and problem.count == 3
+    assert str(problem).startswith(
+        f"{tmp_path / 'email.html'}: email.html: warning: something comes before "
+        "<!doctype html> (<style>p { color: red }</style>)"
+    )
