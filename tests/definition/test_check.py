@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-from dispatcher.definition.campaign import load_campaign
+from dispatcher.definition.campaign import SmsSpec, load_campaign
 from dispatcher.definition.check import render_problems, toml_line
 
 TOML = """slug = "s"
@@ -58,3 +59,23 @@ def test_anything_before_the_doctype_is_a_warning_naming_it(tmp_path: Path) -> N
         f"{tmp_path / 'email.html'}: email.html: warning: something comes before "
         "<!doctype html> (<style>p { color: red }</style>)"
     )
+
+
+CODE = "کد شما {{ member.get('code')|fa_digits }}"  # None for a member without one
+
+
+def test_a_member_field_fa_digits_cannot_show_is_a_problem_naming_the_member(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        'slug = "s"\nname = "n"\nchannels = ["sms"]\n[sms]\n'
+        'body = "کد شما"\n',
+        encoding="utf-8",
+    )
+    spec = load_campaign(path)
+    templates = replace(spec, sms=SmsSpec(text=CODE)).templates({})
+    members = [{"external_id": "HAS", "code": "12"}, {"external_id": "NONE", "code": None}]
+    rendered, [problem] = render_problems(spec, templates, members, url="u")
+    assert problem.count == 1 and problem.members == ["NONE"] and not problem.warning
+    assert "cannot render: ValueError: fa_digits needs text or a number, not None" in str(problem)

@@ -53,5 +53,35 @@ def test_toman_of_a_word_is_a_render_error() -> None:
         toman("گران")
 
 
+@pytest.mark.parametrize(
+    "template",
+    [
+        '{{ "1e100"|toman }}',
+        '{{ "1e1000000"|toman }}',  # once minutes of CPU
+        "{{ (10 ** 20)|toman }}",
+        '{{ "12 34"|toman }}',  # once ۱٬۲۳۴
+        '{{ "1,2,3"|toman }}',
+        '{{ "NaN"|toman }}',
+        "{{ none|toman }}",
+        "{{ true|toman }}",
+    ],
+)
+def test_toman_of_what_is_not_a_plain_price_is_a_render_error(template: str) -> None:
+    with pytest.raises(RenderError, match="toman"):
+        render(template)
+
+
+def test_toman_reads_grouped_persian_digits_and_decimals() -> None:
+    assert toman("۱٬۲۵۰٬۰۰۰") == toman("1,250,000") == "۱٬۲۵۰٬۰۰۰ تومان"
+    assert toman(" -12.4 ") == "-۱۲ تومان"
+    assert toman(10**15 - 1) == "۹۹۹٬۹۹۹٬۹۹۹٬۹۹۹٬۹۹۹ تومان"
+
+
+@pytest.mark.parametrize("template", ["{{ none|fa_digits }}", "{{ [1]|fa_digits }}"])
+def test_fa_digits_of_nothing_is_a_render_error_not_the_word_none(template: str) -> None:
+    with pytest.raises(RenderError, match="fa_digits needs text or a number"):
+        render(template)
+
+
 def test_templates_see_today_in_the_shops_zone() -> None:
     assert render("{{ today|jalali('%Y/%m/%d') }}") == jalali(datetime.now(TEHRAN).date())
