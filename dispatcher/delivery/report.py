@@ -9,6 +9,7 @@ rate, and deliveries per minute by outcome (for the charts).
 
 from __future__ import annotations
 
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,8 +41,12 @@ def _utc(moment: datetime) -> datetime:
 
 
 def _reason(code: int | None, message: str | None) -> str:
+    """The code and the message, the code once: a relay's reply already starts with it
+    (`550 5.1.1 ...`, or `retries exhausted: 421 ...`)."""
     text = mask(message or "no reason recorded")
-    return f"{code} {text}" if code is not None else text
+    if code is None or re.match(rf"(?:.*?: )?{code}\b", text):
+        return text
+    return f"{code} {text}"
 
 
 def _excluded_by(row: dict[str, Any]) -> dict[str, int]:

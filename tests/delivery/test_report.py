@@ -81,7 +81,8 @@ def test_the_report_counts_each_outcome_per_channel(
     assert email["first_sent"] and email["per_minute_rate"]
 
     assert (sms["audience"], sms["sent"], sms["failed"], sms["excluded"]) == (4, 2, 1, 1)
-    assert [reason.split()[0] for reason in sms["failed_by_reason"]] == ["411"]
+    [sms_reason] = sms["failed_by_reason"]
+    assert sms_reason.startswith("Kavenegar") and sms_reason.count("411") == 1
     accepted = kavenegar.sent()
     assert sms["cost_rials"] == sum(m["cost"] for m in accepted) > 0
     assert sms["parts"] == sum(measure(m["message"]).parts for m in accepted)
@@ -97,6 +98,20 @@ def test_the_unsent_recipients_are_listed_masked(
     assert rows[("B", "email")].address == "b***@example.com"
     assert rows[("B", "sms")].address == "+98912***0002"
     assert (rows[("C", "email")].status, rows[("C", "email")].reason) == ("skipped", "opted out")
+
+
+def test_a_refusal_of_the_smtp_server_shows_its_code_once(
+    outcomes: tuple[Harness, KavenegarServerHandle],
+) -> None:
+    h, _ = outcomes
+    email = campaign_report(h.engine, SLUG)["email"]
+    assert email["failed_by_reason"] == {"550 5.1.1 no such user": 1}  # the server's reply
+    [refused] = [
+        r
+        for r in unsent_recipients(h.engine, SLUG)
+        if r.status == "failed" and r.channel == "email"
+    ]
+    assert refused.reason == "550 5.1.1 no such user"
 
 
 @pytest.fixture
