@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from starlette.applications import Starlette
@@ -39,7 +40,7 @@ from dispatcher.errors import NotFoundError
 from dispatcher.settings import Settings, get_settings
 from dispatcher.store.apikeys import authenticate
 from dispatcher.store.db import make_engine
-from dispatcher.store.models import ConsentSource
+from dispatcher.store.models import ConsentEvent, ConsentSource
 from dispatcher.store.schema import ensure_current
 
 log = logging.getLogger("dispatcher.api")
@@ -48,6 +49,7 @@ PREFIX = "/api/v1"
 FEED_LIMIT = 100  # changes per page by default
 MAX_FEED_LIMIT = 1000
 _CURSOR = "c1:"
+MAX_EVENT_ID = 2**31 - 1  # consent_event.id is an INTEGER on PostgreSQL
 
 
 @dataclass(frozen=True)
@@ -170,11 +172,13 @@ async def patch_consent(request: Request, api: Api) -> Response:
 async def get_consent_changes(request: Request, api: Api) -> Response:
     after = request.query_params.get("after")
     after_id = _read_cursor(after) if after else None
-    raw_limit = request.query_params.get("limit", str(FEED_LIMIT))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_FEED_LIMIT:
+    limit = _whole_number(request.query_params.get("limit", str(FEED_LIMIT)), MAX_FEED_LIMIT)
+    if limit is None or limit < 1:
         return _invalid([Problem("limit", f"must be a whole number from 1 to {MAX_FEED_LIMIT}")])
+    if after_id and after_id > await run_in_threadpool(_last_event_id, api.engine):
+        raise HTTPException(400, "`after` is beyond the last change of this feed")
     changes = await run_in_threadpool(
-        lambda: consent_changes(api.engine, after_id=after_id, limit=int(raw_limit))
+        lambda: consent_changes(api.engine, after_id=after_id, limit=limit)
     )
     last = changes[-1].id if changes else (after_id or 0)
     return JSONResponse(
@@ -235,6 +239,8 @@ async def _json(request: Request) -> Any:
         return json.loads(await request.body())
     except (ValueError, UnicodeDecodeError):
         raise HTTPException(400, "the body is not JSON") from None
+    except RecursionError:
+        raise HTTPException(400, "the body is JSON nested too deep") from None
 
 
 def _cursor(event_id: int) -> str:
@@ -246,10 +252,23 @@ def _read_cursor(cursor: str) -> int:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
     except (binascii.Error, ValueError):
         text = ""
-    number = text.removeprefix(_CURSOR)
-    if not text.startswith(_CURSOR) or not number.isdigit():
+    number = _whole_number(text.removeprefix(_CURSOR), MAX_EVENT_ID)
+    if not text.startswith(_CURSOR) or number is None:
         raise HTTPException(400, "`after` is not a cursor of this feed")
-    return int(number)
+    return number
+
+
+def _whole_number(text: str, most: int) -> int | None:
+    """`text` as a number from 0 to `most`, ASCII digits only; None otherwise."""
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(most)):
+        return None
+    number = int(text)
+    return number if number <= most else None
+
+
+def _last_event_id(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(func.max(ConsentEvent.id))).scalar() or 0
 
 
 def _batch_error(index: int, external_id: Any, problem: Problem) -> dict[str, Any]:

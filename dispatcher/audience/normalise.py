@@ -126,11 +126,14 @@ _MARKS = re.compile(r"[\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 def normalise_external_id(raw: str) -> str:
     """The stored form of an external_id, at import and wherever one is looked up:
     trimmed, Persian and Arabic-Indic digits as ASCII (`M۲۰۱۰` -> `M2010`), without
-    invisible direction marks. Raises `ValueError` for a control character."""
+    invisible direction marks. Raises `ValueError` for a control character, and for a
+    `/` (a path separator: the API's `/members/{id}` could not reach the member)."""
     text = _MARKS.sub("", to_ascii_digits(raw)).strip()
     found = find_control(text)
     if found:
         raise ValueError(f"a control character ({found}) in the id")
+    if "/" in text:
+        raise ValueError("a '/' in the id, which the API's /members/{id} cannot reach")
     return text
 
 

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, delete, select, update
+from sqlalchemy import Connection, Select, case, delete, select, update
 from sqlalchemy.engine import Engine
 
+from dispatcher.audience.normalise import external_id_forms
 from dispatcher.errors import NotFoundError
 from dispatcher.store.db import sqlite_checkpoint
 from dispatcher.store.models import (
@@ -60,6 +61,14 @@ class Erasure:
     consent_events_anonymised: int
 
 
+def _named(query: Select[Any], external_id: str) -> Select[Any]:
+    """`query` for the member an id names, looked up as the import stores it (`M۲۰۱۰`
+    is `M2010`); the form as typed only when no member has the stored form."""
+    forms = external_id_forms(external_id)
+    stored_first = case((_MEMBER.c.external_id == forms[0], 0), else_=1)
+    return query.where(_MEMBER.c.external_id.in_(forms)).order_by(stored_first).limit(1)
+
+
 def export_member(engine: Engine, external_id: str) -> dict[str, Any]:
     """Everything stored about a member, as JSON-ready values (times in ISO 8601 UTC).
 
@@ -70,11 +79,7 @@ def export_member(engine: Engine, external_id: str) -> dict[str, Any]:
     Raises `NotFoundError` for an unknown `external_id`.
     """
     with engine.connect() as conn:
-        member = (
-            conn.execute(select(_MEMBER).where(_MEMBER.c.external_id == external_id))
-            .mappings()
-            .first()
-        )
+        member = conn.execute(_named(select(_MEMBER), external_id)).mappings().first()
         if member is None:
             raise NotFoundError(f"no member with external_id {external_id!r}")
         member_id = member["id"]
@@ -174,9 +179,7 @@ def erase_member(engine: Engine, external_id: str) -> Erasure:
 def _erase(conn: Connection, external_id: str) -> Erasure:
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql("BEGIN IMMEDIATE")  # no opt-out slips in between
-    member_id = conn.execute(
-        select(_MEMBER.c.id).where(_MEMBER.c.external_id == external_id).with_for_update()
-    ).scalar()
+    member_id = conn.execute(_named(select(_MEMBER.c.id), external_id).with_for_update()).scalar()
     if member_id is None:
         raise NotFoundError(f"no member with external_id {external_id!r}")
     pending = _DELIVERY.c.status == DeliveryStatus.PENDING.value

@@ -3,6 +3,7 @@ keys, upsert and its 422s, batch, consent, the consent feed, limits, the descrip
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -457,3 +458,83 @@ def test_a_reimport_of_a_suppressed_address_after_erasure_stays_suppressed(
     expansion = expand(engine, load_campaign(campaign), keys=AddressKeys(b"test-suppression-key"))
     assert expansion.eligible["email"] == 0
     assert expansion.excluded_by["email"]["suppressed"] == 1
+
+
+# ------------------------------------------------------------- hostile input, ids
+
+
+def _cursor_of(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def test_cursors_limits_and_deep_json_that_are_not_plain_are_refused_not_a_500(
+    api: httpx.Client,
+) -> None:
+    api.put("/api/v1/members/C1", json={"email": "c1@example.com"})
+    api.patch("/api/v1/members/C1/consent", json={"channel": "sms", "opt_in": False})
+    feed = "/api/v1/consent-changes"
+    first = api.get(feed)
+    assert first.status_code == 200 and len(first.json()["changes"]) == 1
+    last = first.json()["cursor"]
+    assert api.get(feed, params={"after": last}).json() == {"changes": [], "cursor": last}
+
+    for text in (
+        "c1:²",  # a digit to str.isdigit(), not to int()
+        "c1:٣",
+        "c1:" + "9" * 30,
+        "c1:" + "9" * 5000,
+        "c1:2147483648",  # over PostgreSQL's INTEGER
+        "c1:100000000",  # beyond the last change: a shop resuming there would skip
+        "c1:2",
+        "c1:-1",
+        "c1:",
+    ):
+        answer = api.get(feed, params={"after": _cursor_of(text)})
+        assert answer.status_code == 400, (text[:20], answer.status_code)
+        assert "cursor" in answer.json()["error"] or "beyond" in answer.json()["error"]
+    for limit in ("²", "٣", "9" * 5000, "1001", "-1"):
+        assert api.get(feed, params={"limit": limit}).status_code == 422, limit
+
+    deep = {"json": "[" * 5000 + "]" * 5000, "objects": '{"a":' * 5000 + "1" + "}" * 5000}
+    for body in deep.values():
+        for method, path in (
+            ("PUT", "/api/v1/members/C1"),
+            ("POST", "/api/v1/members/batch"),
+            ("PATCH", "/api/v1/members/C1/consent"),
+        ):
+            answer = api.request(method, path, content=body)
+            assert answer.status_code == 400, (method, answer.status_code)
+            assert answer.json() == {"error": "the body is JSON nested too deep"}
+
+
+def test_every_lookup_by_id_normalises_it_as_the_put_stored_it(
+    api: httpx.Client, engine: Engine, database_url: str, workdir: Path
+) -> None:
+    assert api.put("/api/v1/members/M۲۰۱۰", json={"email": "m@example.com"}).status_code == 201
+    assert member(engine, "M2010") is not None
+
+    answer = api.get("/api/v1/members/M۲۰۱۰")
+    assert answer.status_code == 200 and answer.json()["external_id"] == "M2010"
+    printed = run(workdir, "members", "export", "M۲۰۱۰", DATABASE_URL=database_url)
+    assert printed.returncode == 0, printed.stderr
+    assert json.loads(printed.stdout)["external_id"] == "M2010"
+
+    assert api.delete("/api/v1/members/M٢٠١٠").status_code == 200  # Arabic-Indic digits
+    assert member(engine, "M2010") is None
+    api.put("/api/v1/members/M2011", json={})
+    erased = run(workdir, "members", "erase", "\u200fM۲۰۱۱ ", DATABASE_URL=database_url)
+    assert erased.returncode == 0, erased.stderr
+    assert member(engine, "M2011") is None
+
+
+def test_an_id_with_a_slash_is_refused_by_the_batch_the_api_could_not_reach_it(
+    api: httpx.Client, engine: Engine
+) -> None:
+    answer = api.post(
+        "/api/v1/members/batch", json={"members": [{"external_id": "A/1"}, {"external_id": "B"}]}
+    )
+    assert answer.json()["applied"] == 1
+    [error] = answer.json()["errors"]
+    assert (error["index"], error["external_id"], error["field"]) == (0, "A/1", "external_id")
+    assert "'/'" in error["reason"]
+    assert member(engine, "A/1") is None and member(engine, "B") is not None
