@@ -188,6 +188,16 @@ def test_external_id_is_trimmed_and_too_long_one_rejected(engine: Engine, tmp_pa
     assert set(members(engine)) == {"C1"}
 
 
+def test_an_external_id_with_a_slash_is_rejected_at_its_line_the_rest_imported(
+    engine: Engine, tmp_path: Path
+) -> None:
+    path = write(tmp_path, "external_id\nC1\nshop/42\nC2\n")
+    report = import_members(engine, path)
+    [error] = report.rejected
+    assert str(error).startswith(f"{path}:3: external_id: a '/' in the id")
+    assert set(members(engine)) == {"C1", "C2"}
+
+
 def test_row_error_reads_like_a_compiler_message_with_the_value_masked(
     engine: Engine, tmp_path: Path
 ) -> None:
