@@ -54,7 +54,9 @@ def inline_styles(source: str) -> str:
     except css_inline.InlineError as exc:
         found = _STYLE.search(source)
         line = source.count("\n", 0, found.start()) + 1 if found else None
-        raise StyleError(f"render: email.html: the <style> cannot be inlined: {exc}", line=line) from exc
+        raise StyleError(
+            f"render: email.html: the <style> cannot be inlined: {exc}", line=line
+        ) from exc
     # A restored `<link>` may hold a hidden `{{ }}`: comments first, then tokens.
     inlined = _COMMENT.sub(lambda m: originals[int(m.group(1))], inlined)
     return _TOKEN.sub(lambda m: originals[int(m.group(1))], inlined)

@@ -74,3 +74,19 @@ def test_a_send_at_in_the_past_is_a_validate_error(workdir: Path) -> None:
     ok = run(workdir, "campaign", "validate", str(toml))
     assert ok.returncode == 0, ok.stderr
     assert "send_at: " in ok.stdout and "(1499-01-01 10:00)" in ok.stdout
+
+
+def test_validate_warns_of_anything_before_the_doctype_and_still_passes(workdir: Path) -> None:
+    toml = write_campaign(workdir, "سلام")
+    (workdir / "c" / "email.html").write_text(
+        '<meta name="x">{% extends "email_layout.html" %}'
+        "{% block content %}<p>سلام</p>{% endblock %}\n",
+        "utf-8",
+    )
+    checked = run(workdir, "campaign", "validate", str(toml))
+    assert checked.returncode == 0, checked.stderr
+    [warning] = [line for line in checked.stderr.splitlines() if "doctype" in line]
+    assert f"{workdir / 'c' / 'email.html'}: email.html: warning: something comes before" in (
+        warning
+    )
+    assert '(<meta name="x">)' in warning

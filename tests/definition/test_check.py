@@ -69,13 +69,12 @@ def test_a_member_field_fa_digits_cannot_show_is_a_problem_naming_the_member(
 ) -> None:
     path = tmp_path / "c.toml"
     path.write_text(
-        'slug = "s"\nname = "n"\nchannels = ["sms"]\n[sms]\n'
-        'body = "کد شما"\n',
+        'slug = "s"\nname = "n"\nchannels = ["sms"]\n[sms]\nbody = "کد شما"\n',
         encoding="utf-8",
     )
     spec = load_campaign(path)
     templates = replace(spec, sms=SmsSpec(text=CODE)).templates({})
     members = [{"external_id": "HAS", "code": "12"}, {"external_id": "NONE", "code": None}]
-    rendered, [problem] = render_problems(spec, templates, members, url="u")
+    _, [problem] = render_problems(spec, templates, members, url="u")
     assert problem.count == 1 and problem.members == ["NONE"] and not problem.warning
     assert "cannot render: ValueError: fa_digits needs text or a number, not None" in str(problem)

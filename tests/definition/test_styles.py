@@ -24,7 +24,7 @@ MEMBER = {"first_name": "مریم", "email": "m@example.com", "tags": []}
 
 
 class _Recorder(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+    def do_GET(self) -> None:
         self.server.requests.append(self.path)  # type: ignore[attr-defined]
         body = b"p { color: rgb(1, 2, 3); }"
         self.send_response(200)
