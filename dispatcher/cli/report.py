@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import csv
 import json
+from dataclasses import asdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,6 +13,7 @@ from rich.table import Table
 
 from dispatcher.cli.app import campaign_app, err, fail, out, runtime
 from dispatcher.errors import DispatcherError
+from dispatcher.spreadsheet import write_csv
 
 CSV_COLUMNS = ("external_id", "channel", "address", "status", "reason")
 
@@ -43,13 +45,16 @@ def campaign_report_cmd(
     except DispatcherError as exc:
         fail(str(exc))
     if csv_file is not None:
-        with csv_file.open("w", encoding="utf-8", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(CSV_COLUMNS)
-            rows = 0
+        rows = 0
+
+        def counted() -> Iterator[dict[str, Any]]:
+            nonlocal rows
             for recipient in unsent_recipients(rt.engine, slug):
-                writer.writerow([getattr(recipient, c) for c in CSV_COLUMNS])
                 rows += 1
+                yield asdict(recipient)
+
+        with csv_file.open("w", encoding="utf-8", newline="") as f:
+            write_csv(f, list(CSV_COLUMNS), counted())
         (err if as_json else out).print(f"wrote {csv_file}: {rows} recipients", highlight=False)
     if html_file is not None:
         html_file.write_text(render_page(report, zone), encoding="utf-8")
