@@ -110,7 +110,9 @@ def test_a_template_failing_for_the_member_is_a_failed_copy_and_the_sms_still_go
     assert result.exit_code == 1, (result.output, result.stderr)
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert "Traceback" not in result.output
-    assert "failed email test copy to s***@shop.example: render: email.subject" in result.stdout, result.stderr
+    assert "failed email test copy to s***@shop.example: render: email.subject" in result.stdout, (
+        result.stderr
+    )
     assert "sent sms test copy to +98912***4599" in result.stdout
     [sms] = kavenegar_server.sent()
     assert "علی عزیز" in sms["message"]
