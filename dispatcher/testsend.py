@@ -134,9 +134,7 @@ def _sms(rt: Runtime, spec: CampaignSpec, templates: Any, to: str, member: Any) 
             f"{describe(opening, s.sms_zone)}: nothing sent",
         )
     try:
-        text = render_text(
-            templates, member, footer=s.sms_optout_footer, max_parts=s.sms_max_parts
-        )
+        text = render_text(templates, member, footer=s.sms_optout_footer, max_parts=s.sms_max_parts)
     except RenderError as exc:
         return TestCopy(Channel.SMS, masked, "failed", str(exc))
     try:

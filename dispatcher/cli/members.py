@@ -93,8 +93,8 @@ def members_optouts(
         typer.Option(
             "--since",
             help="Only opt-outs at or after this date or time (ISO 8601 or Jalali "
-            "1405-09-20; in SMS_TIMEZONE unless it has an offset, as --at). Passing the last `at` seen repeats "
-            "that row, never misses one.",
+            "1405-09-20; in SMS_TIMEZONE unless it has an offset, as --at). Passing the "
+            "last `at` seen repeats that row, never misses one.",
         ),
     ] = None,
     fmt: Annotated[OptoutFormat, typer.Option("--format", help="csv or json")] = OptoutFormat.CSV,

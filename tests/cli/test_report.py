@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -57,3 +58,20 @@ def test_the_csv_of_unsent_recipients_is_formula_safe(
         [row] = list(csv.DictReader(f))
     assert row["external_id"] == '\'=HYPERLINK("http://x.example","y")'
     assert (row["status"], row["reason"]) == ("skipped", "opted out")
+
+
+def test_the_text_report_shows_returns_sms_reports_and_tehran_times(
+    pipeline: Callable[..., Harness], cli: Cli, tmp_path: Path
+) -> None:
+    h = pipeline(sms_send_window="00:00-24:00")
+    add_member(h.engine, "A", mobile="+989121110001")
+    h.send(write_campaign(tmp_path / "c", channels=("email", "sms")))
+    h.run_workers()
+
+    result = cli("campaign", "report", "yalda-test", **settings_env(h.settings))
+    assert result.exit_code == 0, result.output
+    for label in ("bounced", "complained", "delivered (operator's report)", "undelivered"):
+        assert label in result.stdout
+    [first] = [line for line in result.stdout.splitlines() if "first send" in line][:1]
+    assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d Asia/Tehran", first), first
+    assert "+00:00" not in result.stdout

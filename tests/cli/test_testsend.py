@@ -8,8 +8,8 @@ from pathlib import Path
 
 from tests.cli.conftest import Cli, settings_env
 from tests.cli.helpers import run
-from tests.factories import Harness, add_member, write_campaign
 from tests.cli.test_sms import closed_now, kavenegar_env
+from tests.factories import Harness, add_member, write_campaign
 from tests.servers.kavenegar_server import KavenegarServerHandle
 from tests.servers.smtp_server import SmtpServerHandle
 
