@@ -33,6 +33,7 @@ from dispatcher.audience.selection import (
     EXCLUSIONS,
     count_recipients,
     exclusion_counts,
+    filter_counts,
     recipients,
 )
 from dispatcher.audience.suppression import fill_missing_keys
@@ -79,6 +80,15 @@ def audience_counts(
     excluded = campaign_ids(session, spec.audience_exclude_campaigns)
     deliveries = count_recipients(conn, channel, spec.audience, excluded)
     return deliveries, exclusion_counts(conn, channel, spec.audience, deliveries, excluded)
+
+
+def audience_filters(
+    session: Session, spec: CampaignSpec, channel: Channel
+) -> tuple[int, dict[str, int]]:
+    """Members with the audience's tags, and how many each of `all_tags`,
+    `exclude_tags` and `exclude_campaigns` removed (`FILTERS`). Reads only."""
+    excluded = campaign_ids(session, spec.audience_exclude_campaigns)
+    return filter_counts(session.connection(), channel, spec.audience, excluded)
 
 
 def expand(
