@@ -48,6 +48,7 @@ REASONS = {
 PREFIXES = {
     "cancelled: ": "لغو کارزار: ",
     f"{RETRIES_EXHAUSTED}: ": "تلاش‌ها به پایان رسید: ",
+    "render: ": "خطای قالب: ",
 }
 
 
