@@ -17,11 +17,11 @@ from typing import Any
 from dispatcher.audience.normalise import normalise_email, normalise_mobile
 from dispatcher.definition.campaign import CampaignSpec
 from dispatcher.email.mime import MessageHeaders, build_message
-from dispatcher.errors import DeliveryError, InputError
+from dispatcher.errors import DeliveryError, InputError, RenderError
 from dispatcher.masking import mask_email, mask_mobile
 from dispatcher.runtime import Runtime
 from dispatcher.sms.hold import window_closed_until
-from dispatcher.sms.text import with_footer
+from dispatcher.sms.text import render_text
 from dispatcher.sms.window import describe
 from dispatcher.store.models import Channel
 
@@ -30,8 +30,9 @@ PREFIX = "[آزمایشی] "
 
 @dataclass(frozen=True, slots=True)
 class TestCopy:
-    """What became of one test copy: `sent`, `held` (SMS window), `failed` or `none`
-    (the campaign has no such channel)."""
+    """What became of one test copy: `sent`, `held` (SMS window), `failed` (the
+    transport refused it, or the template failed for the member) or `none` (the
+    campaign has no such channel)."""
 
     channel: Channel
     address: str  # masked
@@ -88,7 +89,10 @@ def _email(
     headers = MessageHeaders.for_campaign(
         mail_from=mail_from, slug=spec.slug, campaign_name=spec.name, reply_to=spec.email.reply_to
     )
-    rendered = templates.render_email(member, url)
+    try:
+        rendered = templates.render_email(member, url)
+    except RenderError as exc:
+        return TestCopy(Channel.EMAIL, masked, "failed", str(exc))
     number = int(time.time() * 1000)
     raw = build_message(
         headers,
@@ -129,7 +133,10 @@ def _sms(rt: Runtime, spec: CampaignSpec, templates: Any, to: str, member: Any) 
             f"outside the SMS send window ({s.sms_send_window}); it opens at "
             f"{describe(opening, s.sms_zone)}: nothing sent",
         )
-    text = with_footer(templates.render_sms(member), s.sms_optout_footer)
+    try:
+        text = render_text(templates, member, footer=s.sms_optout_footer, max_parts=s.sms_max_parts)
+    except RenderError as exc:
+        return TestCopy(Channel.SMS, masked, "failed", str(exc))
     try:
         # A localid of its own (no delivery has one this large): never taken for a repeat.
         rt.sms_transport.send(

@@ -4,7 +4,7 @@
 - A soft bounce is recorded; the third one in separate campaigns within
   `SOFT_WINDOW` suppresses the address (reason `bounce`).
 - A complaint opts the member out of email with source `complaint` (which suppresses
-  the address too, see `dispatcher.audience.consent`).
+  the address too, see `dispatcher.audience.consent`), attributed to the campaign.
 
 Each is keyed by a `report_id` (`smtp:<delivery>` for a refusal at send time, a hash
 of the report otherwise), so the same report handled twice is recorded once.
@@ -85,7 +85,13 @@ def record(
         return False
     source = ConsentSource.COMPLAINT if kind is BounceKind.COMPLAINT else ConsentSource.BOUNCE
     if kind is BounceKind.COMPLAINT:
-        opt_out(Session(bind=conn), member_id, Channel.EMAIL, ConsentSource.COMPLAINT)
+        opt_out(
+            Session(bind=conn),
+            member_id,
+            Channel.EMAIL,
+            ConsentSource.COMPLAINT,
+            campaign_id=campaign_id,  # an opt-out the campaign caused (`campaign report`)
+        )
     elif kind is BounceKind.HARD or _soft_limit_reached(conn, key, now):
         suppress(conn, key, Channel.EMAIL, SuppressionReason.BOUNCE, source, now=now)
     return True

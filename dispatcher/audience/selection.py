@@ -60,6 +60,34 @@ def in_audience(
     return and_(*clauses) if clauses else true()
 
 
+# What each of the audience's narrowing rules removed, applied in this order.
+FILTERS = ("all_tags", "exclude_tags", "exclude_campaigns")
+
+
+def filter_counts(
+    conn: Any, channel: Channel, who: Who, excluded: Sequence[int] = ()
+) -> tuple[int, dict[str, int]]:
+    """Members with any of the audience's tags (everyone without tags), and how many of
+    them each rule of `FILTERS` then removed from those left by the rules before it."""
+    audience = who if isinstance(who, Audience) else Audience(tags=who)
+    tagged = _tagged(audience.tags, _M) if audience.tags else true()
+    kept_all = and_(*[_tagged([tag], _M) for tag in dict.fromkeys(audience.all_tags)], true())
+    not_excluded = not_(_tagged(audience.exclude_tags, _M)) if audience.exclude_tags else true()
+    not_sent = in_audience(None, channel=channel, excluded=excluded)
+    total, all_tags, exclude_tags, exclude_campaigns = conn.execute(
+        select(
+            func.count(),
+            func.count().filter(not_(kept_all)),
+            func.count().filter(and_(kept_all, not_(not_excluded))),
+            func.count().filter(and_(kept_all, not_excluded, not_(not_sent))),
+        )
+        .select_from(_M)
+        .where(tagged)
+    ).one()
+    removed = (int(all_tags), int(exclude_tags), int(exclude_campaigns))
+    return int(total), dict(zip(FILTERS, removed, strict=True))
+
+
 def _tagged(tags: list[str], member: Any) -> ColumnElement[bool]:
     return exists(select(_T.c.member_id).where(_T.c.member_id == member.c.id, _T.c.tag.in_(tags)))
 

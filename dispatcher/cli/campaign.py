@@ -179,6 +179,12 @@ def campaign_send(
         fail(str(exc))
     campaign = result.campaign
     assert campaign.id is not None
+    if result.reusable:
+        fail(
+            f"{spec.slug} was cancelled before it sent anything; nothing was sent now. "
+            "Send it under this slug with `--reuse-slug`, or give the campaign a new slug",
+            code=2,
+        )
     if not result.created:
         out.print(
             f"[yellow]{spec.slug} was sent before[/] (state {campaign.state}); nothing new is "

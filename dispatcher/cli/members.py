@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from dispatcher.cli.app import address_keys_of, err, fail, members_app, out, runtime
+from dispatcher.cli.app import address_keys_of, err, fail, members_app, out, runtime, settings
 from dispatcher.errors import DispatcherError, InputError
 from dispatcher.store.models import Channel
 
@@ -68,21 +68,20 @@ class OptoutFormat(StrEnum):
 
 
 def _since(value: str | None) -> datetime | None:
-    """`--since` in the forms `--at` reads: ISO 8601, or a Gregorian or Jalali date (and
-    time): `2025-03-01`, `1405-09-20`, `1405-09-20 08:30`. Without an offset it is UTC,
-    as `members optouts --since` always was."""
-    from zoneinfo import ZoneInfo
-
+    """`--since` read as `--at` is: ISO 8601, or a Gregorian or Jalali date (and time):
+    `2025-03-01`, `1405-09-20`, `1405-09-20 08:30`, in SMS_TIMEZONE unless it has an
+    offset."""
     from dispatcher.definition.sendtime import parse_send_at
 
     if value is None:
         return None
+    zone = settings().sms_zone
     try:
-        return parse_send_at(value, ZoneInfo("UTC"))
+        return parse_send_at(value, zone)
     except InputError:
         raise typer.BadParameter(
             f"{value!r} is not an ISO 8601 or Jalali date or time, e.g. 2025-03-01, "
-            "1405-09-20, '2025-03-01 08:30' (UTC) or 2025-03-01T08:30:00+03:30",
+            f"1405-09-20, '2025-03-01 08:30' ({zone.key}) or 2025-03-01T08:30:00+03:30",
             param_hint="--since",
         ) from None
 
@@ -94,8 +93,8 @@ def members_optouts(
         typer.Option(
             "--since",
             help="Only opt-outs at or after this date or time (ISO 8601 or Jalali "
-            "1405-09-20; UTC unless it has an offset). Passing the last `at` seen repeats "
-            "that row, never misses one.",
+            "1405-09-20; in SMS_TIMEZONE unless it has an offset, as --at). Passing the "
+            "last `at` seen repeats that row, never misses one.",
         ),
     ] = None,
     fmt: Annotated[OptoutFormat, typer.Option("--format", help="csv or json")] = OptoutFormat.CSV,
@@ -124,7 +123,7 @@ def members_consent_changes(
         typer.Option(
             "--since",
             help="Only changes at or after this date or time (ISO 8601 or Jalali "
-            "1405-09-20; UTC unless it has an offset).",
+            "1405-09-20; in SMS_TIMEZONE unless it has an offset, as --at).",
         ),
     ] = None,
     fmt: Annotated[OptoutFormat, typer.Option("--format", help="csv or json")] = OptoutFormat.CSV,

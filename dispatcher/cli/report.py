@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-import csv
 import json
+from collections.abc import Iterator
+from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.table import Table
 
 from dispatcher.cli.app import campaign_app, err, fail, out, runtime
 from dispatcher.errors import DispatcherError
+from dispatcher.spreadsheet import write_csv
 
 CSV_COLUMNS = ("external_id", "channel", "address", "status", "reason")
 
@@ -43,13 +47,16 @@ def campaign_report_cmd(
     except DispatcherError as exc:
         fail(str(exc))
     if csv_file is not None:
-        with csv_file.open("w", encoding="utf-8", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(CSV_COLUMNS)
-            rows = 0
+        rows = 0
+
+        def counted() -> Iterator[dict[str, Any]]:
+            nonlocal rows
             for recipient in unsent_recipients(rt.engine, slug):
-                writer.writerow([getattr(recipient, c) for c in CSV_COLUMNS])
                 rows += 1
+                yield asdict(recipient)
+
+        with csv_file.open("w", encoding="utf-8", newline="") as f:
+            write_csv(f, list(CSV_COLUMNS), counted())
         (err if as_json else out).print(f"wrote {csv_file}: {rows} recipients", highlight=False)
     if html_file is not None:
         html_file.write_text(render_page(report, zone), encoding="utf-8")
@@ -57,10 +64,10 @@ def campaign_report_cmd(
     if as_json:
         print(json.dumps(report, ensure_ascii=False))
         return
-    _print(report)
+    _print(report, zone)
 
 
-def _print(report: dict[str, Any]) -> None:
+def _print(report: dict[str, Any], zone: ZoneInfo) -> None:
     out.print(f"{report['name']} ({report['slug']}): {report['state']}", highlight=False)
     for channel in ("email", "sms"):
         if channel not in report:
@@ -69,7 +76,7 @@ def _print(report: dict[str, Any]) -> None:
         table = Table(title=channel, show_header=False)
         table.add_column("")
         table.add_column("", justify="right")
-        for label, key in (
+        rows = [
             ("audience", "audience"),
             ("sent", "sent"),
             ("failed", "failed"),
@@ -77,13 +84,20 @@ def _print(report: dict[str, Any]) -> None:
             ("pending", "pending"),
             ("excluded", "excluded"),
             ("opt-outs caused", "optouts"),
-        ):
+        ]
+        if channel == "email":
+            rows += [("bounced", "bounced"), ("complained", "complained")]
+        else:
+            rows += [
+                ("delivered (operator's report)", "delivered"),
+                ("undelivered (operator's report)", "undelivered"),
+                ("SMS parts", "parts"),
+                ("cost (rials, from Kavenegar)", "cost_rials"),
+            ]
+        for label, key in rows:
             table.add_row(label, f"{c[key]:,}")
-        if channel == "sms":
-            table.add_row("SMS parts", f"{c['parts']:,}")
-            table.add_row("cost (rials, from Kavenegar)", f"{c['cost_rials']:,}")
-        table.add_row("first send", c["first_sent"] or "-")
-        table.add_row("last send", c["last_sent"] or "-")
+        table.add_row("first send", _local(c["first_sent"], zone))
+        table.add_row("last send", _local(c["last_sent"], zone))
         rate = c["per_minute_rate"]
         table.add_row("rate", f"{rate:,}/min" if rate is not None else "-")
         out.print(table)
@@ -93,4 +107,13 @@ def _print(report: dict[str, Any]) -> None:
             ("excluded", "excluded_by"),
         ):
             for reason, n in c[key].items():
+                if not n:
+                    continue
                 out.print(f"  {title}: {n:,} {reason}", highlight=False, markup=False)
+
+
+def _local(moment: str | None, zone: ZoneInfo) -> str:
+    """An ISO time of the report as a person in `zone` reads it, to the second."""
+    if moment is None:
+        return "-"
+    return f"{datetime.fromisoformat(moment).astimezone(zone):%Y-%m-%d %H:%M:%S} {zone.key}"

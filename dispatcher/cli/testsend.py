@@ -28,8 +28,9 @@ def campaign_test(
     ] = None,
 ) -> None:
     """Send one real copy to each --to address, subject prefixed [آزمایشی]; record nothing."""
-    from sqlmodel import Session, select
+    from sqlmodel import Session, col, select
 
+    from dispatcher.audience.normalise import external_id_forms
     from dispatcher.definition.campaign import SAMPLE_MEMBER
     from dispatcher.store.models import Member
     from dispatcher.testsend import send_test_copies, targets
@@ -47,7 +48,9 @@ def campaign_test(
     url = f"{s.unsubscribe_base_url}/u/test-copy"  # a test copy's link unsubscribes no one
     if member is not None:
         with Session(rt.engine) as session:
-            found = session.exec(select(Member).where(Member.external_id == member)).first()
+            found = session.exec(
+                select(Member).where(col(Member.external_id).in_(external_id_forms(member)))
+            ).first()
         if found is None:
             fail(f"no member with external_id {member!r}")
         context = found.template_context()

@@ -77,6 +77,7 @@ def campaign_validate(
         per = ", ".join(f"{channel} {row['deliveries']:,}" for channel, row in counts.items())
         out.print(f"audience now: {per} members (consent as it stands)", highlight=False)
         for channel, row in counts.items():
+            out.print(f"{channel}: {_narrowed(spec, row)}", highlight=False)
             reasons = ", ".join(f"{k} {v}" for k, v in row["excluded_by"].items())
             out.print(f"{channel}: excluded: {reasons}", highlight=False)
     else:
@@ -88,26 +89,41 @@ def campaign_validate(
 
 
 def audience_counts_of(engine: Engine, spec: CampaignSpec) -> dict[str, Any]:
-    """`{channel: {deliveries, excluded, excluded_by}}`: what sending now would make
-    (one delivery per address, consent and suppression as they stand)."""
+    """`{channel: {deliveries, excluded, excluded_by, tagged, removed_by}}`: what sending
+    now would make (one delivery per address, consent and suppression as they stand),
+    and how many members the tags select and each narrowing rule then removed."""
     from sqlmodel import Session
 
-    from dispatcher.queue.expansion import audience_counts
+    from dispatcher.queue.expansion import audience_counts, audience_filters
     from dispatcher.store.models import Channel
 
     counts: dict[str, Any] = {}
     with Session(engine) as session:
         for channel in spec.channels:
             deliveries, by = audience_counts(session, spec, Channel(channel))
+            tagged, removed = audience_filters(session, spec, Channel(channel))
             counts[str(channel)] = {
                 "deliveries": deliveries,
                 "excluded": sum(by.values()),
                 "excluded_by": by,
+                "tagged": tagged,
+                "removed_by": removed,
             }
     return counts
 
 
+def _narrowed(spec: CampaignSpec, row: dict[str, Any]) -> str:
+    """`tags select 600 members; all_tags removed 450, ...` (the rules the file sets)."""
+    audience = spec.audience
+    selected = "tags select" if audience.tags else "all members:"
+    rules = [name for name in row["removed_by"] if getattr(audience, name)]
+    removed = "; " + ", ".join(f"{name} removed {row['removed_by'][name]:,}" for name in rules)
+    return f"{selected} {row['tagged']:,} members" + (removed if rules else "")
+
+
 def _print_json(file: Path, spec: CampaignSpec, s: Settings) -> None:
+    from dispatcher.definition.rendering import shop_name
+
     found: dict[str, Any] = {"file": str(file), "slug": spec.slug, "channels": spec.channels}
     engine, why = _existing_database(s)
     if engine is None:
@@ -115,9 +131,33 @@ def _print_json(file: Path, spec: CampaignSpec, s: Settings) -> None:
     else:
         try:
             found.update(audience_counts_of(engine, spec))
+            if spec.sms:
+                templates = spec.templates({"name": shop_name(s.mail_from)}, zone=s.sms_zone)
+                try:
+                    found["sms"].update(sms_cost_of(engine, spec, templates, s))
+                except DispatcherError as exc:  # a template failing for a member
+                    found["sms"]["sms_cost_unknown"] = str(exc)
         finally:
             engine.dispose()
     print(json.dumps(found, ensure_ascii=False))
+
+
+def sms_cost_of(
+    engine: Engine, spec: CampaignSpec, templates: CampaignTemplates, s: Settings
+) -> dict[str, Any]:
+    """`{members, parts, rials_per_part, cost_estimate_rials}` of the SMS to the audience
+    now: its parts, priced at what Kavenegar charged for the last SMS (None: unknown)."""
+    from dispatcher.sms.cost import part_price
+    from dispatcher.sms.text import audience_parts
+
+    total = audience_parts(engine, templates, footer=s.sms_optout_footer, audience=spec.audience)
+    price = part_price(engine)
+    return {
+        "members": total.members,
+        "parts": total.parts,
+        "rials_per_part": round(price.rials_per_part, 1) if price else None,
+        "cost_estimate_rials": price.estimate(total.parts) if price else None,
+    }
 
 
 def _send_at_ok(spec: CampaignSpec, s: Settings) -> bool:
@@ -180,7 +220,7 @@ def _existing_database(s: Settings) -> tuple[Engine | None, str]:
 def _print_sms_length(spec: CampaignSpec, templates: CampaignTemplates, s: Settings) -> None:
     """The SMS for a sample member: characters and parts; and for the audience, the total."""
     from dispatcher.definition.campaign import SAMPLE_MEMBER
-    from dispatcher.sms.text import audience_parts, measure, with_footer
+    from dispatcher.sms.text import measure, with_footer
 
     text = with_footer(templates.render_sms(dict(SAMPLE_MEMBER)), s.sms_optout_footer)
     out.print(f"sms: {measure(text)} for a sample member, footer included", highlight=False)
@@ -189,14 +229,24 @@ def _print_sms_length(spec: CampaignSpec, templates: CampaignTemplates, s: Setti
         out.print(f"sms audience: audience unknown ({why})", highlight=False)
         return
     try:
-        total = audience_parts(
-            engine, templates, footer=s.sms_optout_footer, audience=spec.audience
-        )
+        cost = sms_cost_of(engine, spec, templates, s)
     except DispatcherError as exc:
         out.print(f"sms audience: audience unknown ({exc})", highlight=False)
         return
     finally:
         engine.dispose()
     out.print(
-        f"sms audience: {total.members} members, {total.parts} SMS parts in all", highlight=False
+        f"sms audience: {cost['members']} members, {cost['parts']} SMS parts in all",
+        highlight=False,
     )
+    if cost["cost_estimate_rials"] is None:
+        out.print(
+            "sms cost: unknown until Kavenegar has priced an SMS (the outbox prices none)",
+            highlight=False,
+        )
+    else:
+        out.print(
+            f"sms cost: about {cost['cost_estimate_rials']:,} rials "
+            f"({cost['rials_per_part']:,} rials a part, as Kavenegar charged for the last SMS)",
+            highlight=False,
+        )

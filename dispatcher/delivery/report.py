@@ -1,7 +1,7 @@
 """What a campaign did, per channel, read from the database: `campaign report`.
 
-Built on `campaign_status` (the counts and the exclusions, whatever causes it
-gives), plus: failures and skips grouped by reason (addresses in provider replies
+Built on `campaign_status` (the counts, the exclusions whatever causes it gives,
+bounces and complaints), plus: failures and skips grouped by reason (addresses in provider replies
 masked), opt-outs attributed to the campaign (its id travels in the unsubscribe
 token), SMS parts and the cost Kavenegar returned, the first and last send, the
 rate, and deliveries per minute by outcome (for the charts).
@@ -34,6 +34,7 @@ from dispatcher.store.models import (
 )
 
 OUTCOMES = (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.SKIPPED)
+UNKNOWN_EXCLUSION = "opted out, no address or left out by the audience"  # no breakdown
 
 
 def _utc(moment: datetime) -> datetime:
@@ -56,7 +57,7 @@ def _excluded_by(row: dict[str, Any]) -> dict[str, int]:
     if isinstance(by, dict):
         return {str(k): int(v) for k, v in by.items()}
     total = int(row.get("excluded", 0))
-    return {"opted out, no address or left out by the audience": total} if total else {}
+    return {UNKNOWN_EXCLUSION: total} if total else {}
 
 
 def campaign_report(engine: Engine, slug: str, zone: ZoneInfo | None = None) -> dict[str, Any]:
@@ -128,8 +129,10 @@ def _channel(
         "excluded": sum(excluded_by.values()),
         "excluded_by": excluded_by,
         "optouts": optouts,
-        "first_sent": first.isoformat() if first else None,
-        "last_sent": last.isoformat() if last else None,
+        "bounced": int(row.get("bounced", 0)),
+        "complained": int(row.get("complained", 0)),
+        "first_sent": first.isoformat(timespec="seconds") if first else None,
+        "last_sent": last.isoformat(timespec="seconds") if last else None,
         "per_minute_rate": round(row.get("sent", 0) / (max(seconds, 1.0) / 60), 1)
         if first
         else None,

@@ -14,7 +14,10 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from dispatcher.audience.privacy import ERASED
 from dispatcher.definition.persian import fa_digits, jalali
+from dispatcher.delivery.report import UNKNOWN_EXCLUSION
+from dispatcher.delivery.state import RETRIES_EXHAUSTED
 
 CHANNEL_NAMES = {"email": "ایمیل", "sms": "پیامک"}
 STATES = {
@@ -24,6 +27,40 @@ STATES = {
     "done": "پایان‌یافته",
     "cancelled": "لغوشده",
 }
+
+# What the report's reasons say, in Persian: the causes of an exclusion (`EXCLUSIONS`)
+# and the send-time skips (`Loaded.unreachable`, an erasure, a cancel). A failure is
+# the provider's own text, shown as it came.
+REASONS = {
+    "opted_out": "لغو عضویت کرده",
+    "no_address": "بی‌نشانی",
+    "duplicate_address": "نشانی مشترک با عضوی دیگر (یک پیام برای هر نشانی)",
+    "suppressed": "نشانی مسدود",
+    "opted out": "لغو عضویت کرده",
+    "no email address": "بی‌نشانی ایمیل",
+    "no mobile number": "بی‌شمارهٔ همراه",
+    "mobile invalid": "شمارهٔ همراه نامعتبر",
+    "address suppressed": "نشانی مسدود",
+    ERASED: "عضو پاک‌شده",
+    "no reason recorded": "علتی ثبت نشده",
+    UNKNOWN_EXCLUSION: "لغو عضویت، بی‌نشانی یا بیرون از مخاطبان",
+}
+PREFIXES = {
+    "cancelled: ": "لغو کارزار: ",
+    f"{RETRIES_EXHAUSTED}: ": "تلاش‌ها به پایان رسید: ",
+    "render: ": "خطای قالب: ",
+}
+
+
+def reason_label(reason: str) -> str:
+    """A reason of the report in Persian; a provider's text (or a person's, after a
+    known prefix) stays as written."""
+    if reason in REASONS:
+        return REASONS[reason]
+    for prefix, label in PREFIXES.items():
+        if reason.startswith(prefix):
+            return label + reason.removeprefix(prefix)
+    return reason
 
 
 def render_page(report: dict[str, Any], zone: ZoneInfo) -> str:
@@ -41,6 +78,7 @@ def render_page(report: dict[str, Any], zone: ZoneInfo) -> str:
 
     env.filters["fa_digits"] = fa_digits
     env.filters["when"] = when
+    env.filters["reason"] = reason_label
     chartjs = (files("dispatcher") / "templates" / "report" / "chart.umd.min.js").read_text("utf-8")
     channels = [c for c in ("email", "sms") if c in report]
     return env.get_template("report.html").render(

@@ -33,6 +33,7 @@ from dispatcher.audience.selection import (
     EXCLUSIONS,
     count_recipients,
     exclusion_counts,
+    filter_counts,
     recipients,
 )
 from dispatcher.audience.suppression import fill_missing_keys
@@ -56,6 +57,9 @@ CHUNK = 5000
 class Expansion:
     campaign: Campaign
     created: bool
+    # Not created: the slug's campaign was cancelled before it sent anything, so
+    # `--reuse-slug` would send it afresh.
+    reusable: bool = False
     eligible: dict[str, int] = field(default_factory=dict)
     excluded: dict[str, int] = field(default_factory=dict)
     excluded_by: dict[str, dict[str, int]] = field(default_factory=dict)
@@ -76,6 +80,15 @@ def audience_counts(
     excluded = campaign_ids(session, spec.audience_exclude_campaigns)
     deliveries = count_recipients(conn, channel, spec.audience, excluded)
     return deliveries, exclusion_counts(conn, channel, spec.audience, deliveries, excluded)
+
+
+def audience_filters(
+    session: Session, spec: CampaignSpec, channel: Channel
+) -> tuple[int, dict[str, int]]:
+    """Members with the audience's tags, and how many each of `all_tags`,
+    `exclude_tags` and `exclude_campaigns` removed (`FILTERS`). Reads only."""
+    excluded = campaign_ids(session, spec.audience_exclude_campaigns)
+    return filter_counts(session.connection(), channel, spec.audience, excluded)
 
 
 def expand(
@@ -106,7 +119,13 @@ def expand(
         if existing is not None and reuse_slug:
             _forget_unsent(session, existing)
         elif existing is not None:
-            return Expansion(campaign=existing, created=False, excluded=dict(existing.excluded))
+            return Expansion(
+                campaign=existing,
+                created=False,
+                reusable=existing.state == CampaignState.CANCELLED
+                and not _attempted(session, existing),
+                excluded=dict(existing.excluded),
+            )
         now = utcnow()
         frozen = spec.to_json()
         frozen["send_at"] = (send_at or now).isoformat()  # templates' `campaign.send_at`
@@ -171,17 +190,7 @@ def _forget_unsent(session: Session, campaign: Campaign) -> None:
             f"--reuse-slug: {campaign.slug} is {campaign.state}; only a cancelled campaign "
             "can be sent again under its slug (cancel it first, or choose a new slug)"
         )
-    attempted = session.execute(
-        select(func.count())
-        .select_from(Delivery)
-        .where(
-            col(Delivery.campaign_id) == campaign.id,
-            or_(
-                col(Delivery.status).in_([DeliveryStatus.SENT, DeliveryStatus.SENDING]),
-                col(Delivery.attempts) > 0,
-            ),
-        )
-    ).scalar_one()
+    attempted = _attempted(session, campaign)
     if attempted:
         raise InputError(
             f"--reuse-slug: {campaign.slug} sent (or tried to send) {attempted} messages "
@@ -190,6 +199,23 @@ def _forget_unsent(session: Session, campaign: Campaign) -> None:
     session.execute(delete(Delivery).where(col(Delivery.campaign_id) == campaign.id))
     session.execute(delete(Campaign).where(col(Campaign.id) == campaign.id))
     session.flush()
+
+
+def _attempted(session: Session, campaign: Campaign) -> int:
+    """Deliveries of the campaign that were sent, or that a worker tried to send."""
+    return int(
+        session.execute(
+            select(func.count())
+            .select_from(Delivery)
+            .where(
+                col(Delivery.campaign_id) == campaign.id,
+                or_(
+                    col(Delivery.status).in_([DeliveryStatus.SENT, DeliveryStatus.SENDING]),
+                    col(Delivery.attempts) > 0,
+                ),
+            )
+        ).scalar_one()
+    )
 
 
 def _members(session: Session) -> int:

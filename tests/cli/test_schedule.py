@@ -72,7 +72,8 @@ def test_a_cancelled_campaign_that_sent_nothing_is_sent_again_with_reuse_slug(
     assert run(workdir, "campaign", "send", YALDA, "--at", "1499-09-29 10:00").returncode == 0
     assert run(workdir, "campaign", "cancel", "yalda-1405").returncode == 0
     plain = run(workdir, "campaign", "send", YALDA)
-    assert plain.returncode == 0 and "nothing new" in plain.stdout
+    assert plain.returncode == 2 and "--reuse-slug" in plain.stderr
+    assert "was sent before" not in plain.stdout
     again = run(workdir, "campaign", "send", YALDA, "--reuse-slug")
     assert again.returncode == 0, again.stderr
     [row] = campaigns(workdir)

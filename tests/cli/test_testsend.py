@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
+from tests.cli.conftest import Cli, settings_env
 from tests.cli.helpers import run
 from tests.cli.test_sms import closed_now, kavenegar_env
+from tests.factories import Harness, add_member, write_campaign
 from tests.servers.kavenegar_server import KavenegarServerHandle
 from tests.servers.smtp_server import SmtpServerHandle
 
@@ -81,3 +84,36 @@ def test_an_address_that_is_neither_email_nor_mobile_is_refused(workdir: Path) -
     result = run(workdir, "campaign", "test", YALDA, "--to", "02188776655", "--to", "a@b")
     assert result.returncode == 2
     assert "--to '02188776655'" in result.stderr and "--to 'a@b'" in result.stderr
+
+
+def test_a_template_failing_for_the_member_is_a_failed_copy_and_the_sms_still_goes(
+    pipeline: Callable[..., Harness],
+    cli: Cli,
+    smtp_server: SmtpServerHandle,
+    kavenegar_server: KavenegarServerHandle,
+    tmp_path: Path,
+) -> None:
+    h = pipeline()
+    add_member(h.engine, "M2010", first_name="علی", email="ali@example.com")
+    # Divides by zero for this one member, not for the sample members `load` renders for.
+    campaign = write_campaign(
+        tmp_path / "c",
+        channels=("email", "sms"),
+        subject="{{ 12 // (0 if member.external_id == 'M2010' else 1) }} حراج",
+    )
+    env = {**settings_env(h.settings), **smtp_env(smtp_server), **kavenegar_env(kavenegar_server)}
+    result = cli(
+        "campaign", "test", str(campaign), "--to", "staff@shop.example", "--to", "09121234599",
+        "--member", "M۲۰۱۰",  # as typed with Persian digits: found as import stored it
+        **env,
+    )  # fmt: skip
+    assert result.exit_code == 1, (result.output, result.stderr)
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    assert "failed email test copy to s***@shop.example: render: email.subject" in result.stdout, (
+        result.stderr
+    )
+    assert "sent sms test copy to +98912***4599" in result.stdout
+    [sms] = kavenegar_server.sent()
+    assert "علی عزیز" in sms["message"]
+    assert smtp_server.messages() == []

@@ -4,9 +4,16 @@ line, prints the audience per channel and checks send_at."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
 
+from dispatcher.sms.text import measure
+from tests.cli.conftest import Cli, settings_env
 from tests.cli.helpers import run
+from tests.factories import HTML, Harness, add_member
+from tests.factories import write_campaign as factory_campaign
+from tests.servers.kavenegar_server import KavenegarServerHandle
 
 TAGS = ["newsletter", "vip", "tehran", "shiraz"]
 
@@ -90,3 +97,75 @@ def test_validate_warns_of_anything_before_the_doctype_and_still_passes(workdir:
         warning
     )
     assert '(<meta name="x">)' in warning
+
+
+NARROWED = """slug = "narrow"
+name = "آزمایش"
+channels = ["email", "sms"]
+
+[audience]
+tags = ["newsletter"]
+all_tags = ["vip"]
+exclude_tags = ["blocked"]
+exclude_campaigns = ["old"]
+
+[email]
+subject = "سلام {{ member.first_name }}"
+html = "email.html"
+
+[sms]
+body = "سلام {{ member.first_name }}، حراج یلدا شروع شد"
+"""
+
+
+def test_validate_says_what_each_audience_rule_removed_and_what_the_sms_will_cost(
+    pipeline: Callable[..., Harness],
+    cli: Cli,
+    kavenegar_server: KavenegarServerHandle,
+    tmp_path: Path,
+) -> None:
+    h = pipeline(
+        kavenegar_api_key=kavenegar_server.api_key,
+        kavenegar_sender="10004346",
+        kavenegar_base_url=kavenegar_server.base_url,
+        sms_send_window="00:00-24:00",
+    )
+    members = {
+        "A": ["newsletter", "vip"],  # gets it
+        "B": ["newsletter"],  # removed by all_tags
+        "C": ["newsletter", "vip", "blocked"],  # removed by exclude_tags
+        "E": ["newsletter", "vip", "earlier"],  # removed by exclude_campaigns (on SMS)
+        "F": ["vip"],  # not tagged
+    }
+    for i, (name, tags) in enumerate(members.items()):
+        add_member(h.engine, name, tags=tags, mobile=f"+98912111000{i}")
+    # An earlier SMS to E through Kavenegar: its cost is the price a part is estimated at.
+    h.send(factory_campaign(tmp_path / "old", slug="old", channels=("sms",), tags=["earlier"]))
+    h.run_workers()
+    [earlier] = kavenegar_server.sent()
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "email.html").write_text(HTML, encoding="utf-8")
+    (tmp_path / "c" / "narrow.toml").write_text(NARROWED, encoding="utf-8")
+    env = settings_env(h.settings)
+
+    found = cli("campaign", "validate", str(tmp_path / "c" / "narrow.toml"), "--json", **env)
+    assert found.exit_code == 0, found.output
+    counts = json.loads(found.stdout)
+    removed = {"all_tags": 1, "exclude_tags": 1, "exclude_campaigns": 0}
+    assert counts["email"]["tagged"] == 4 and counts["email"]["removed_by"] == removed
+    assert counts["email"]["deliveries"] == 2  # A and E: E had no email from `old`
+    assert counts["sms"]["removed_by"] == {**removed, "exclude_campaigns": 1}
+    assert counts["sms"]["deliveries"] == counts["sms"]["members"] == 1
+    parts = measure(f"سلام مریم، حراج یلدا شروع شد\n{h.settings.sms_optout_footer}").parts
+    price = earlier["cost"] / measure(earlier["message"]).parts
+    assert counts["sms"]["parts"] == parts
+    assert counts["sms"]["rials_per_part"] == round(price, 1)
+    assert counts["sms"]["cost_estimate_rials"] == round(parts * price)
+
+    text = cli("campaign", "validate", str(tmp_path / "c" / "narrow.toml"), **env)
+    assert text.exit_code == 0, text.output
+    assert (
+        "sms: tags select 4 members; all_tags removed 1, exclude_tags removed 1, "
+        "exclude_campaigns removed 1" in text.stdout
+    )
+    assert f"sms cost: about {round(parts * price):,} rials" in text.stdout

@@ -3,20 +3,25 @@ SMTP and Kavenegar test servers, the real unsubscribe app, SQLite and PostgreSQL
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.wait import WebDriverWait
+from sqlalchemy import select
 from starlette.testclient import TestClient
 
+from dispatcher.audience.bounces import record
 from dispatcher.delivery.report import campaign_report, unsent_recipients
-from dispatcher.delivery.report_page import render_page
+from dispatcher.delivery.report_page import reason_label, render_page
 from dispatcher.sms.text import measure
+from dispatcher.store.models import BounceKind, Member
 from dispatcher.web import create_app
 from tests.factories import Harness, add_member, update_member, write_campaign
 from tests.servers.kavenegar_server import KavenegarServerHandle
@@ -169,3 +174,55 @@ def test_the_html_report_loads_in_chromium_with_its_charts(
     _, drawn, minutes = by_id["chart-minutes-sms"]
     assert drawn and sum(sum(data) for label, data in minutes if label == "ارسال‌شده") == 2
     assert "لغو عضویت به سبب این کارزار" in chromium.find_element("tag name", "main").text
+
+
+@pytest.fixture
+def returned(pipeline: Pipeline, tmp_path: Path) -> Harness:
+    """Email to A, B, C (outbox); D opted out after expansion, E has no address. Then A
+    complains and B's mail bounces hard."""
+    h = pipeline()
+    for name in ("A", "B", "C"):
+        add_member(h.engine, name)
+    d = add_member(h.engine, "D")
+    add_member(h.engine, "E", email=None)
+    h.send(write_campaign(tmp_path / "c"))
+    update_member(h.engine, d.id, email_opt_in=False)
+    h.run_workers()
+    sent = {d.member_id: d.id for d in h.deliveries()}
+    with h.engine.begin() as conn:
+        ids = dict(conn.execute(select(Member.external_id, Member.id)).all())
+        assert record(conn, delivery_id=sent[ids["A"]], kind=BounceKind.COMPLAINT, report_id="a")
+        assert record(conn, delivery_id=sent[ids["B"]], kind=BounceKind.HARD, report_id="b")
+    return h
+
+
+def test_the_report_counts_bounces_and_complaints_and_the_complaints_opt_out(
+    returned: Harness,
+) -> None:
+    email = campaign_report(returned.engine, SLUG)["email"]
+    assert (email["sent"], email["bounced"], email["complained"]) == (3, 1, 1)
+    assert email["optouts"] == 1  # the complaint's opt-out, caused by this campaign
+
+
+def test_the_reports_times_are_iso_to_the_second(returned: Harness) -> None:
+    email = campaign_report(returned.engine, SLUG)["email"]
+    for moment in (email["first_sent"], email["last_sent"]):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", moment), moment
+
+
+def test_the_html_report_labels_reasons_in_persian(returned: Harness) -> None:
+    report = campaign_report(returned.engine, SLUG)
+    assert report["email"]["skipped_by_reason"] == {"opted out": 1}
+    assert report["email"]["excluded_by"]["no_address"] == 1
+    page = render_page(report, ZoneInfo("Asia/Tehran"))
+    shown = re.sub(r"<script.*?</script>", "", page, flags=re.S)  # the data keeps its keys
+    for key in ("opted_out", "no_address", "duplicate_address", "suppressed", "opted out"):
+        assert key not in shown
+    assert "<bdi>لغو عضویت کرده</bdi>: ۱" in shown and "<bdi>بی‌نشانی</bdi>: ۱" in shown
+    assert "<th>برگشت‌خورده</th><td>۱</td>" in shown
+    assert "<th>شکایت گیرنده (هرزنامه)</th><td>۱</td>" in shown
+
+
+def test_a_reason_label_keeps_what_follows_a_known_prefix() -> None:
+    assert reason_label("cancelled: wrong price") == "لغو کارزار: wrong price"
+    assert reason_label("550 5.1.1 no such user") == "550 5.1.1 no such user"

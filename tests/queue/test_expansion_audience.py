@@ -112,6 +112,19 @@ def test_reuse_slug_replaces_a_cancelled_campaign_that_sent_nothing(members: Eng
     assert len(rows) == 4  # A and C, by email and SMS
 
 
+def test_a_cancelled_campaign_that_sent_nothing_is_reported_reusable(members: Engine) -> None:
+    first = expand(members, spec("s"), keys=KEYS)
+    assert first.campaign.id is not None
+    assert not expand(members, spec("s"), keys=KEYS).reusable  # sending: not reusable
+    cancel(members, first.campaign.id, reason="wrong price")
+    again = expand(members, spec("s"), keys=KEYS)
+    assert not again.created and again.reusable
+    with Session(members) as session:
+        session.execute(update(Delivery).values(attempts=1))  # a worker tried one
+        session.commit()
+    assert not expand(members, spec("s"), keys=KEYS).reusable
+
+
 def test_reuse_slug_refuses_a_campaign_that_is_not_cancelled(members: Engine) -> None:
     expand(members, spec("s"), keys=KEYS)
     with pytest.raises(InputError, match="only a cancelled campaign"):
