@@ -21,6 +21,7 @@ from dispatcher.definition.campaign import load_campaign
 from dispatcher.definition.sendtime import describe, parse_send_at
 from dispatcher.delivery.control import find
 from dispatcher.delivery.listing import list_campaigns
+from dispatcher.email.verp import verp_address
 from dispatcher.errors import InputError
 from dispatcher.queue.broker import build_broker
 from dispatcher.queue.expansion import expand
@@ -372,9 +373,8 @@ def test_the_scheduler_reads_the_bounce_mailbox_every_bounce_interval(
         h.send(write_campaign(tmp_path / "c", tags=None))
         h.run_workers()
         [delivery] = h.deliveries()
-        imap_server.append(
-            dsn(to="bounces@shop.example", message_id=f"<delivery-{delivery.id}@shop.example>")
-        )
+        verp = verp_address("bounces@shop.example", settings.suppression_key_bytes(), delivery.id)
+        imap_server.append(dsn(to=verp, message_id="<unrelated@x>"))
         now = [NOON]
         scheduler = Scheduler(h.runtime, h.broker, h.actors, clock=lambda: now[0])
         assert scheduler.tick().bounces == {
@@ -382,6 +382,7 @@ def test_the_scheduler_reads_the_bounce_mailbox_every_bounce_interval(
             "soft": 0,
             "complaints": 0,
             "unrecognised": 0,
+            "unverified": 0,
             "duplicates": 0,
         }
         now[0] = NOON + timedelta(seconds=59)
@@ -392,5 +393,6 @@ def test_the_scheduler_reads_the_bounce_mailbox_every_bounce_interval(
             "soft": 0,
             "complaints": 0,
             "unrecognised": 0,
+            "unverified": 0,
             "duplicates": 0,
         }
