@@ -5,6 +5,8 @@ scheduler process and the schema. Registered on the Typer app of `dispatcher.cli
 
 from __future__ import annotations
 
+import logging
+
 import json
 import signal
 import threading
@@ -246,6 +248,10 @@ def scheduler_cmd(
     rt = runtime()
     s = rt.settings
     address_keys_of(s)  # SUPPRESSION_KEY: checked at start, not at the first launch
+    # A service: what it does (campaigns launched and finished, what it put back) is
+    # logged without --verbose.
+    scheduler_log = logging.getLogger("dispatcher.scheduler")
+    scheduler_log.setLevel(min(scheduler_log.getEffectiveLevel(), logging.INFO))
     scheduler = Scheduler(rt, broker, ACTORS)
     if once:
         tick = scheduler.tick()
