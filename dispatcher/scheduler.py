@@ -125,7 +125,7 @@ class Scheduler:
         traceback and tried again next tick, never the end of the process."""
         try:
             return job(*args)
-        except Exception:  # noqa: BLE001 - the one place that keeps the process alive
+        except Exception:
             log.exception("scheduler: %s failed; tried again next tick", name,
                           extra={"outcome": "failed"})  # fmt: skip
             return None

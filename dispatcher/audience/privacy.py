@@ -68,8 +68,9 @@ def export_member(engine: Engine, external_id: str) -> dict[str, Any]:
     Keys: the profile (`external_id`, `first_name`, `last_name`, `email`, `mobile`,
     `mobile_invalid`, `tags`, `updated_at`), `consent` (per channel: `opt_in`, the
     sticky `optout_source`, and `suppressed`: the address's suppression, which may
-    come from another member with the same address, or None), `consent_history` (oldest first) and `deliveries` (per
-    campaign and channel: status, attempts, provider status, error, last change).
+    come from another member with the same address, or None), `consent_history`
+    (oldest first) and `deliveries` (per campaign and channel: status, attempts,
+    provider status, error, last change).
     Raises `NotFoundError` for an unknown `external_id`.
     """
     with engine.connect() as conn:
@@ -91,8 +92,9 @@ def export_member(engine: Engine, external_id: str) -> dict[str, Any]:
         ).all()
         suppressions = {
             channel: conn.execute(
-                select(_SUPPRESSION.c.reason, _SUPPRESSION.c.source, _SUPPRESSION.c.created_at)
-                .where(
+                select(
+                    _SUPPRESSION.c.reason, _SUPPRESSION.c.source, _SUPPRESSION.c.created_at
+                ).where(
                     _SUPPRESSION.c.address_key == member[key_column],
                     _SUPPRESSION.c.channel == channel,
                 )

@@ -4,10 +4,10 @@ Rows are keyed by the address key (`dispatcher.audience.addresses`), not by memb
 an opt-out, a hard bounce or a complaint stops every member with that address, those
 imported later included, and survives the erasure of the member who caused it. The
 consent checks at expansion (`suppressed`) and at send time (`suppressed_flag`, read
-with the delivery) consult it. Only `lift` (an explicit re-subscribe) removes a row. When an address's
-suppression starts or ends, each member with it who is opted in on the channel gets a
-consent event, so that the shop's feed shows a suppression that reaches a member
-through a shared address (or a bounce) as it shows an opt-out.
+with the delivery) consult it. Only `lift` (an explicit re-subscribe) removes a row.
+When an address's suppression starts or ends, each member with it who is opted in on
+the channel gets a consent event: the shop's feed shows a suppression that reaches a
+member through a shared address (or a bounce) as it shows an opt-out.
 """
 
 from __future__ import annotations

@@ -5,9 +5,8 @@ scheduler process and the schema. Registered on the Typer app of `dispatcher.cli
 
 from __future__ import annotations
 
-import logging
-
 import json
+import logging
 import signal
 import threading
 from datetime import timedelta

@@ -77,7 +77,7 @@ class ReturnsReader:
             message = message_from_bytes(raw, policy=policy.compat32)
             report = parse_report(message)
             own_id = str(message.get("Message-ID") or "").strip()
-        except Exception as exc:  # noqa: BLE001 - hostile input to parsers we do not own
+        except Exception as exc:
             # flufl.bounce raises IndexError without a From, the email package
             # RecursionError on deep nesting ...: this message only, never the rest.
             log.warning("a returned message could not be parsed (%s); left for a person",

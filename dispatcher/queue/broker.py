@@ -23,8 +23,8 @@ from dramatiq.encoder import JSONEncoder
 from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware import CurrentMessage, Middleware
 
-from dispatcher.queue.banner import StartBanner
 from dispatcher.errors import ConfigurationError
+from dispatcher.queue.banner import StartBanner
 from dispatcher.settings import Settings
 
 NAMESPACE = "dispatcher"  # the default of REDIS_NAMESPACE

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
+from dispatcher.audience.addresses import AddressKeys
 from dispatcher.audience.consent import (
     consent_changes,
     list_optouts,
@@ -16,7 +17,6 @@ from dispatcher.audience.consent import (
     resubscribe,
     subscribe,
 )
-from dispatcher.audience.addresses import AddressKeys
 from dispatcher.audience.suppression import suppress
 from dispatcher.errors import NotFoundError
 from dispatcher.store.db import session_scope

@@ -41,7 +41,9 @@ def test_bounces_import_prints_counts_and_suppresses_the_address(workdir: Path) 
     }
     again = run(workdir, "bounces", "import", "returns")
     assert again.returncode == 0, again.stderr
-    assert "hard 0, soft 0, complaints 0, unrecognised 1, unverified 0, duplicates 1" in again.stdout
+    assert (
+        "hard 0, soft 0, complaints 0, unrecognised 1, unverified 0, duplicates 1" in again.stdout
+    )
 
     validated = run(workdir, "campaign", "validate", "campaigns/yalda-1405.toml", "--json")
     assert json.loads(validated.stdout)["email"]["excluded_by"]["suppressed"] == 1

@@ -11,7 +11,6 @@ from dispatcher.email.mime import MessageHeaders, build_message
 from dispatcher.email.verp import delivery_of_message_id, signed_message_id
 from dispatcher.errors import MessageError, PermanentDeliveryError
 
-
 KEY = b"test-suppression-key"
 
 

@@ -141,9 +141,7 @@ def test_hard_and_soft_refusals(code: int, text: str, hard: bool) -> None:
 def test_a_non_standard_bounce_is_read_by_flufl_bounce(engine: Engine, tmp_path: Path) -> None:
     ids = deliveries(engine, tmp_path)
     (tmp_path / "r").mkdir()
-    (tmp_path / "r" / "1.eml").write_bytes(
-        exim(to="news@shop.example", message_id=ours(ids["A1"]))
-    )
+    (tmp_path / "r" / "1.eml").write_bytes(exim(to="news@shop.example", message_id=ours(ids["A1"])))
     counts = import_returns(ReturnsReader(engine, key=KEY, bounce_address=None), tmp_path / "r")
     assert (counts.hard, counts.unrecognised) == (1, 0)
     assert suppressions(engine) == [("bounce", "bounce")]
@@ -167,7 +165,9 @@ def test_forged_complaints_and_a_forged_dsn_change_nothing(
     import_members(engine, tmp_path / "m.csv", keys=AddressKeys(KEY))
     expand(engine, load_campaign(write_campaign(tmp_path / "c", tags=None)), keys=AddressKeys(KEY))
     with Session(engine) as session:
-        sent = {m.email: d.id or 0 for m, d in session.exec(select(Member, Delivery).join(Delivery))}
+        sent = {
+            m.email: d.id or 0 for m, d in session.exec(select(Member, Delivery).join(Delivery))
+        }
     folder = tmp_path / "r"
     folder.mkdir()
     for n in range(1, 21):  # bare counters from any domain: what the old reader believed
