@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 from dramatiq import Actor, Broker
@@ -125,9 +126,10 @@ class Scheduler:
         traceback and tried again next tick, never the end of the process."""
         try:
             return job(*args)
-        except Exception:
-            log.exception("scheduler: %s failed; tried again next tick", name,
-                          extra={"outcome": "failed"})  # fmt: skip
+        except Exception:  # the one place that keeps the long-running process alive
+            log.exception(
+                "scheduler: %s failed; tried again next tick", name, extra={"outcome": "failed"}
+            )
             return None
 
     def _finish(self, campaign_id: int, now: datetime, report: Tick) -> None:
@@ -219,10 +221,10 @@ class Scheduler:
 
     def _sms_housekeeping(self, now: datetime, report: Tick) -> None:
         if self._claim("sms-sync", now):
-            sync = lambda: sync_statuses(self.rt, now=now)  # noqa: E731
+            sync = partial(sync_statuses, self.rt, now=now)
             report.sms_sync = self._duty("sms sync", self._kavenegar, "sms sync", sync)
         if self._claim("sms-inbox", now):
-            inbox = lambda: read_inbox(self.rt)  # noqa: E731
+            inbox = partial(read_inbox, self.rt)
             report.sms_inbox = self._duty("sms inbox", self._kavenegar, "sms inbox", inbox)
 
     def _fetch_bounces(self) -> dict[str, int] | None:

@@ -99,14 +99,18 @@ def _non_standard(message: Message) -> Report | None:
         return None
     to = [addr for _, addr in getaddresses(message.get_all("To", []) + _delivered_to(message))]
     kind = BounceKind.HARD if permanent else BounceKind.SOFT
-    failed = [a.decode("utf-8", "replace") if isinstance(a, bytes) else str(a)
-              for a in (*permanent, *temporary)]  # fmt: skip
+    failed = [_text(address) for address in (*permanent, *temporary)]
     return Report(
         kind,
         to=to,
         message_ids=_original_ids(message) + _ids_in_text(message),
         recipients=failed + _original_to(message),
     )
+
+
+def _text(address: bytes | str) -> str:
+    """An address as flufl.bounce gives it (bytes, as a rule), as text."""
+    return address.decode("utf-8", "replace") if isinstance(address, bytes) else address
 
 
 def _ids_in_text(message: Message) -> list[str]:

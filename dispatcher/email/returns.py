@@ -77,11 +77,13 @@ class ReturnsReader:
             message = message_from_bytes(raw, policy=policy.compat32)
             report = parse_report(message)
             own_id = str(message.get("Message-ID") or "").strip()
-        except Exception as exc:
+        except Exception as exc:  # hostile input to parsers we do not own:
             # flufl.bounce raises IndexError without a From, the email package
             # RecursionError on deep nesting ...: this message only, never the rest.
-            log.warning("a returned message could not be parsed (%s); left for a person",
-                        type(exc).__name__)  # fmt: skip
+            log.warning(
+                "a returned message could not be parsed (%s); left for a person",
+                type(exc).__name__,
+            )
             return "unrecognised"
         if report is None:
             return "unrecognised"
