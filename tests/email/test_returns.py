@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from dispatcher.audience.addresses import AddressKeys
 from dispatcher.audience.members import import_members
@@ -88,7 +88,13 @@ def test_a_dsn_and_an_arf_report_are_handled_once_each(
     assert (second.hard, second.complaints, second.duplicates) == (0, 0, 2)
     assert suppressions(engine) == [("bounce", "bounce"), ("complaint", "complaint")]
     with Session(engine) as session:
-        assert len(session.exec(select(ConsentEvent)).all()) == 1
+        recorded = session.exec(
+            select(Member.external_id, ConsentEvent.source)
+            .join(Member)
+            .order_by(col(ConsentEvent.id))
+        ).all()
+    # The hard bounce's suppression reaches A1 (in the feed); the complaint opts B1 out.
+    assert list(recorded) == [("A1", "bounce"), ("B1", "complaint")]
 
 
 def test_the_signed_message_id_and_the_recipient_find_the_delivery_without_verp(
