@@ -58,9 +58,16 @@ _MID_TAG_HEX = 16
 _MESSAGE_ID = re.compile(rf"<d\.([0-9a-z]{{1,13}})\.([0-9a-f]{{{_MID_TAG_HEX}}})@([^<>\s@]+)>")
 
 
+@functools.lru_cache(maxsize=4)
+def _keyed(key: bytes) -> hmac.HMAC:
+    """HMAC-SHA256 under `key`, its key schedule done once (copied per message)."""
+    return hmac.new(key, b"message-id:", hashlib.sha256)
+
+
 def _mid_tag(key: bytes, ref: str, domain: str) -> str:
-    data = f"message-id:{ref}@{domain.lower()}".encode()
-    return hmac.new(key, data, hashlib.sha256).hexdigest()[:_MID_TAG_HEX]
+    mac = _keyed(key).copy()
+    mac.update(f"{ref}@{domain.lower()}".encode())
+    return mac.hexdigest()[:_MID_TAG_HEX]
 
 
 def signed_message_id(key: bytes, delivery_id: int, domain: str) -> str:
