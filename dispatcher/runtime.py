@@ -135,6 +135,7 @@ class Runtime:
                 slug=spec.slug,
                 campaign_name=spec.name,
                 reply_to=spec.email.reply_to if spec.email else None,
+                key=self.settings.suppression_key_bytes(),
             )
         compiled = CompiledCampaign(
             id=campaign.id,

@@ -11,6 +11,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
+from typing import Any, TypeVar
 
 from dramatiq import Actor, Broker
 from dramatiq.brokers.redis import RedisBroker
@@ -42,6 +44,7 @@ from dispatcher.store.models import (
 log = logging.getLogger("dispatcher.scheduler")
 
 REQUEUE_GRACE = timedelta(seconds=30)
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -90,32 +93,50 @@ class Scheduler:
         self._next_run: dict[str, datetime] = {}  # without Redis: job -> when due again
 
     def run(self, stop: threading.Event, *, interval: float | None = None) -> None:
-        """Tick until `stop` is set."""
+        """Tick until `stop` is set; a tick that fails is logged, and the next one runs."""
         interval = interval or self.rt.settings.scheduler_interval
         while not stop.is_set():
-            self.tick()
+            self._duty("tick", self.tick)
             stop.wait(interval)
 
     def tick(self) -> Tick:
+        """Every duty once; one that fails (any error) is logged and the others go on."""
         report = Tick()
         now = self.clock()
         for campaign_id in self._ids(CampaignState.SCHEDULED, due=now):
-            self._launch(campaign_id, now, report)
+            self._duty(f"launch of campaign {campaign_id}", self._launch, campaign_id, now, report)
         for campaign_id in self._ids(CampaignState.SENDING):
-            self._recover(campaign_id, now, report)
+            self._duty(f"campaign {campaign_id}", self._recover, campaign_id, now, report)
         if Channel.SMS in self.actors:
-            self._release_sms(now, report)
+            self._duty("sms release", self._release_sms, now, report)
         for campaign_id in self._ids(CampaignState.SENDING):
-            if control.finish_if_done(self.engine, campaign_id, now=now):
-                report.finished.append(control.get(self.engine, campaign_id).slug)
+            self._duty(f"finish of campaign {campaign_id}", self._finish, campaign_id, now, report)
         if not self.rt.settings.sms_outbox:
-            self._sms_housekeeping(now, report)
+            self._duty("sms sync and inbox", self._sms_housekeeping, now, report)
         s = self.rt.settings
         if s.bounce_imap_url is not None and self._claim("bounces", now, s.bounce_interval):
-            report.bounces = self._fetch_bounces()
+            report.bounces = self._duty("bounces fetch", self._fetch_bounces)
         if report:
             log.info("scheduler: %s", report, extra={"outcome": "tick"})
         return report
+
+    def _duty(self, name: str, job: Callable[..., _T], *args: Any) -> _T | None:
+        """`job(*args)`; None when it raised. The scheduler runs for months: one
+        duty's error (a bug, a corrupt row, a parser's surprise) is logged with its
+        traceback and tried again next tick, never the end of the process."""
+        try:
+            return job(*args)
+        except Exception:  # the one place that keeps the long-running process alive
+            log.exception(
+                "scheduler: %s failed; tried again next tick", name, extra={"outcome": "failed"}
+            )
+            return None
+
+    def _finish(self, campaign_id: int, now: datetime, report: Tick) -> None:
+        if control.finish_if_done(self.engine, campaign_id, now=now):
+            slug = control.get(self.engine, campaign_id).slug
+            report.finished.append(slug)
+            log.info("campaign %s finished", slug, extra={"campaign": slug, "outcome": "finished"})
 
     def _ids(self, state: CampaignState, *, due: datetime | None = None) -> list[int]:
         query = select(col(Campaign.id)).where(col(Campaign.state) == state)
@@ -200,9 +221,11 @@ class Scheduler:
 
     def _sms_housekeeping(self, now: datetime, report: Tick) -> None:
         if self._claim("sms-sync", now):
-            report.sms_sync = self._kavenegar("sms sync", lambda: sync_statuses(self.rt, now=now))
+            sync = partial(sync_statuses, self.rt, now=now)
+            report.sms_sync = self._duty("sms sync", self._kavenegar, "sms sync", sync)
         if self._claim("sms-inbox", now):
-            report.sms_inbox = self._kavenegar("sms inbox", lambda: read_inbox(self.rt))
+            inbox = partial(read_inbox, self.rt)
+            report.sms_inbox = self._duty("sms inbox", self._kavenegar, "sms inbox", inbox)
 
     def _fetch_bounces(self) -> dict[str, int] | None:
         """`bounces fetch`: read the bounce mailbox; a failure is logged, tried again

@@ -4,6 +4,7 @@ delivery reports and opt-out replies) against the Kavenegar test server."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -13,21 +14,23 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import redis
+from sqlalchemy import update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from dispatcher.audience.addresses import AddressKeys
 from dispatcher.definition.campaign import load_campaign
 from dispatcher.definition.sendtime import describe, parse_send_at
 from dispatcher.delivery.control import find
 from dispatcher.delivery.listing import list_campaigns
+from dispatcher.email.verp import verp_address
 from dispatcher.errors import InputError
 from dispatcher.queue.broker import build_broker
 from dispatcher.queue.expansion import expand
 from dispatcher.runtime import Runtime
 from dispatcher.scheduler import Scheduler
 from dispatcher.settings import Settings
-from dispatcher.store.models import CampaignState, Member, utcnow
+from dispatcher.store.models import Campaign, CampaignState, Member, utcnow
 from tests.email.reports import dsn
 from tests.factories import add_member, harness, write_campaign
 from tests.servers.imap_server import ImapServerHandle
@@ -372,9 +375,8 @@ def test_the_scheduler_reads_the_bounce_mailbox_every_bounce_interval(
         h.send(write_campaign(tmp_path / "c", tags=None))
         h.run_workers()
         [delivery] = h.deliveries()
-        imap_server.append(
-            dsn(to="bounces@shop.example", message_id=f"<delivery-{delivery.id}@shop.example>")
-        )
+        verp = verp_address("bounces@shop.example", settings.suppression_key_bytes(), delivery.id)
+        imap_server.append(dsn(to=verp, message_id="<unrelated@x>"))
         now = [NOON]
         scheduler = Scheduler(h.runtime, h.broker, h.actors, clock=lambda: now[0])
         assert scheduler.tick().bounces == {
@@ -382,6 +384,7 @@ def test_the_scheduler_reads_the_bounce_mailbox_every_bounce_interval(
             "soft": 0,
             "complaints": 0,
             "unrecognised": 0,
+            "unverified": 0,
             "duplicates": 0,
         }
         now[0] = NOON + timedelta(seconds=59)
@@ -392,5 +395,41 @@ def test_the_scheduler_reads_the_bounce_mailbox_every_bounce_interval(
             "soft": 0,
             "complaints": 0,
             "unrecognised": 0,
+            "unverified": 0,
             "duplicates": 0,
         }
+
+
+def test_a_duty_that_fails_is_logged_and_the_other_duties_still_run(
+    make_settings: Callable[..., Settings],
+    database_url: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with harness(make_settings(database_url=database_url)) as h:
+        add_member(h.engine, "C1", email="c1@example.com")
+        send_at = utcnow() + timedelta(hours=1)
+        for slug in ("broken", "yalda-test"):
+            spec = load_campaign(write_campaign(tmp_path / slug, slug=slug))
+            expand(h.engine, spec, send_at=send_at, keys=KEYS)
+        with h.engine.begin() as conn:  # a row no code expects: its launch raises
+            conn.execute(update(Campaign).where(col(Campaign.slug) == "broken").values(spec="{"))
+        stop = threading.Event()
+        ticks: list[datetime] = []
+
+        def clock() -> datetime:
+            ticks.append(send_at)
+            if len(ticks) == 2:
+                stop.set()  # `run` ends after its second tick
+            return send_at
+
+        scheduler = Scheduler(h.runtime, h.broker, h.actors, clock=clock)
+        with caplog.at_level(logging.INFO, logger="dispatcher.scheduler"):
+            scheduler.run(stop, interval=0.01)
+        assert len(ticks) == 2
+        assert "scheduler: launch of campaign" in caplog.text and "Traceback" in caplog.text
+        # The other campaign was launched, sent inline, and finished; both logged.
+        assert "campaign yalda-test launched" in caplog.text
+        assert "campaign yalda-test finished" in caplog.text
+        assert find(h.engine, "yalda-test").state == CampaignState.DONE
+        assert find(h.engine, "broken").state == CampaignState.SCHEDULED

@@ -110,9 +110,9 @@ def opt_out(
     params = {"member_id": member_id, "now": now, "source": source.value}
     sticky = source is not ConsentSource.IMPORT
     if conn.execute(statements["out_sticky" if sticky else "out"], params).rowcount:
+        _record(conn, member_id, channel, False, source, now, campaign_id=campaign_id)
         if sticky:  # the address too: every member with it, now and imported later
             suppress_member(conn, member_id, channel, source, now)
-        _record(conn, member_id, channel, False, source, now, campaign_id=campaign_id)
         return True
     _require_member(conn, member_id)
     if sticky and conn.execute(statements["stick"], params).rowcount:
@@ -138,12 +138,13 @@ def resubscribe(
     channel, source = Channel(channel), ConsentSource(source)
     statements, conn, now = _STATEMENTS[channel], session.connection(), at or utcnow()
     params = {"member_id": member_id, "now": now}
-    lift_member(conn, member_id, channel)  # the address's suppression, whatever its reason
     if conn.execute(statements["in"], params).rowcount:
         _record(conn, member_id, channel, True, source, now)
+        lift_member(conn, member_id, channel, source, now, besides=member_id)
         return True
     _require_member(conn, member_id)
     conn.execute(statements["unstick"], params)  # an opted-in member has no sticky source
+    lift_member(conn, member_id, channel, source, now)  # the address's, whatever its reason
     return False
 
 

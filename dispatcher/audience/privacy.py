@@ -30,6 +30,7 @@ from dispatcher.store.models import (
     DeliveryStatus,
     Member,
     MemberTag,
+    Suppression,
     utcnow,
 )
 
@@ -40,6 +41,7 @@ _TAG = MemberTag.__table__  # type: ignore[attr-defined]
 _EVENT = ConsentEvent.__table__  # type: ignore[attr-defined]
 _DELIVERY = Delivery.__table__  # type: ignore[attr-defined]
 _CAMPAIGN = Campaign.__table__  # type: ignore[attr-defined]
+_SUPPRESSION = Suppression.__table__  # type: ignore[attr-defined]
 _PROFILE = (
     "external_id",
     "first_name",
@@ -73,9 +75,11 @@ def export_member(engine: Engine, external_id: str) -> dict[str, Any]:
     """Everything stored about a member, as JSON-ready values (times in ISO 8601 UTC).
 
     Keys: the profile (`external_id`, `first_name`, `last_name`, `email`, `mobile`,
-    `mobile_invalid`, `tags`, `updated_at`), `consent` (per channel: `opt_in` and the
-    sticky `optout_source`), `consent_history` (oldest first) and `deliveries` (per
-    campaign and channel: status, attempts, provider status, error, last change).
+    `mobile_invalid`, `tags`, `updated_at`), `consent` (per channel: `opt_in`, the
+    sticky `optout_source`, and `suppressed`: the address's suppression, which may
+    come from another member with the same address, or None), `consent_history`
+    (oldest first) and `deliveries` (per campaign and channel: status, attempts,
+    provider status, error, last change).
     Raises `NotFoundError` for an unknown `external_id`.
     """
     with engine.connect() as conn:
@@ -91,6 +95,17 @@ def export_member(engine: Engine, external_id: str) -> dict[str, Any]:
             .where(_EVENT.c.member_id == member_id)
             .order_by(_EVENT.c.id)
         ).all()
+        suppressions = {
+            channel: conn.execute(
+                select(
+                    _SUPPRESSION.c.reason, _SUPPRESSION.c.source, _SUPPRESSION.c.created_at
+                ).where(
+                    _SUPPRESSION.c.address_key == member[key_column],
+                    _SUPPRESSION.c.channel == channel,
+                )
+            ).first()
+            for channel, key_column in (("email", "email_key"), ("sms", "mobile_key"))
+        }
         deliveries = conn.execute(
             select(
                 _CAMPAIGN.c.slug,
@@ -112,11 +127,12 @@ def export_member(engine: Engine, external_id: str) -> dict[str, Any]:
     return {
         **profile,
         "consent": {
-            "email": {
-                "opt_in": member["email_opt_in"],
-                "optout_source": member["email_optout_source"],
-            },
-            "sms": {"opt_in": member["sms_opt_in"], "optout_source": member["sms_optout_source"]},
+            channel: {
+                "opt_in": member[f"{channel}_opt_in"],
+                "optout_source": member[f"{channel}_optout_source"],
+                "suppressed": _suppression(suppressions[channel]),
+            }
+            for channel in ("email", "sms")
         },
         "consent_history": [
             {"channel": channel, "opt_in": opted_in, "source": source, "at": _json(at)}
@@ -207,6 +223,15 @@ def _erase(conn: Connection, external_id: str) -> Erasure:
         pending_skipped=len(skipped),
         consent_events_anonymised=events,
     )
+
+
+def _suppression(row: Any) -> dict[str, Any] | None:
+    """The suppression of the member's address (perhaps caused by another member who
+    shares it, or by a bounce): nothing is sent to it, whatever `opt_in` says."""
+    if row is None:
+        return None
+    reason, source, since = row
+    return {"reason": reason, "source": source, "since": _json(since)}
 
 
 def _json(value: Any) -> Any:

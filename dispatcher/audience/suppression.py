@@ -5,6 +5,9 @@ an opt-out, a hard bounce or a complaint stops every member with that address, t
 imported later included, and survives the erasure of the member who caused it. The
 consent checks at expansion (`suppressed`) and at send time (`suppressed_flag`, read
 with the delivery) consult it. Only `lift` (an explicit re-subscribe) removes a row.
+When an address's suppression starts or ends, each member with it who is opted in on
+the channel gets a consent event: the shop's feed shows a suppression that reaches a
+member through a shared address (or a bounce) as it shows an opt-out.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from sqlalchemy import (
     case,
     delete,
     exists,
+    insert,
     literal,
     select,
+    true,
     update,
 )
 from sqlalchemy.engine import Connection
@@ -28,6 +33,7 @@ from dispatcher.audience.addresses import AddressKeys
 from dispatcher.store.db import insert_or_ignore
 from dispatcher.store.models import (
     Channel,
+    ConsentEvent,
     ConsentSource,
     Member,
     Suppression,
@@ -37,9 +43,11 @@ from dispatcher.store.models import (
 
 _S = Suppression.__table__  # type: ignore[attr-defined]
 _M = Member.__table__  # type: ignore[attr-defined]
+_E = ConsentEvent.__table__  # type: ignore[attr-defined]
 # channel -> the member column holding that channel's address key
 KEY_COLUMNS = {Channel.EMAIL: "email_key", Channel.SMS: "mobile_key"}
 ADDRESS_COLUMNS = {Channel.EMAIL: "email", Channel.SMS: "mobile"}
+OPT_IN_COLUMNS = {Channel.EMAIL: "email_opt_in", Channel.SMS: "sms_opt_in"}
 
 
 def reason_of(source: ConsentSource) -> SuppressionReason:
@@ -74,7 +82,10 @@ def suppress(
         .on_conflict_do_nothing()
         .returning(_S.c.id)
     )
-    return conn.execute(stmt).first() is not None
+    if conn.execute(stmt).first() is None:
+        return False
+    _record_reach(conn, address_key, channel, False, source, now or utcnow())
+    return True
 
 
 def suppress_member(
@@ -95,16 +106,57 @@ def suppress_member(
         .from_select(["address_key", "channel", "reason", "source", "created_at"], chosen)
         .on_conflict_do_nothing()
     )
-    conn.execute(stmt)
+    if conn.execute(stmt).rowcount:
+        member_key = select(key).where(_M.c.id == member_id).scalar_subquery()
+        _record_reach(conn, member_key, channel, False, source, now)
 
 
-def lift_member(conn: Connection, member_id: int, channel: Channel) -> int:
-    """Remove the suppression of the member's address on `channel` (a re-subscribe)."""
+def lift_member(
+    conn: Connection,
+    member_id: int,
+    channel: Channel,
+    source: ConsentSource,
+    now: Any = None,
+    *,
+    besides: int | None = None,
+) -> int:
+    """Remove the suppression of the member's address on `channel` (a re-subscribe
+    from `source`); `besides`: a member who recorded their own opt-in."""
     key = select(_M.c[KEY_COLUMNS[channel]]).where(_M.c.id == member_id).scalar_subquery()
-    return int(
+    lifted = int(
         conn.execute(
             delete(_S).where(_S.c.channel == str(channel), _S.c.address_key == key)
         ).rowcount
+    )
+    if lifted:
+        _record_reach(conn, key, channel, True, source, now or utcnow(), besides=besides)
+    return lifted
+
+
+def _record_reach(
+    conn: Connection,
+    key: Any,
+    channel: Channel,
+    opted_in: bool,
+    source: ConsentSource,
+    now: Any,
+    *,
+    besides: int | None = None,
+) -> None:
+    """A consent event for every member with the address `key` (a value or a scalar
+    subquery) who is opted in on `channel` (but `besides`): the suppression starts
+    (`opted_in` False) or ends for them."""
+    chosen = select(
+        _M.c.id,
+        literal(str(channel)),
+        literal(opted_in, type_=_E.c.opted_in.type),
+        literal(str(source)),
+        literal(now, type_=_E.c.at.type),
+    ).where(_M.c[KEY_COLUMNS[channel]] == key, _M.c[OPT_IN_COLUMNS[channel]] == true())
+    if besides is not None:
+        chosen = chosen.where(_M.c.id != besides)
+    conn.execute(
+        insert(_E).from_select(["member_id", "channel", "opted_in", "source", "at"], chosen)
     )
 
 

@@ -6,6 +6,7 @@ scheduler process and the schema. Registered on the Typer app of `dispatcher.cli
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import threading
 from datetime import timedelta
@@ -246,6 +247,10 @@ def scheduler_cmd(
     rt = runtime()
     s = rt.settings
     address_keys_of(s)  # SUPPRESSION_KEY: checked at start, not at the first launch
+    # A service: what it does (campaigns launched and finished, what it put back) is
+    # logged without --verbose.
+    scheduler_log = logging.getLogger("dispatcher.scheduler")
+    scheduler_log.setLevel(min(scheduler_log.getEffectiveLevel(), logging.INFO))
     scheduler = Scheduler(rt, broker, ACTORS)
     if once:
         tick = scheduler.tick()

@@ -21,7 +21,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, case, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import configure_mappers
@@ -381,6 +381,10 @@ def move_many(
             .where(_T.c.id == bindparam("b_id"), _T.c.status == src)
             .values({k: bindparam(f"b_{k}") for k in keys})
         )
+        if "provider_id" in keys:  # a member erased while it was sending: no provider id
+            stmt = stmt.values(
+                provider_id=case((_T.c.member_id.is_(None), None), else_=bindparam("b_provider_id"))
+            )
         if "updated_at" not in keys:
             stmt = stmt.values(updated_at=bindparam("b_now"))
         _MOVES[(src, keys)] = stmt

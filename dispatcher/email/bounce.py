@@ -53,8 +53,11 @@ class Report:
     status: str | None = None
     # Addresses it was sent to (a VERP address names the delivery) ...
     to: list[str] = field(default_factory=list)
-    # ... and Message-IDs of the original message found in the returned headers.
+    # ... and Message-IDs of the original message found in the returned headers ...
     message_ids: list[str] = field(default_factory=list)
+    # ... and the addresses it is about (Final-Recipient, Original-Rcpt-To, the
+    # original's To): a delivery found by Message-ID must have one of them.
+    recipients: list[str] = field(default_factory=list)
 
 
 def parse_report(message: Message) -> Report | None:
@@ -66,13 +69,28 @@ def parse_report(message: Message) -> Report | None:
     report_type = (message.get_param("report-type") or "").__str__().lower()
     to = [addr for _, addr in getaddresses(message.get_all("To", []) + _delivered_to(message))]
     if report_type == "feedback-report":
-        return Report(BounceKind.COMPLAINT, to=to, message_ids=_original_ids(message))
+        recipients = _report_fields(message, "message/feedback-report", "original-rcpt-to")
+        return Report(
+            BounceKind.COMPLAINT,
+            to=to,
+            message_ids=_original_ids(message),
+            recipients=recipients + _original_to(message),
+        )
     if report_type != "delivery-status":
         return _non_standard(message)
     kind, status = _dsn_outcome(message)
     if kind is None:
         return None
-    return Report(kind, status=status, to=to, message_ids=_original_ids(message))
+    recipients = _report_fields(
+        message, "message/delivery-status", "final-recipient", "original-recipient"
+    )
+    return Report(
+        kind,
+        status=status,
+        to=to,
+        message_ids=_original_ids(message),
+        recipients=recipients + _original_to(message),
+    )
 
 
 def _non_standard(message: Message) -> Report | None:
@@ -81,7 +99,18 @@ def _non_standard(message: Message) -> Report | None:
         return None
     to = [addr for _, addr in getaddresses(message.get_all("To", []) + _delivered_to(message))]
     kind = BounceKind.HARD if permanent else BounceKind.SOFT
-    return Report(kind, to=to, message_ids=_original_ids(message) + _ids_in_text(message))
+    failed = [_text(address) for address in (*permanent, *temporary)]
+    return Report(
+        kind,
+        to=to,
+        message_ids=_original_ids(message) + _ids_in_text(message),
+        recipients=failed + _original_to(message),
+    )
+
+
+def _text(address: bytes | str) -> str:
+    """An address as flufl.bounce gives it (bytes, as a rule), as text."""
+    return address.decode("utf-8", "replace") if isinstance(address, bytes) else address
 
 
 def _ids_in_text(message: Message) -> list[str]:
@@ -118,6 +147,45 @@ def _dsn_outcome(message: Message) -> tuple[BounceKind | None, str | None]:
             if action in ("failed", "delayed"):
                 worst = (BounceKind.SOFT, status)
     return worst
+
+
+def _report_fields(message: Message, part_type: str, *names: str) -> list[str]:
+    """The addresses in the fields `names` of the report's `part_type` parts
+    (`rfc822; someone@example.com`, or a bare address)."""
+    found: list[str] = []
+    for part in message.walk():
+        if part.get_content_type() != part_type:
+            continue
+        for fields in _status_groups(part):
+            for name in names:
+                value = fields.get(name, "")
+                address = value.partition(";")[2] if ";" in value else value
+                if address.strip():
+                    found.append(address.strip().strip("<>"))
+    return found
+
+
+def _original_to(message: Message) -> list[str]:
+    """The To addresses of the returned original (`message/rfc822` or
+    `text/rfc822-headers`)."""
+    to: list[str] = []
+    for part in message.walk():
+        kind = part.get_content_type()
+        if kind == "message/rfc822":
+            payload = part.get_payload()
+            inner = payload[0] if isinstance(payload, list) and payload else None
+            if isinstance(inner, Message):
+                to.extend(addr for _, addr in getaddresses(inner.get_all("To", [])))
+        elif kind == "text/rfc822-headers":
+            text = part.get_payload(decode=True)
+            if isinstance(text, bytes):
+                lines = _TO_LINE.findall(text)
+                values = [v.decode("utf-8", "replace") for v in lines]
+                to.extend(addr for _, addr in getaddresses(values))
+    return to
+
+
+_TO_LINE = re.compile(rb"^To:[ \t]*([^\r\n]+)", re.IGNORECASE | re.MULTILINE)
 
 
 def _status_groups(part: Message) -> list[dict[str, str]]:

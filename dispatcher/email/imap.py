@@ -3,8 +3,9 @@
 `imaps://user:password@host[:port]/MAILBOX` is TLS from the start; `imap://` upgrades
 with STARTTLS when the server offers it, and is used plain only on loopback. A message
 handled (recorded in the database) gets the keyword `$DispatcherHandled` and `\\Seen`,
-so the next fetch skips it (an unrecognised one gets the keyword only: it stays unread
-for a person); one that could not be handled (a database error) stays for the next fetch.
+so the next fetch skips it (an unrecognised or unverified one gets the keyword only:
+it stays unread for a person); one that could not be handled (a database error)
+stays for the next fetch.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dispatcher.email.returns import Counts, ReturnsReader
 from dispatcher.errors import ConfigurationError, DispatcherError
 
 HANDLED = "$DispatcherHandled"
+LEFT_FOR_A_PERSON = ("unrecognised", "unverified")
 BATCH = 50
 _LOOPBACK_NAMES = ("localhost",)
 
@@ -97,8 +99,8 @@ def fetch_returns(reader: ReturnsReader, url: str, *, timeout: float = 30.0) -> 
                 for uid, raw in _fetch(client, uids[start : start + BATCH]):
                     outcome = reader.handle(raw)
                     counts.add(outcome)
-                    # An unrecognised message stays unread, for a person to look at.
-                    flags = HANDLED if outcome == "unrecognised" else f"{HANDLED} \\Seen"
+                    # What was not recorded stays unread, for a person to look at.
+                    flags = HANDLED if outcome in LEFT_FOR_A_PERSON else f"{HANDLED} \\Seen"
                     _check(
                         client.uid("STORE", uid, "+FLAGS.SILENT", f"({flags})"),
                         "mark a message handled",

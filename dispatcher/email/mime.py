@@ -11,11 +11,12 @@ from __future__ import annotations
 import re
 import secrets
 from binascii import b2a_base64
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import formatdate, parseaddr
 
 from dispatcher.controlchars import CONTROL, find_control
 from dispatcher.email.address import wire_address
+from dispatcher.email.verp import signed_message_id
 from dispatcher.errors import MessageError
 
 # UTF-8 bytes per RFC 2047 encoded-word: 42 bytes -> 56 base64 characters, so that
@@ -137,11 +138,20 @@ class MessageHeaders:
     list_id: str
     domain: str
     reply_to: str | None = None  # encoded, or None for no Reply-To header
+    key: bytes | None = field(default=None, repr=False)  # signs the Message-ID
 
     @classmethod
     def for_campaign(
-        cls, *, mail_from: str, slug: str, campaign_name: str, reply_to: str | None = None
+        cls,
+        *,
+        mail_from: str,
+        slug: str,
+        campaign_name: str,
+        reply_to: str | None = None,
+        key: bytes | None = None,
     ) -> MessageHeaders:
+        """`key` (SUPPRESSION_KEY) signs each delivery's Message-ID; without it only
+        messages with a Message-ID of their own can be built (test copies)."""
         check_header("List-Id", campaign_name)
         check_header("List-Id", slug)
         from_header = encode_address(mail_from)
@@ -156,10 +166,15 @@ class MessageHeaders:
             list_id=list_id,
             domain=domain,
             reply_to=encode_address(reply_to) if reply_to else None,
+            key=key,
         )
 
     def message_id(self, delivery_id: int) -> str:
-        return f"<delivery-{delivery_id}@{self.domain}>"
+        """The delivery's Message-ID, signed (`dispatcher.email.verp`): a report that
+        quotes it can be matched to the delivery, and no one else can make one."""
+        if self.key is None:
+            raise MessageError("no key to sign the Message-ID with (SUPPRESSION_KEY)")
+        return signed_message_id(self.key, delivery_id, self.domain)
 
 
 _RUN = secrets.token_hex(6)  # this process's part of every boundary

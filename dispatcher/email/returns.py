@@ -1,14 +1,18 @@
 """Returned mail: DSNs and ARF complaints read from a mailbox, matched to deliveries.
 
-A report names its delivery by the VERP address it was sent to (`verp`), or by the
-original `Message-ID` (`<delivery-ID@domain>`) in the returned headers. Each message
-is handled in its own transaction and recorded once (`report_id`: its Message-ID, or
-a hash of its bytes), so importing a mailbox twice changes nothing more.
+Anyone can send mail to the bounce mailbox, so a report is believed only with proof:
+with `BOUNCE_ADDRESS`, the VERP address it names must verify (`verp`); without, the
+original's signed Message-ID (`<d.REF.TAG@domain>`) must verify **and** the report
+must be about the delivery's address. Anything else is `unverified`, left for a
+person. Each message is handled in its own transaction and recorded once
+(`report_id`: its Message-ID, or a hash of its bytes); one that cannot be parsed is
+`unrecognised`, and the next one is handled.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import mailbox
 import re
 from collections.abc import Iterator
@@ -16,15 +20,17 @@ from dataclasses import asdict, dataclass
 from email import message_from_bytes, policy
 from pathlib import Path
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
-from dispatcher.audience.bounces import record
-from dispatcher.email.bounce import parse_report
-from dispatcher.email.verp import delivery_of
+from dispatcher.audience.addresses import AddressKeys
+from dispatcher.audience.bounces import delivery_target, record
+from dispatcher.email.bounce import Report, parse_report
+from dispatcher.email.verp import delivery_of, delivery_of_message_id
 from dispatcher.errors import InputError
 from dispatcher.store.models import BounceKind
 
-_OUR_MESSAGE_ID = re.compile(r"<delivery-(\d{1,18})@[^>\s]+>")
+log = logging.getLogger("dispatcher.bounces")
+
 _VERP_SHAPE = r"{local}\+[0-9a-z]{{1,13}}-[0-9a-f]{{10}}@{domain}"
 
 
@@ -33,7 +39,8 @@ class Counts:
     hard: int = 0
     soft: int = 0
     complaints: int = 0
-    unrecognised: int = 0
+    unrecognised: int = 0  # not a report (or not one that can be parsed)
+    unverified: int = 0  # a report that does not prove it is about one of our deliveries
     duplicates: int = 0  # reports handled before (a second import of the same mailbox)
 
     def add(self, outcome: str) -> None:
@@ -56,6 +63,7 @@ class ReturnsReader:
         self.engine = engine
         self.key = key
         self.bounce_address = bounce_address
+        self._keys = AddressKeys(key)
         self._verp: re.Pattern[str] | None = None
         if bounce_address:
             local, _, domain = bounce_address.rpartition("@")
@@ -63,17 +71,27 @@ class ReturnsReader:
             self._verp = re.compile(pattern, re.IGNORECASE)
 
     def handle(self, raw: bytes) -> str:
-        """Handle one message; its outcome: a `Counts` field name."""
-        message = message_from_bytes(raw, policy=policy.compat32)
-        report = parse_report(message)
+        """Handle one message; its outcome: a `Counts` field name. A database error
+        is raised (the message can be handled later); nothing the message holds is."""
+        try:
+            message = message_from_bytes(raw, policy=policy.compat32)
+            report = parse_report(message)
+            own_id = str(message.get("Message-ID") or "").strip()
+        except Exception as exc:  # hostile input to parsers we do not own:
+            # flufl.bounce raises IndexError without a From, the email package
+            # RecursionError on deep nesting ...: this message only, never the rest.
+            log.warning(
+                "a returned message could not be parsed (%s); left for a person",
+                type(exc).__name__,
+            )
+            return "unrecognised"
         if report is None:
             return "unrecognised"
-        delivery_id = self._delivery(raw, report.to, report.message_ids)
-        if delivery_id is None:
-            return "unrecognised"
-        own_id = str(message.get("Message-ID") or "").strip()
         report_id = "r:" + hashlib.sha256(own_id.encode() if own_id else raw).hexdigest()[:40]
         with self.engine.begin() as conn:
+            delivery_id = self._delivery(conn, raw, report)
+            if delivery_id is None:
+                return "unverified"
             recorded = record(
                 conn,
                 delivery_id=delivery_id,
@@ -83,17 +101,23 @@ class ReturnsReader:
             )
         return _OUTCOME[report.kind] if recorded else "duplicates"
 
-    def _delivery(self, raw: bytes, to: list[str], message_ids: list[str]) -> int | None:
+    def _delivery(self, conn: Connection, raw: bytes, report: Report) -> int | None:
+        """The delivery the report proves it is about, else None (see the module)."""
         if self.bounce_address and self._verp is not None:
             text = raw.decode("utf-8", "replace")
-            for address in [*to, *self._verp.findall(text)]:
+            for address in [*report.to, *self._verp.findall(text)]:
                 found = delivery_of(address, self.bounce_address, self.key)
                 if found is not None:
                     return found
-        for message_id in message_ids:
-            ours = _OUR_MESSAGE_ID.search(message_id)
-            if ours:
-                return int(ours[1])
+            return None
+        about = {self._keys.email(address) for address in report.recipients}
+        for message_id in report.message_ids:
+            found = delivery_of_message_id(message_id, self.key)
+            if found is None:
+                continue
+            target = delivery_target(conn, found)
+            if target is not None and target[2] is not None and target[2] in about:
+                return found
         return None
 
 

@@ -1,9 +1,10 @@
-"""VERP: an envelope sender per message that names its delivery, for bounces.
+"""Signed references to a delivery in the mail we send, read back from returned mail.
 
-With `BOUNCE_ADDRESS=bounces@shop.example` a delivery's envelope sender is
-`bounces+REF@shop.example`, REF = the delivery id in base 36, a dash, and 40 bits of
-HMAC-SHA256 of it (under `SUPPRESSION_KEY`): short, signed, no personal data. Mail
-systems send a bounce to that address; `delivery_of` reads the delivery back.
+- VERP: with `BOUNCE_ADDRESS=bounces@shop.example` a delivery's envelope sender is
+  `bounces+REF@shop.example`, REF = the delivery id in base 36, a dash, and 40 bits of
+  HMAC-SHA256 of it (under `SUPPRESSION_KEY`); `delivery_of` reads the delivery back.
+- Message-ID: `<d.REF.TAG@domain>`, TAG = 64 bits of HMAC-SHA256 of REF and the
+  domain; `delivery_of_message_id` reads it back. Short, signed, no personal data.
 """
 
 from __future__ import annotations
@@ -51,6 +52,40 @@ def delivery_of(address: str, bounce_address: str, key: bytes) -> int | None:
     if found is None or not hmac.compare_digest(found[2], _tag(key, found[1])):
         return None
     return int(found[1], 36)
+
+
+_MID_TAG_HEX = 16
+_MESSAGE_ID = re.compile(rf"<d\.([0-9a-z]{{1,13}})\.([0-9a-f]{{{_MID_TAG_HEX}}})@([^<>\s@]+)>")
+
+
+@functools.lru_cache(maxsize=4)
+def _keyed(key: bytes) -> hmac.HMAC:
+    """HMAC-SHA256 under `key`, its key schedule done once (copied per message)."""
+    return hmac.new(key, b"message-id:", hashlib.sha256)
+
+
+def _mid_tag(key: bytes, ref: str, domain: str) -> str:
+    mac = _keyed(key).copy()
+    mac.update(f"{ref}@{domain.lower()}".encode())
+    return mac.hexdigest()[:_MID_TAG_HEX]
+
+
+def signed_message_id(key: bytes, delivery_id: int, domain: str) -> str:
+    """`<d.REF.TAG@domain>`: the Message-ID of a delivery's email."""
+    ref = _base36(delivery_id)
+    return f"<d.{ref}.{_mid_tag(key, ref, domain)}@{domain}>"
+
+
+def delivery_of_message_id(message_id: str, key: bytes) -> int | None:
+    """The delivery a Message-ID names, if it is in our signed form and its tag (over
+    the id and the domain) verifies; None for anything else, `<delivery-N@...>` too."""
+    found = _MESSAGE_ID.fullmatch(message_id.strip().lower())
+    if found is None:
+        return None
+    ref, tag, domain = found[1], found[2], found[3]
+    if not hmac.compare_digest(tag, _mid_tag(key, ref, domain)):
+        return None
+    return int(ref, 36)
 
 
 @functools.lru_cache(maxsize=4)

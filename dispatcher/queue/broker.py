@@ -24,6 +24,7 @@ from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware import CurrentMessage, Middleware
 
 from dispatcher.errors import ConfigurationError
+from dispatcher.queue.banner import StartBanner
 from dispatcher.settings import Settings
 
 NAMESPACE = "dispatcher"  # the default of REDIS_NAMESPACE
@@ -63,6 +64,8 @@ def build_broker(settings: Settings, *, namespace: str | None = None) -> Broker:
     else:
         broker = StubBroker()
     broker.add_middleware(CurrentMessage())
+    if settings.redis_url:  # worker processes: say what they send through
+        broker.add_middleware(StartBanner(settings))
     if settings.prometheus and not settings.inline:
         # Opt-in (PROMETHEUS=1): counters and histograms per actor, served by a
         # process Dramatiq forks (port: Dramatiq's own `dramatiq_prom_port`, 9191).

@@ -166,6 +166,7 @@ def _settle_unanswered(
                     col(Delivery.campaign_id) == campaign_id,
                     col(Delivery.channel) == Channel.SMS,
                     col(Delivery.status) == DeliveryStatus.FAILED,
+                    col(Delivery.member_id).is_not(None),  # an erased member's: not asked
                     col(Delivery.error_message).startswith(RETRIES_EXHAUSTED),
                     col(Delivery.provider_status).is_(None),
                     col(Delivery.updated_at) <= before,
@@ -219,6 +220,7 @@ def _sync_campaign(
                     col(Delivery.campaign_id) == campaign_id,
                     col(Delivery.channel) == Channel.SMS,
                     col(Delivery.status) == DeliveryStatus.SENT,
+                    col(Delivery.member_id).is_not(None),  # anonymous (erased): nobody to stop
                     col(Delivery.provider_id).is_not(None),
                     or_(
                         col(Delivery.provider_status).is_(None),
@@ -259,6 +261,16 @@ def _sync_campaign(
                     counts["opted_out"] += 1
         if blocked_members:
             log.info("sms sync: %d members block advertising SMS", len(blocked_members))
+
+
+def honour_blocked(engine: Engine, member_id: int) -> bool:
+    """Opt a member out of SMS for a status 14 learned outside the sync (a retry that
+    finds its SMS at Kavenegar); True if they were opted in."""
+    with session_scope(engine) as session:
+        changed = opt_out(session, member_id, Channel.SMS, ConsentSource.PROVIDER)
+    if changed:
+        log.info("member %s blocks advertising SMS (Kavenegar status 14): opted out", member_id)
+    return changed
 
 
 # -- replies ------------------------------------------------------------------------------

@@ -4,8 +4,9 @@ A `members import` or a checkpoint may hold the write lock for longer than a per
 (or a mail provider's one-click request) should wait. Such a change is appended here,
 flushed to disk, and answered; `dispatcher.web.optout.ConsentWriter` applies what is
 kept, in order, as soon as the lock frees (and at the next start of the server), then
-clears the file. Applying a change twice changes nothing, so a crash between the two
-is harmless.
+clears the file. A crash between the two leaves changes already recorded in the
+file: a replay skips every change that a newer consent change of the member has
+superseded, so an old opt-out never undoes the member's later opt-in.
 
 The file is `{database}-unsubscribe.journal`, beside the SQLite database (which is on
 this host anyway), mode 0600; every use is under the servers' shared `WriteLock`.

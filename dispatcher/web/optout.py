@@ -15,8 +15,9 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from datetime import UTC
 
-from sqlalchemy import Connection, Table, bindparam, select
+from sqlalchemy import Connection, Table, bindparam, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
@@ -25,7 +26,7 @@ from dispatcher.audience.consent import opt_out, resubscribe
 from dispatcher.audience.tokens import TokenClaims
 from dispatcher.errors import NotFoundError, TokenError
 from dispatcher.masking import mask_email, mask_mobile
-from dispatcher.store.models import Channel, ConsentSource, Member, utcnow
+from dispatcher.store.models import Channel, ConsentEvent, ConsentSource, Member, utcnow
 from dispatcher.web.journal import Change, Journal
 
 log = logging.getLogger("dispatcher.web")
@@ -107,11 +108,20 @@ def look_up(engine: Engine, claims: TokenClaims) -> Subscriber:
         return _read(conn, claims)
 
 
-def _apply(session: Session, changes: list[Change]) -> list[bool]:
+def _apply(session: Session, changes: list[Change], *, replay: bool = False) -> list[bool]:
     """Write `changes` in order and commit; whether each changed consent. A change of
-    a member who no longer exists is dropped."""
+    a member who no longer exists is dropped.
+
+    `replay`: the changes come from the journal, some perhaps committed already (a
+    crash between the commit and the journal's removal). A change is skipped when the
+    member's consent on that channel changed after it was asked: re-applying it would
+    undo the newer change (an old opt-out over the member's later opt-in).
+    """
     results = []
     for c in changes:
+        if replay and _superseded(session.connection(), c):
+            results.append(False)
+            continue
         try:
             if c.opted_in:
                 changed = resubscribe(session, c.member_id, c.channel, c.source, at=c.at)
@@ -124,6 +134,24 @@ def _apply(session: Session, changes: list[Change]) -> list[bool]:
             results.append(False)
     session.commit()
     return results
+
+
+_EVENT: Table = ConsentEvent.__table__  # type: ignore[attr-defined]
+_LAST_CHANGE = select(func.max(_EVENT.c.at)).where(
+    _EVENT.c.member_id == bindparam("member_id"), _EVENT.c.channel == bindparam("channel")
+)
+
+
+def _superseded(conn: Connection, change: Change) -> bool:
+    """True when the member's consent on the change's channel changed after it."""
+    last = conn.execute(
+        _LAST_CHANGE, {"member_id": change.member_id, "channel": change.channel.value}
+    ).scalar()
+    if last is None:
+        return False
+    last = last.replace(tzinfo=UTC) if last.tzinfo is None else last.astimezone(UTC)
+    asked = change.at.replace(tzinfo=UTC) if change.at.tzinfo is None else change.at
+    return bool(last > asked)
 
 
 def _busy(exc: OperationalError) -> bool:
@@ -195,7 +223,7 @@ class ConsentWriter:
             kept = self.journal.read()
             try:
                 with self.engine.connect() as conn, _brief_wait(conn), Session(bind=conn) as s:
-                    _apply(s, kept)
+                    _apply(s, kept, replay=True)
             except OperationalError as exc:
                 if not _busy(exc):
                     raise

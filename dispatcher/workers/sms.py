@@ -21,6 +21,7 @@ from dispatcher.masking import mask_mobile
 from dispatcher.queue.broker import register
 from dispatcher.runtime import Runtime, get_runtime
 from dispatcher.sms.hold import wait_for_window, window_closed_until
+from dispatcher.sms.sync import BLOCKED, honour_blocked
 from dispatcher.sms.text import measure, render_text
 from dispatcher.sms.window import describe
 from dispatcher.store.models import Channel, Member, utcnow
@@ -123,6 +124,8 @@ def deliver_sms(rt: Runtime, delivery_id: int) -> Outcome:
         sms_parts=parts,
     )
     log.info("delivery %s: sent to %s", delivery_id, mask_mobile(mobile))
+    if result.status == BLOCKED and loaded.member.id is not None:
+        honour_blocked(rt.engine, loaded.member.id)  # known now: the sync never asks again
     return succeeded(guard, delivery_id, loaded, recorded)
 
 

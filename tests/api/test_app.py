@@ -368,8 +368,8 @@ def test_get_member_answers_with_everything_stored_and_the_command_prints_the_sa
         ["vip"],
     )
     assert data["consent"] == {
-        "email": {"opt_in": True, "optout_source": None},
-        "sms": {"opt_in": False, "optout_source": "api"},
+        "email": {"opt_in": True, "optout_source": None, "suppressed": None},
+        "sms": {"opt_in": False, "optout_source": "api", "suppressed": None},
     }
     assert [(h["channel"], h["opt_in"], h["source"]) for h in data["consent_history"]] == [
         ("sms", False, "api")

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
+from dispatcher.audience.addresses import AddressKeys
 from dispatcher.audience.consent import (
     consent_changes,
     list_optouts,
@@ -16,10 +17,12 @@ from dispatcher.audience.consent import (
     resubscribe,
     subscribe,
 )
+from dispatcher.audience.suppression import suppress
 from dispatcher.errors import NotFoundError
 from dispatcher.store.db import session_scope
-from dispatcher.store.models import Channel, ConsentEvent, ConsentSource
+from dispatcher.store.models import Channel, ConsentEvent, ConsentSource, SuppressionReason
 from tests.audience.test_members import events, member, members, run
+from tests.factories import add_member
 
 
 def test_subscribe_clears_the_sticky_opt_out(engine: Engine, tmp_path: Path) -> None:
@@ -224,3 +227,35 @@ def test_the_feed_waits_for_an_event_committed_after_a_later_one(
     slow.commit()
     slow.close()
     assert [c.external_id for c in consent_changes(engine, after_id=0)] == ["C1", "C2"]
+
+
+def test_the_feed_shows_a_suppression_reaching_members_through_a_shared_address(
+    engine: Engine,
+) -> None:
+    keys = AddressKeys(b"test-suppression-key")
+    home, gone = keys.email("home@example.com"), keys.email("gone@example.com")
+    parent = add_member(engine, "P1", email="home@example.com", email_key=home)
+    add_member(engine, "K1", email="home@example.com", email_key=home)
+    add_member(engine, "O1", email="other@example.com", email_key=keys.email("other@example.com"))
+    add_member(engine, "G1", email="gone@example.com", email_key=gone)
+    add_member(engine, "G2", email="gone@example.com", email_key=gone)
+    assert parent.id is not None
+    with session_scope(engine) as session:
+        opt_out(session, parent.id, Channel.EMAIL, ConsentSource.LINK)
+    with session_scope(engine) as session:  # a hard bounce: the address is gone for both
+        suppress(session.connection(), gone or "", Channel.EMAIL,
+                 SuppressionReason.BOUNCE, ConsentSource.BOUNCE)  # fmt: skip
+    with session_scope(engine) as session:  # opted in again: her child's address is back too
+        resubscribe(session, parent.id, Channel.EMAIL, ConsentSource.LINK)
+
+    feed = [(c.external_id, c.opt_in, c.source) for c in consent_changes(engine)]
+    assert feed == [
+        ("P1", False, "link"),
+        ("K1", False, "link"),
+        ("G1", False, "bounce"),
+        ("G2", False, "bounce"),
+        ("P1", True, "link"),
+        ("K1", True, "link"),
+    ]
+    again = [(c.external_id, c.opt_in) for c in consent_changes(engine, after_id=0)]
+    assert len(again) == 6  # the feed's positions: the events' ids, as before

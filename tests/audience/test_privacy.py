@@ -7,9 +7,19 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+from dispatcher.audience.addresses import AddressKeys
+from dispatcher.audience.consent import opt_out
 from dispatcher.audience.privacy import ERASED, erase_member, export_member
 from dispatcher.errors import NotFoundError
-from dispatcher.store.models import Campaign, Delivery, DeliveryStatus, Member
+from dispatcher.store.db import session_scope
+from dispatcher.store.models import (
+    Campaign,
+    Channel,
+    ConsentSource,
+    Delivery,
+    DeliveryStatus,
+    Member,
+)
 from tests.factories import add_member
 
 
@@ -61,3 +71,21 @@ def test_erasure_skips_the_pending_keeps_the_rest_and_scrubs_every_row(engine: E
     ]
     with pytest.raises(NotFoundError):
         export_member(engine, "GONE")
+
+
+def test_the_export_shows_a_suppression_that_reaches_the_member_through_a_shared_address(
+    engine: Engine,
+) -> None:
+    key = AddressKeys(b"test-suppression-key").email("home@example.com")
+    parent = add_member(engine, "P1", email="home@example.com", email_key=key)
+    add_member(engine, "K1", email="home@example.com", email_key=key)
+    assert parent.id is not None
+    with session_scope(engine) as session:
+        opt_out(session, parent.id, Channel.EMAIL, ConsentSource.LINK)
+
+    child = export_member(engine, "K1")
+    assert child["consent"]["email"]["opt_in"] is True  # she never opted out herself ...
+    suppressed = child["consent"]["email"]["suppressed"]  # ... but gets nothing
+    assert (suppressed["reason"], suppressed["source"]) == ("optout", "link")
+    assert child["consent"]["sms"]["suppressed"] is None
+    assert export_member(engine, "P1")["consent"]["email"]["suppressed"] is not None

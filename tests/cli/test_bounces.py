@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from email import message_from_bytes
 from pathlib import Path
 
 from tests.cli.helpers import run
@@ -19,7 +20,13 @@ def test_bounces_import_prints_counts_and_suppresses_the_address(workdir: Path) 
     assert sent.returncode == 0, sent.stderr
     returns = workdir / "returns"
     returns.mkdir()
-    (returns / "1.eml").write_bytes(dsn(to="news@shop.example", message_id="<delivery-1@x>"))
+    # The Message-ID the dispatcher gave the email to gone@ (in the outbox).
+    [message_id] = [
+        m["Message-ID"]
+        for m in (message_from_bytes(f.read_bytes()) for f in (workdir / "outbox").rglob("*.eml"))
+        if m["To"] == "gone@example.com"
+    ]
+    (returns / "1.eml").write_bytes(dsn(to="news@shop.example", message_id=message_id))
     (returns / "2.eml").write_bytes(plain())
 
     first = run(workdir, "bounces", "import", "returns", "--json")
@@ -29,11 +36,14 @@ def test_bounces_import_prints_counts_and_suppresses_the_address(workdir: Path) 
         "soft": 0,
         "complaints": 0,
         "unrecognised": 1,
+        "unverified": 0,
         "duplicates": 0,
     }
     again = run(workdir, "bounces", "import", "returns")
     assert again.returncode == 0, again.stderr
-    assert "hard 0, soft 0, complaints 0, unrecognised 1, duplicates 1" in again.stdout
+    assert (
+        "hard 0, soft 0, complaints 0, unrecognised 1, unverified 0, duplicates 1" in again.stdout
+    )
 
     validated = run(workdir, "campaign", "validate", "campaigns/yalda-1405.toml", "--json")
     assert json.loads(validated.stdout)["email"]["excluded_by"]["suppressed"] == 1

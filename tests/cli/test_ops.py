@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
+from sqlalchemy import update
+
+from dispatcher.store.db import make_engine
+from dispatcher.store.models import Campaign, utcnow
 from tests.cli.helpers import run
 
 
@@ -51,3 +56,18 @@ def test_db_upgrade_migrates_and_a_production_database_behind_is_refused(workdir
     assert upgraded.returncode == 0 and "upgraded" in upgraded.stdout
     again = run(workdir, "db", "upgrade", DATABASE_URL=db)
     assert "already at" in again.stdout
+
+
+def test_the_scheduler_logs_each_campaign_it_launches_and_finishes(workdir: Path) -> None:
+    assert run(workdir, "members", "import", "campaigns/members.csv").returncode == 0
+    sent = run(workdir, "campaign", "send", "campaigns/yalda-1405.toml", "--at", "1499-09-29 10:00")
+    assert sent.returncode == 0, sent.stderr
+    engine = make_engine(f"sqlite:///{workdir / 'dispatcher.db'}")
+    with engine.begin() as conn:  # the years pass
+        conn.execute(update(Campaign).values(send_at=utcnow() - timedelta(minutes=1)))
+    engine.dispose()
+
+    tick = run(workdir, "scheduler", "--once")  # no --verbose: a service says what it does
+    assert tick.returncode == 0, tick.stderr
+    assert "campaign yalda-1405 launched" in tick.stderr
+    assert "campaign yalda-1405 finished" in tick.stderr

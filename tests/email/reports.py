@@ -10,6 +10,7 @@ def dsn(
     status: str = "5.1.1",
     action: str = "failed",
     own_id: str = "<dsn-1@mx.example.net>",
+    recipient: str = "gone@example.com",
 ) -> bytes:
     """A delivery status notification about one recipient, with the original's headers."""
     return (
@@ -27,7 +28,7 @@ def dsn(
         "Content-Type: message/delivery-status\r\n\r\n"
         "Reporting-MTA: dns; mx.example.net\r\n"
         "\r\n"
-        "Final-Recipient: rfc822; gone@example.com\r\n"
+        f"Final-Recipient: rfc822; {recipient}\r\n"
         f"Action: {action}\r\n"
         f"Status: {status}\r\n"
         "Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n"
@@ -35,7 +36,7 @@ def dsn(
         "--B1\r\n"
         "Content-Type: text/rfc822-headers\r\n\r\n"
         "From: news@shop.example\r\n"
-        "To: gone@example.com\r\n"
+        f"To: {recipient}\r\n"
         f"Message-ID: {message_id}\r\n"
         "Subject: Yalda\r\n"
         "\r\n"
@@ -43,8 +44,15 @@ def dsn(
     ).encode()
 
 
-def arf(*, message_id: str, own_id: str = "<arf-1@fbl.example.net>") -> bytes:
-    """A feedback-loop complaint (abuse) carrying the original message."""
+def arf(
+    *,
+    message_id: str,
+    own_id: str = "<arf-1@fbl.example.net>",
+    recipient: str = "b@example.com",
+    return_path: str = "news@shop.example",
+) -> bytes:
+    """A feedback-loop complaint (abuse) carrying the original message (whose
+    Return-Path is the envelope sender: the VERP address when there is one)."""
     return (
         "From: Feedback Loop <fbl@example.net>\r\n"
         "To: abuse@shop.example\r\n"
@@ -64,14 +72,37 @@ def arf(*, message_id: str, own_id: str = "<arf-1@fbl.example.net>") -> bytes:
         "\r\n"
         "--B2\r\n"
         "Content-Type: message/rfc822\r\n\r\n"
+        f"Return-Path: <{return_path}>\r\n"
         "From: news@shop.example\r\n"
-        "To: b@example.com\r\n"
+        f"To: {recipient}\r\n"
         f"Message-ID: {message_id}\r\n"
         "Subject: Yalda\r\n"
         "\r\n"
         "Hello\r\n"
         "--B2--\r\n"
     ).encode()
+
+
+def without_from(*, message_id: str) -> bytes:
+    """A bounce-like note without a From header (flufl.bounce raises IndexError)."""
+    return (
+        "To: bounces@shop.example\r\n"
+        "Subject: Undeliverable\r\n"
+        "\r\n"
+        "The following address(es) failed:\r\n\r\n  gone@example.com\r\n\r\n"
+        f"Message-ID: {message_id}\r\n"
+    ).encode()
+
+
+def deeply_nested(depth: int = 3000) -> bytes:
+    """A multipart nested `depth` deep (the email package recurses on each level)."""
+    head = "From: x@example.net\r\nTo: bounces@shop.example\r\nSubject: deep\r\n"
+    lines = [head + 'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b0"\r\n']
+    for level in range(1, depth):
+        lines.append(f'--b{level - 1}\r\nContent-Type: multipart/mixed; boundary="b{level}"\r\n')
+    lines.append(f"--b{depth - 1}\r\nContent-Type: text/plain\r\n\r\nhi\r\n")
+    lines.extend(f"--b{level}--\r\n" for level in reversed(range(depth)))
+    return "\r\n".join(lines).encode()
 
 
 def plain() -> bytes:

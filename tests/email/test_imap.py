@@ -10,9 +10,10 @@ from sqlmodel import Session, select
 
 from dispatcher.email.imap import HANDLED, MailboxError, fetch_returns, parse_imap_url
 from dispatcher.email.returns import ReturnsReader
+from dispatcher.email.verp import verp_address
 from dispatcher.errors import ConfigurationError
 from dispatcher.store.models import Suppression
-from tests.email.reports import dsn
+from tests.email.reports import arf, dsn, without_from
 from tests.email.test_returns import BOUNCES, KEY, deliveries, messages
 from tests.servers.imap_server import ImapServerHandle
 
@@ -23,25 +24,29 @@ def test_a_dsn_and_an_arf_report_in_the_mailbox_are_handled_once_each(
     ids = deliveries(engine, tmp_path)
     for raw in messages(ids):
         imap_server.append(raw)
+    imap_server.append(without_from(message_id="<x@y>"))  # flufl.bounce: IndexError
+    imap_server.append(arf(message_id=f"<delivery-{ids['A1']}@any.invalid>", own_id="<f@x>"))
     reader = ReturnsReader(engine, key=KEY, bounce_address=BOUNCES)
 
     first = fetch_returns(reader, imap_server.url)
-    assert (first.hard, first.complaints, first.unrecognised) == (1, 1, 1)
+    assert (first.hard, first.complaints, first.unrecognised, first.unverified) == (1, 1, 2, 1)
     flags = imap_server.flags()
     assert all(HANDLED in f for f in flags)
-    assert ["\\Seen" in f for f in flags] == [True, True, False]  # the unrecognised: unread
+    # What was not recorded (unrecognised, unparseable, unverified) stays unread.
+    assert ["\\Seen" in f for f in flags] == [True, True, False, False, False]
     second = fetch_returns(reader, imap_server.url)
     assert second.as_dict() == {
         "hard": 0,
         "soft": 0,
         "complaints": 0,
         "unrecognised": 0,
+        "unverified": 0,
         "duplicates": 0,
     }
     imap_server.append(
         dsn(
-            to=BOUNCES,
-            message_id=f"<delivery-{ids['B1']}@shop.example>",
+            to=verp_address(BOUNCES, KEY, ids["B1"]),
+            message_id="<unrelated@x>",
             status="4.2.2",
             action="delayed",
             own_id="<dsn-2@mx.example.net>",

@@ -8,7 +8,10 @@ from email import policy
 import pytest
 
 from dispatcher.email.mime import MessageHeaders, build_message
+from dispatcher.email.verp import delivery_of_message_id, signed_message_id
 from dispatcher.errors import MessageError, PermanentDeliveryError
+
+KEY = b"test-suppression-key"
 
 
 def raw_message(**kw: str) -> bytes:
@@ -16,6 +19,7 @@ def raw_message(**kw: str) -> bytes:
         mail_from=kw.get("mail_from", "فروشگاه نمونه <news@shop.example>"),
         slug="yalda-1405",
         campaign_name=kw.get("name", "حراج یلدا"),
+        key=KEY,
     )
     return build_message(
         headers,
@@ -43,7 +47,7 @@ def test_headers_round_trip_through_the_standard_parser() -> None:
     assert msg["From"] == "فروشگاه نمونه <news@shop.example>"
     assert msg["To"] == "maryam@example.com"
     assert msg["Subject"] == "مریم عزیز، حراج یلدا شروع شد"
-    assert msg["Message-ID"] == "<delivery-42@shop.example>"
+    assert msg["Message-ID"] == signed_message_id(KEY, 42, "shop.example")
     assert msg["List-Id"] == "حراج یلدا <yalda-1405.shop.example>"
     assert msg["List-Unsubscribe"] == "<https://shop.example/u/T>"
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -115,3 +119,16 @@ def test_a_short_ascii_subject_stays_on_one_line() -> None:
 def test_an_international_domain_is_idna_encoded_in_the_to_header() -> None:
     assert build(to="user@münchen.de")["To"] == "user@xn--mnchen-3ya.de"
     assert build(to="user@xn--mnchen-3ya.de")["To"] == "user@xn--mnchen-3ya.de"
+
+
+def test_the_message_id_is_signed_over_the_delivery_and_the_domain() -> None:
+    message_id = signed_message_id(KEY, 42, "shop.example")
+    assert delivery_of_message_id(message_id, KEY) == 42
+    assert delivery_of_message_id(message_id.upper(), KEY) == 42  # case does not matter
+    assert delivery_of_message_id(message_id, b"another key") is None
+    other_domain = message_id.replace("@shop.example", "@attacker.example")
+    assert delivery_of_message_id(other_domain, KEY) is None
+    assert delivery_of_message_id("<delivery-42@shop.example>", KEY) is None
+    ref, tag = message_id[3:].split("@")[0].split(".")
+    flipped = tag[:-1] + ("0" if tag[-1] != "0" else "1")
+    assert delivery_of_message_id(f"<d.{ref}.{flipped}@shop.example>", KEY) is None

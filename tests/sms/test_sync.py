@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 
+from dispatcher.audience.privacy import erase_member
 from dispatcher.delivery.control import find, retry_failed
 from dispatcher.delivery.status import campaign_status
 from dispatcher.errors import ConfigurationError
@@ -21,7 +22,7 @@ from dispatcher.settings import Settings
 from dispatcher.sms import sync as sms_sync
 from dispatcher.sms.inbox import OptOutSpool
 from dispatcher.sms.sync import is_opt_out_reply, read_inbox, sync_statuses
-from dispatcher.store.models import Campaign, ConsentEvent, Member
+from dispatcher.store.models import Campaign, ConsentEvent, Delivery, Member
 from dispatcher.workers.sms import deliver_sms
 from tests.factories import Harness, add_member, harness, write_campaign
 from tests.servers.kavenegar_server import KavenegarServerHandle
@@ -334,3 +335,35 @@ def test_a_14_or_a_keyword_reply_stops_every_member_with_that_mobile(
     assert len(kavenegar_server.sent()) == before  # neither phone is texted again
     sms = campaign_status(h.engine, "two")["sms"]
     assert sms["excluded_by"]["suppressed"] + sms["excluded_by"]["opted_out"] == 4
+
+
+def test_an_sms_in_flight_when_its_member_is_erased_keeps_no_id_and_sync_goes_on(
+    h: Harness, kavenegar_server: KavenegarServerHandle, tmp_path: Path
+) -> None:
+    erased = add_member(h.engine, "C1", mobile="+989121234561")
+    blocks = add_member(h.engine, "C2", mobile="+989121234562")
+    h.send(write_campaign(tmp_path / "c", channels=("sms",), sms="حراج یلدا"))
+    by_member = {d.member_id: d.id for d in h.deliveries()}
+    in_flight = by_member[erased.id]
+    assert in_flight is not None and h.runtime.deliveries.claim(in_flight)  # sending ...
+    erase_member(h.engine, "C1")  # ... when the shop erases the member
+    sent = h.runtime.sms_transport.send(
+        receptor="+989121234561", message="حراج یلدا", localid=in_flight, campaign="yalda-test"
+    )
+    provider_id = str(sent.messageid)
+    assert h.runtime.deliveries.mark_sent(in_flight, provider_id=provider_id, provider_status=1)
+    h.run_workers()  # the other member's SMS
+    [late] = [d for d in h.deliveries() if d.id == in_flight]
+    assert (late.status, late.member_id, late.provider_id) == ("sent", None, None)
+
+    # A row as the old code left it (erased, provider id kept) is skipped, too.
+    with Session(h.engine) as session:
+        row = session.get(Delivery, in_flight)
+        assert row is not None
+        row.provider_id = provider_id
+        session.add(row)
+        session.commit()
+    kavenegar_server.set_default_status(14)
+    counts = sync_statuses(h.runtime)
+    assert (counts["checked"], counts["blocked"], counts["opted_out"]) == (1, 1, 1)
+    assert load_member(h, blocks.id).sms_opt_in is False

@@ -19,12 +19,14 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 from starlette.testclient import TestClient
 
+from dispatcher.audience.consent import opt_out, set_consent
 from dispatcher.audience.tokens import TokenSigner
 from dispatcher.settings import Settings
 from dispatcher.store.db import make_engine
-from dispatcher.store.models import Channel, ConsentEvent, Member
+from dispatcher.store.models import Channel, ConsentEvent, ConsentSource, Member, utcnow
 from dispatcher.web import create_app
 from dispatcher.web.app import WRITE_THREADS
+from dispatcher.web.journal import Change, Journal
 from tests.factories import add_member, write_lock_held
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
@@ -149,6 +151,30 @@ def test_on_sqlite_changes_kept_when_the_server_stops_are_recorded_in_order_at_i
         (True, "link"),
         (False, "link"),
     ]
+    engine.dispose()
+
+
+def test_on_sqlite_a_crash_after_the_journal_was_recorded_never_replays_an_old_opt_out(
+    make_settings: Callable[..., Settings], sqlite_url: str, sqlite_db: Path
+) -> None:
+    settings = make_settings(database_url=sqlite_url, unsubscribe_retry_interval=0.05)
+    engine = make_engine(sqlite_url)
+    member = add_member(engine, "C1", email="ali@example.com")
+    assert member.id is not None
+    journal = Journal.beside(str(sqlite_db))
+    kept = Change(member.id, Channel.EMAIL, False, ConsentSource.ONE_CLICK, utcnow())
+    journal.append(kept)
+    with Session(engine) as session:  # the flush committed it, then the server died ...
+        opt_out(session, member.id, Channel.EMAIL, ConsentSource.ONE_CLICK, at=kept.at)
+        session.commit()
+    set_consent(engine, "C1", Channel.EMAIL, True, ConsentSource.CLI)  # ... she came back
+    assert journal.pending()
+
+    with TestClient(create_app(settings)):
+        pass  # the next start replays the journal
+    assert reload(engine, member.id).email_opt_in  # her newer opt-in stands
+    assert [(e.opted_in, e.source) for e in events(engine)] == [(False, "one-click"), (True, "cli")]
+    assert not journal.pending()
     engine.dispose()
 
 

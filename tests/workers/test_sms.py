@@ -551,3 +551,23 @@ def test_an_sms_template_error_for_a_member_fails_the_delivery_without_a_traceba
     assert kavenegar_server.sent() == []
     [delivery] = h.deliveries()
     assert delivery.status == "failed" and (delivery.error_message or "").startswith("render:")
+
+
+def test_a_14_found_on_a_retry_opts_the_member_out(
+    sms_pipeline: Callable[..., Harness],
+    kavenegar_server: KavenegarServerHandle,
+    tmp_path: Path,
+    fast_retries: None,
+) -> None:
+    h = sms_pipeline(kavenegar_timeout=1.0)
+    added = add_member(h.engine, "C1", mobile="+989121234567")
+    kavenegar_server.set_default_status(14)  # the number blocks advertising SMS
+    kavenegar_server.accept_then_hang(seconds=3.0)  # accepted, then the answer is lost
+    h.send(sms_campaign(tmp_path))
+    h.run_workers()
+
+    assert paths(kavenegar_server) == ["send", "statuslocalmessageid"]  # found on the retry
+    [delivery] = h.deliveries()
+    assert (delivery.status, delivery.provider_status) == (DeliveryStatus.SENT, 14)
+    found = member(h, added.id)
+    assert (found.sms_opt_in, found.sms_optout_source) == (False, "provider")
