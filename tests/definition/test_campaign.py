@@ -195,9 +195,9 @@ def test_a_hostile_template_is_a_reported_problem_found_cheaply(
     import time
 
     path = write_campaign(tmp_path, GOOD, html=f"<p>{expression}</p>")
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: a busy machine does not make it fail
     problems = problems_of(path)
-    assert time.monotonic() - started < 2.0
+    assert time.process_time() - started < 2.0
     assert any("email.html" in p and "cannot render for a sample member" in p for p in problems)
 
 
