@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from dramatiq import Actor, Broker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.common import dq_name
 from sqlalchemy import select
 from sqlmodel import Session, col
 
@@ -25,7 +24,7 @@ from dispatcher.email.imap import fetch_returns
 from dispatcher.email.returns import ReturnsReader
 from dispatcher.errors import DeliveryError, DispatcherError
 from dispatcher.inline import run_inline
-from dispatcher.queue.broker import enqueue_many
+from dispatcher.queue.broker import enqueue_many, queue_is_empty
 from dispatcher.queue.expansion import enqueue_pending, launch, pending_ids
 from dispatcher.runtime import Runtime
 from dispatcher.sms.hold import release_waiting_sms
@@ -258,20 +257,9 @@ class Scheduler:
         return True
 
     def _queue_empty(self, queue: str) -> bool:
-        """True when the broker holds no message of `queue`, queued, delayed or in flight."""
-        broker = self.broker
-        if isinstance(broker, RedisBroker):
-            pipe = broker.client.pipeline(transaction=False)
-            for name in (queue, dq_name(queue)):
-                pipe.hlen(f"{broker.namespace}:{name}.msgs")
-            return not any(pipe.execute())
-        if isinstance(broker, StubBroker):
-            return all(
-                broker.queues[name].unfinished_tasks == 0
-                for name in (queue, dq_name(queue))
-                if name in broker.queues
-            )
-        return False  # an unknown broker: never guess
+        """True when the broker holds no message of `queue`, queued or delayed (on Redis,
+        in flight too); an unknown broker, or one that cannot tell, is never guessed."""
+        return queue_is_empty(self.broker, queue) is True
 
     def _stale_pending(self, campaign_id: int, channel: str, before: datetime) -> bool:
         with Session(self.engine) as session:
