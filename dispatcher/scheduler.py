@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+import redis
 from dramatiq import Actor, Broker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
@@ -87,6 +88,7 @@ class Scheduler:
         self.grace = grace
         self.lease = timedelta(seconds=rt.settings.send_lease_seconds)
         self._next_run: dict[str, datetime] = {}  # without Redis: job -> when due again
+        self._redis_client: redis.Redis | None = None  # REDIS_URL beside another broker
 
     def run(self, stop: threading.Event, *, interval: float | None = None) -> None:
         """Tick until `stop` is set."""
@@ -243,18 +245,31 @@ class Scheduler:
 
     def _claim(self, job: str, now: datetime, every: float | None = None) -> bool:
         """True for the one scheduler that runs `job` now; then for no one during
-        `every` seconds, default SMS_SYNC_INTERVAL (a key with a TTL in Redis; this
-        process's memory without)."""
+        `every` seconds, default SMS_SYNC_INTERVAL (a key with a TTL in Redis, the
+        broker's or REDIS_URL's beside RabbitMQ; this process's memory without)."""
         every = every or self.rt.settings.sms_sync_interval
-        if isinstance(self.broker, RedisBroker):
+        client = self._redis()
+        if client is not None:
             key = f"{self.rt.settings.redis_namespace}:scheduler:{job}"
             ttl_ms = max(1, round(every * 1000))
-            return bool(self.broker.client.set(key, now.isoformat(), nx=True, px=ttl_ms))
+            return bool(client.set(key, now.isoformat(), nx=True, px=ttl_ms))
         due = self._next_run.get(job)
         if due is not None and now < due:
             return False
         self._next_run[job] = now + timedelta(seconds=every)
         return True
+
+    def _redis(self) -> redis.Redis | None:
+        """The Redis shared by the schedulers: the broker's, else REDIS_URL's (RabbitMQ)."""
+        if isinstance(self.broker, RedisBroker):
+            return self.broker.client
+        if (
+            self._redis_client is None
+            and self.rt.settings.redis_url
+            and not self.rt.settings.inline
+        ):
+            self._redis_client = redis.Redis.from_url(self.rt.settings.redis_url, socket_timeout=5)
+        return self._redis_client
 
     def _queue_empty(self, queue: str) -> bool:
         """True when the broker holds no message of `queue`, queued or delayed (on Redis,

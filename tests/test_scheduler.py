@@ -248,17 +248,18 @@ def test_inline_a_launch_at_night_returns_and_leaves_its_sms_for_the_morning(
 def test_one_of_two_schedulers_syncs_reports_and_replies_and_a_14_opts_out(
     make_settings: Callable[..., Settings],
     database_url: str,
+    broker_under_test: BrokerUnderTest,
     redis_url: str,
     redis_namespace: str,
     kavenegar_server: KavenegarServerHandle,
     tmp_path: Path,
 ) -> None:
-    settings = kavenegar_settings(
+    settings = kavenegar_settings(  # beside RabbitMQ, the schedulers agree through REDIS_URL
         make_settings,
         database_url,
         kavenegar_server,
-        redis_url=redis_url,
-        redis_namespace=redis_namespace,
+        **{"redis_url": redis_url, "redis_namespace": redis_namespace},
+        **{k: v for k, v in broker_under_test.settings.items() if not k.startswith("redis")},
     )
     with harness(settings, build_broker(settings)) as h:
         delivered = add_member(h.engine, "C1", mobile="+989121234561")
