@@ -4,7 +4,7 @@ On loopback, against the real processes (`dispatcher campaign send`, `dramatiq
 dispatcher.workers`), on SQLite and on PostgreSQL:
 
 1. expansion: deliveries per second from `campaign send` (process start) until every
-   job is enqueued in Redis;
+   job is enqueued in the broker (Redis, and RabbitMQ: `--broker`, default both);
 2. email end to end: messages per second from the first delivery recorded to the last,
    with the workers on `--processes` processes, against an SMTP sink in its own process;
 3. the baseline (`../shared/bench/naive_peer.py`: one job per recipient, stdlib
@@ -63,6 +63,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--sink", choices=("auto", "postfix", "asyncio"), default="auto")
     ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
     ap.add_argument(
+        "--broker",
+        action="append",
+        choices=h.BROKERS,
+        help="repeatable (default: both); RabbitMQ in a virtual host of this run's own",
+    )
+    ap.add_argument(
+        "--rabbitmq-url",
+        default="amqp://guest:guest@127.0.0.1:5672",
+        help="RabbitMQ without a virtual host (one is added with rabbitmqctl, then deleted)",
+    )
+    ap.add_argument(
         "--postgres-url",
         default=os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
     )
@@ -89,6 +100,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.threads <= 0:
         args.threads = procfile_threads()
     args.only = set(args.only or PHASES)
+    args.broker = list(dict.fromkeys(args.broker or h.BROKERS))
     return args
 
 
@@ -106,6 +118,23 @@ class Bench:
         self.report = Report(args.members)
         self.sink: h.Sink | None = None
         self.email_rates: dict[str, float] = {}
+        self.broker = args.broker[0]  # the broker of the phase running
+        self.vhost = f"bench{os.getpid()}"
+
+    def label(self, kind: str) -> str:
+        """The report's column: the database, and the broker when it is not Redis."""
+        label = "SQLite" if kind == "sqlite" else "PostgreSQL"
+        return label if self.broker == "redis" else f"{label}, RabbitMQ"
+
+    def clean(self) -> None:
+        """Empty the broker between phases."""
+        h.delete_keys(self.args.redis_url, self.ns)
+        if self.broker == "rabbitmq":
+            h.delete_queues(self.rabbitmq_url)
+
+    @property
+    def rabbitmq_url(self) -> str:
+        return f"{self.args.rabbitmq_url.rstrip('/')}/{self.vhost}"
 
     # -- one database -----------------------------------------------------------------------
 
@@ -116,6 +145,8 @@ class Bench:
 
     def env(self, db: h.Database, **extra: str) -> dict[str, str]:
         assert self.sink is not None
+        if self.broker == "rabbitmq":  # Redis stays for the shared counters
+            extra = {"BROKER_URL": self.rabbitmq_url, **extra}
         return h.env_for(
             db, redis_url=self.args.redis_url, namespace=self.ns, sink_port=self.sink.port, **extra
         )
@@ -133,7 +164,7 @@ class Bench:
 
     def run_database(self, kind: str) -> None:
         a, r, n = self.args, self.report, self.args.members
-        label = "SQLite" if kind == "sqlite" else "PostgreSQL"
+        label = self.label(kind)
         wants = a.only & {"expansion", "email", "memory"}
         if not wants:
             return
@@ -155,7 +186,7 @@ class Bench:
             engine.dispose()
         finally:
             db.drop()
-            h.delete_keys(a.redis_url, self.ns)
+            self.clean()
 
     def email(
         self, db: h.Database, engine: object, slug: str, label: str, enqueued: int, late: int
@@ -236,7 +267,7 @@ class Bench:
         """`campaign send` at 10N (its memory, and the expansion rate at that size), then
         the workers on that queue for a while (their memory)."""
         a, r = self.args, self.report
-        label = "SQLite" if kind == "sqlite" else "PostgreSQL"
+        label = self.label(kind)
         n10 = a.members * 10
         db = self.database(kind, "memory")
         slug = "bench-memory"
@@ -270,7 +301,7 @@ class Bench:
             engine.dispose()
         finally:
             db.drop()
-            h.delete_keys(a.redis_url, self.ns)
+            self.clean()
 
     # -- all --------------------------------------------------------------------------------
 
@@ -282,19 +313,26 @@ class Bench:
             f"workers: {a.processes} processes x {a.threads} threads",
             flush=True,
         )
+        if "rabbitmq" in a.broker:
+            h.add_vhost(self.vhost)
         try:
             kinds = ["sqlite"] + ([] if a.skip_postgres else ["postgres"])
-            for kind in kinds:
-                self.run_database(kind)
+            for broker in a.broker:
+                self.broker = broker
+                print(f"broker: {broker}", flush=True)
+                for kind in kinds:
+                    self.run_database(kind)
+                if "sms" in a.only:
+                    self.sms()
+                if "memory" in a.only:
+                    self.memory_10n()
             if "baseline" in a.only:
                 self.baseline()
-            if "sms" in a.only:
-                self.sms()
-            if "memory" in a.only:
-                self.memory_10n()
         finally:
             self.sink.stop()
             h.delete_keys(a.redis_url, self.ns)
+            if "rabbitmq" in a.broker:
+                h.delete_vhost(self.vhost)
 
     def sms(self) -> None:
         from bench.sms import run_sms
@@ -327,7 +365,8 @@ def machine() -> list[str]:
         f"- {platform.system()} {platform.release()}; Python {platform.python_version()}",
         f"- SQLite {sqlite3.sqlite_version}; "
         f"PostgreSQL {version(pg)}; "
-        f"Redis {version(['redis-server', '--version'])}",
+        f"Redis {version(['redis-server', '--version'])}; "
+        f"RabbitMQ {version(['rabbitmqctl', '-q', 'version'])}",
     ]
 
 
@@ -353,7 +392,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"logs kept in {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    labels = ["SQLite"] + ([] if args.skip_postgres else ["PostgreSQL"])
+    databases = ["SQLite"] + ([] if args.skip_postgres else ["PostgreSQL"])
+    labels = [
+        db if broker == "redis" else f"{db}, RabbitMQ" for broker in args.broker for db in databases
+    ]
     out = table(bench.report, labels)
     print()
     print("\n".join(machine()))

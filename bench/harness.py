@@ -501,6 +501,34 @@ def wait_until_done(
         time.sleep(poll)
 
 
+BROKERS = ("redis", "rabbitmq")
+
+
+def add_vhost(vhost: str) -> None:
+    """A RabbitMQ virtual host of this run's own, for guest (rabbitmqctl, as root)."""
+    for args in (["add_vhost", vhost], ["set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"]):
+        subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)
+
+
+def delete_vhost(vhost: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True, timeout=120)
+
+
+def delete_queues(url: str, queues: tuple[str, ...] = ("email", "sms")) -> None:
+    """Delete the dispatcher's queues (with their delay and dead-letter queues)."""
+    import pika
+    from dramatiq.common import dq_name, xq_name
+
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        for queue in queues:
+            for name in (queue, dq_name(queue), xq_name(queue)):
+                channel.queue_delete(name)
+    finally:
+        connection.close()
+
+
 def delete_keys(redis_url: str, namespace: str) -> None:
     import redis
 

@@ -31,7 +31,7 @@ def run_sms(bench: Bench) -> None:
     try:
         kinds = ["sqlite"] + ([] if a.skip_postgres else ["postgres"])
         for kind in kinds:
-            label = "SQLite" if kind == "sqlite" else "PostgreSQL"
+            label = bench.label(kind)
             db = bench.database(kind, "sms")
             slug = f"bench-sms-{kind}"
             env = bench.env(
@@ -65,6 +65,6 @@ def run_sms(bench: Bench) -> None:
                 server.reset()
             finally:
                 db.drop()
-                h.delete_keys(a.redis_url, bench.ns)
+                bench.clean()
     finally:
         server.stop()

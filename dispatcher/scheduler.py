@@ -14,10 +14,10 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
 
+import redis
 from dramatiq import Actor, Broker
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.common import dq_name
 from sqlalchemy import select
 from sqlmodel import Session, col
 
@@ -27,7 +27,7 @@ from dispatcher.email.imap import fetch_returns
 from dispatcher.email.returns import ReturnsReader
 from dispatcher.errors import DeliveryError, DispatcherError
 from dispatcher.inline import run_inline
-from dispatcher.queue.broker import enqueue_many
+from dispatcher.queue.broker import enqueue_many, queue_is_empty
 from dispatcher.queue.expansion import enqueue_pending, launch, pending_ids
 from dispatcher.runtime import Runtime
 from dispatcher.sms.hold import release_waiting_sms
@@ -91,6 +91,7 @@ class Scheduler:
         self.grace = grace
         self.lease = timedelta(seconds=rt.settings.send_lease_seconds)
         self._next_run: dict[str, datetime] = {}  # without Redis: job -> when due again
+        self._redis_client: redis.Redis | None = None  # REDIS_URL beside another broker
 
     def run(self, stop: threading.Event, *, interval: float | None = None) -> None:
         """Tick until `stop` is set; a tick that fails is logged, and the next one runs."""
@@ -267,34 +268,36 @@ class Scheduler:
 
     def _claim(self, job: str, now: datetime, every: float | None = None) -> bool:
         """True for the one scheduler that runs `job` now; then for no one during
-        `every` seconds, default SMS_SYNC_INTERVAL (a key with a TTL in Redis; this
-        process's memory without)."""
+        `every` seconds, default SMS_SYNC_INTERVAL (a key with a TTL in Redis, the
+        broker's or REDIS_URL's beside RabbitMQ; this process's memory without)."""
         every = every or self.rt.settings.sms_sync_interval
-        if isinstance(self.broker, RedisBroker):
+        client = self._redis()
+        if client is not None:
             key = f"{self.rt.settings.redis_namespace}:scheduler:{job}"
             ttl_ms = max(1, round(every * 1000))
-            return bool(self.broker.client.set(key, now.isoformat(), nx=True, px=ttl_ms))
+            return bool(client.set(key, now.isoformat(), nx=True, px=ttl_ms))
         due = self._next_run.get(job)
         if due is not None and now < due:
             return False
         self._next_run[job] = now + timedelta(seconds=every)
         return True
 
+    def _redis(self) -> redis.Redis | None:
+        """The Redis shared by the schedulers: the broker's, else REDIS_URL's (RabbitMQ)."""
+        if isinstance(self.broker, RedisBroker):
+            return self.broker.client
+        if (
+            self._redis_client is None
+            and self.rt.settings.redis_url
+            and not self.rt.settings.inline
+        ):
+            self._redis_client = redis.Redis.from_url(self.rt.settings.redis_url, socket_timeout=5)
+        return self._redis_client
+
     def _queue_empty(self, queue: str) -> bool:
-        """True when the broker holds no message of `queue`, queued, delayed or in flight."""
-        broker = self.broker
-        if isinstance(broker, RedisBroker):
-            pipe = broker.client.pipeline(transaction=False)
-            for name in (queue, dq_name(queue)):
-                pipe.hlen(f"{broker.namespace}:{name}.msgs")
-            return not any(pipe.execute())
-        if isinstance(broker, StubBroker):
-            return all(
-                broker.queues[name].unfinished_tasks == 0
-                for name in (queue, dq_name(queue))
-                if name in broker.queues
-            )
-        return False  # an unknown broker: never guess
+        """True when the broker holds no message of `queue`, queued or delayed (on Redis,
+        in flight too); an unknown broker, or one that cannot tell, is never guessed."""
+        return queue_is_empty(self.broker, queue) is True
 
     def _stale_pending(self, campaign_id: int, channel: str, before: datetime) -> bool:
         with Session(self.engine) as session:

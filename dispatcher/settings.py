@@ -15,6 +15,7 @@ from datetime import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
@@ -24,6 +25,9 @@ from dispatcher.controlchars import find_control
 from dispatcher.errors import ConfigurationError
 
 DEV_SECRET_FILE = Path(".dispatcher-secret")
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+AMQP_SCHEMES = ("amqp", "amqps")
+BROKER_SCHEMES = REDIS_SCHEMES + AMQP_SCHEMES
 DEV_SUPPRESSION_KEY_FILE = Path(".dispatcher-suppression-key")
 
 
@@ -95,6 +99,12 @@ class Settings(BaseSettings):
 
     # URLs may carry passwords: kept out of the repr (and so out of logs and tracebacks)
     database_url: str = Field(default="sqlite:///dispatcher.db", repr=False)
+    # The broker: `redis://...` or `amqp://user:pass@host:5672/vhost` (RabbitMQ). Without
+    # it, REDIS_URL is the broker; without either, inline mode (an in-process broker).
+    broker_url: str | None = Field(default=None, repr=False)
+    # Redis: the broker when BROKER_URL is unset, and the shared counters (rate limits,
+    # error storm, the scheduler's periodic jobs) whatever the broker; a redis:// BROKER_URL
+    # fills it in when it is unset.
     redis_url: str | None = Field(default=None, repr=False)
     redis_namespace: str = Field(default="dispatcher", min_length=1, pattern=r"^[\w.-]+$")
 
@@ -157,11 +167,35 @@ class Settings(BaseSettings):
     prometheus_port: int = Field(default=9192, ge=1, le=65535)  # the scheduler's metrics
 
     @field_validator(
-        "redis_url", "smtp_host", "mail_from", "smtp_username", "smtp_rate_limit", mode="before"
+        "broker_url",
+        "redis_url",
+        "smtp_host",
+        "mail_from",
+        "smtp_username",
+        "smtp_rate_limit",
+        mode="before",
     )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_scheme(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in BROKER_SCHEMES:
+            raise ValueError(
+                "must start with redis://, rediss://, amqp:// or amqps:// "
+                f"(not {mask_url(value)!r})"
+            )
+        return value
+
+    @field_validator("redis_url", mode="after")
+    @classmethod
+    def _redis_from_broker(cls, value: str | None, info: ValidationInfo) -> str | None:
+        broker = info.data.get("broker_url")
+        if value is None and broker is not None and urlsplit(broker).scheme in REDIS_SCHEMES:
+            return str(broker)
+        return value
 
     @field_validator("mail_from")
     @classmethod
@@ -239,9 +273,23 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def broker(self) -> Literal["rabbitmq", "redis", "inline"]:
+        """Which broker: BROKER_URL's scheme, else Redis with REDIS_URL, else inline."""
+        if self.broker_url is not None and urlsplit(self.broker_url).scheme in AMQP_SCHEMES:
+            return "rabbitmq"
+        return "inline" if self.redis_url is None else "redis"
+
+    @property
+    def redis_broker_url(self) -> str | None:
+        """The Redis the broker uses (BROKER_URL if redis://, else REDIS_URL), if Redis."""
+        if self.broker != "redis":
+            return None
+        return self.broker_url or self.redis_url
+
+    @property
     def inline(self) -> bool:
-        """True when no Redis is configured: actors run in-process on a StubBroker."""
-        return self.redis_url is None
+        """True when no broker is configured: actors run in-process on a StubBroker."""
+        return self.broker == "inline"
 
     @property
     def outbox(self) -> bool:
@@ -276,7 +324,11 @@ class Settings(BaseSettings):
 
     @property
     def broker_label(self) -> str:
-        return "in-process (inline)" if self.inline else "redis"
+        """The broker in use for start-up lines: kind and URL, the password masked."""
+        if self.broker == "inline":
+            return "in-process (inline)"
+        url = self.broker_url if self.broker == "rabbitmq" else self.redis_broker_url
+        return f"{self.broker} ({mask_url(url or '')})"
 
     @property
     def transport_label(self) -> str:
@@ -296,7 +348,9 @@ class Settings(BaseSettings):
         if keys:
             return keys
         if not self.inline:
-            raise ConfigurationError("UNSUBSCRIBE_SECRET is required when REDIS_URL is set")
+            raise ConfigurationError(
+                "UNSUBSCRIBE_SECRET is required when a broker (BROKER_URL, REDIS_URL) is set"
+            )
         if not DEV_SECRET_FILE.exists():
             create_private_file(DEV_SECRET_FILE, secrets.token_urlsafe(32).encode())
         return [DEV_SECRET_FILE.read_text().strip().encode()]
@@ -310,9 +364,24 @@ class Settings(BaseSettings):
         if self.suppression_key is not None:
             return self.suppression_key.get_secret_value().encode()
         if not self.inline:
-            raise ConfigurationError("SUPPRESSION_KEY is required when REDIS_URL is set")
+            raise ConfigurationError(
+                "SUPPRESSION_KEY is required when a broker (BROKER_URL, REDIS_URL) is set"
+            )
         create_private_file(DEV_SUPPRESSION_KEY_FILE, secrets.token_urlsafe(32).encode())
         return DEV_SUPPRESSION_KEY_FILE.read_text().strip().encode()
+
+
+def mask_url(url: str) -> str:
+    """`url` with its password (if any) replaced by `****`, for logs and start-up lines."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{user}:****@{host}" + (f":{parts.port}" if parts.port is not None else "")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def create_private_file(path: Path, content: bytes) -> bool:

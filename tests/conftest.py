@@ -7,8 +7,10 @@ runs on one server do not see each other's rows.
 from __future__ import annotations
 
 import os
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,8 @@ POSTGRES_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# RabbitMQ: the tests add a virtual host of their own (rabbitmqctl, as root) to this one.
+RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672")
 
 pytest_plugins = ["tests.servers.fixtures"]
 
@@ -124,6 +128,114 @@ def redis_namespace(redis_url: str) -> Iterator[str]:
     if keys:
         client.delete(*keys)
     client.close()
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_vhost() -> Iterator[str]:
+    """A RabbitMQ virtual host of this test session's own, deleted at the end; a
+    missing server or `rabbitmqctl` fails the test loudly, never skips it."""
+    vhost = f"test-{uuid.uuid4().hex[:12]}"
+    try:
+        rabbitmqctl("add_vhost", vhost)
+        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    except (OSError, subprocess.CalledProcessError) as exc:  # pragma: no cover - environment
+        pytest.fail(f"could not add a RabbitMQ virtual host with rabbitmqctl: {exc}")
+    yield vhost
+    rabbitmqctl("delete_vhost", vhost)
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def rabbitmq_url(rabbitmq_vhost: str) -> Iterator[str]:
+    """The session's virtual host, its dispatcher queues deleted before and after the test."""
+    url = f"{RABBITMQ_URL.rstrip('/')}/{rabbitmq_vhost}"
+    delete_rabbitmq_queues(url)
+    yield url
+    delete_rabbitmq_queues(url)
+
+
+def delete_rabbitmq_queues(url: str, queues: tuple[str, ...] = ("email", "sms")) -> None:
+    """Delete `queues` with their delay and dead-letter queues: a RabbitMQ that lost them."""
+    import pika
+    from dramatiq.common import dq_name, xq_name
+
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    try:
+        channel = connection.channel()
+        for queue in queues:
+            for name in (queue, dq_name(queue), xq_name(queue)):
+                channel.queue_delete(name)
+    finally:
+        connection.close()
+
+
+@dataclass
+class BrokerUnderTest:
+    """One broker of the tests (`kind` "redis" or "rabbitmq") and what a test does to it."""
+
+    kind: str
+    url: str
+    namespace: str | None = None
+
+    @property
+    def settings(self) -> dict[str, object]:
+        """Settings overrides that select this broker."""
+        if self.kind == "redis":
+            return {"redis_url": self.url, "redis_namespace": self.namespace}
+        return {"broker_url": self.url}
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The same, as environment variables for a process."""
+        return {k.upper(): str(v) for k, v in self.settings.items()}
+
+    def queued(self, queue: str) -> int:
+        """Messages waiting in `queue` (ready, not yet taken by a worker)."""
+        if self.kind == "redis":
+            import redis
+
+            client = redis.Redis.from_url(self.url)
+            try:
+                return int(client.llen(f"{self.namespace}:{queue}"))
+            finally:
+                client.close()
+        import pika
+
+        connection = pika.BlockingConnection(pika.URLParameters(self.url))
+        try:
+            declared = connection.channel().queue_declare(queue, passive=True)
+            return int(declared.method.message_count)
+        finally:
+            connection.close()
+
+    def lose_queues(self) -> None:
+        """As a broker restarted without persistence: every queued message is gone."""
+        if self.kind == "redis":
+            import redis
+
+            client = redis.Redis.from_url(self.url)
+            keys = list(client.scan_iter(f"{self.namespace}*", count=1000))
+            if keys:
+                client.delete(*keys)
+            client.close()
+        else:
+            delete_rabbitmq_queues(self.url)
+
+
+@pytest.fixture(params=["redis", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
+def broker_under_test(request: pytest.FixtureRequest) -> BrokerUnderTest:
+    """Each real broker in turn: Redis (a key prefix of the test's own) and RabbitMQ
+    (the session's virtual host, its queues deleted around the test)."""
+    if request.param == "redis":
+        return BrokerUnderTest(
+            "redis",
+            request.getfixturevalue("redis_url"),
+            request.getfixturevalue("redis_namespace"),
+        )
+    return BrokerUnderTest("rabbitmq", request.getfixturevalue("rabbitmq_url"))
 
 
 @pytest.fixture

@@ -139,7 +139,9 @@ def harness(settings: Settings, broker: Broker | None = None) -> Iterator[Harnes
     finally:
         set_runtime(previous)
         h.close()
-        dramatiq.set_broker(build_broker(settings.model_copy(update={"redis_url": None})))
+        dramatiq.set_broker(
+            build_broker(settings.model_copy(update={"redis_url": None, "broker_url": None}))
+        )
 
 
 # Holds SQLite's write lock (BEGIN IMMEDIATE) until a line arrives on stdin.

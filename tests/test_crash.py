@@ -1,5 +1,6 @@
-"""Crash safety with real processes: `dramatiq dispatcher.workers` killed with SIGKILL
-mid-campaign, and Redis losing its keys mid-campaign. Counted at a real SMTP server.
+"""Crash safety with real processes, on Redis and on RabbitMQ: `dramatiq
+dispatcher.workers` killed with SIGKILL mid-campaign, and the broker losing its queues
+mid-campaign (a Redis flush; RabbitMQ's queues deleted). Counted at a real SMTP server.
 
 The promise: every subscribed member gets exactly one email, except that a worker
 killed while a message was on the wire may send that one again after the lease
@@ -18,7 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
@@ -26,10 +26,11 @@ from sqlmodel import Session, col
 from dispatcher.store.db import make_engine
 from dispatcher.store.models import Campaign, CampaignState, Delivery, DeliveryStatus
 from dispatcher.store.schema import upgrade
+from tests.conftest import BrokerUnderTest
 from tests.factories import add_member, write_campaign
 from tests.servers.smtp_server import SmtpServerHandle
 
-pytestmark = [pytest.mark.slow, pytest.mark.redis]
+pytestmark = [pytest.mark.slow]
 
 ROOT = Path(__file__).parent.parent
 BIN = Path(sys.executable).parent
@@ -38,7 +39,7 @@ DEADLINE_S = 90
 
 
 class Deployment:
-    """The Procfile's processes on a test database, Redis namespace and SMTP server."""
+    """The Procfile's processes on a test database, broker and SMTP server."""
 
     def __init__(self, tmp_path: Path, env: dict[str, str]) -> None:
         self.tmp_path = tmp_path
@@ -97,7 +98,7 @@ class Deployment:
 
 @pytest.fixture
 def deployment(
-    tmp_path: Path, redis_url: str, redis_namespace: str, smtp_server: SmtpServerHandle
+    tmp_path: Path, broker_under_test: BrokerUnderTest, smtp_server: SmtpServerHandle
 ) -> Iterator[tuple[Deployment, Engine]]:
     database_url = f"sqlite:///{tmp_path / 'dispatcher.db'}"
     engine = make_engine(database_url)
@@ -106,8 +107,7 @@ def deployment(
         "PATH": os.environ.get("PATH", ""),
         "PYTHONPATH": str(ROOT),
         "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "REDIS_NAMESPACE": redis_namespace,
+        **broker_under_test.env,
         "REDIS_HEARTBEAT_TIMEOUT_MS": "2000",  # a dead worker's messages back in seconds
         "SEND_LEASE_SECONDS": "5",
         "SCHEDULER_INTERVAL": "0.5",
@@ -182,21 +182,17 @@ def test_a_worker_killed_mid_campaign_loses_nothing_and_sends_each_email_once(
     assert statuses(engine) == {DeliveryStatus.SENT: MEMBERS}
 
 
-def test_redis_losing_its_keys_mid_campaign_is_repaired_by_resume(
+def test_the_broker_losing_its_queues_mid_campaign_is_repaired_by_resume(
     deployment: tuple[Deployment, Engine],
     smtp_server: SmtpServerHandle,
     tmp_path: Path,
-    redis_url: str,
-    redis_namespace: str,
+    broker_under_test: BrokerUnderTest,
 ) -> None:
     dep, engine = deployment
     dep.cli("campaign", "send", str(write_campaign(tmp_path / "c", slug="flush")))
     dep.worker()
     smtp_server.wait_for(40, timeout=30)
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(f"{redis_namespace}*", count=1000))
-    client.delete(*keys)  # as a Redis restarted without persistence
-    client.close()
+    broker_under_test.lose_queues()  # as a broker restarted without persistence
 
     resumed = dep.cli("campaign", "resume", "flush")
     assert "enqueued" in resumed.stdout

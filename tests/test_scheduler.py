@@ -13,7 +13,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-import redis
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
@@ -31,6 +30,7 @@ from dispatcher.runtime import Runtime
 from dispatcher.scheduler import Scheduler
 from dispatcher.settings import Settings
 from dispatcher.store.models import Campaign, CampaignState, Member, utcnow
+from tests.conftest import BrokerUnderTest
 from tests.email.reports import dsn
 from tests.factories import add_member, harness, write_campaign
 from tests.servers.imap_server import ImapServerHandle
@@ -64,20 +64,19 @@ def test_a_send_time_is_shown_in_both_calendars_and_bad_ones_are_refused() -> No
             parse_send_at(bad, TEHRAN)
 
 
-def redis_settings(
-    make_settings: Callable[..., Settings], database_url: str, redis_url: str, namespace: str
+def broker_settings(
+    make_settings: Callable[..., Settings], database_url: str, broker: BrokerUnderTest
 ) -> Settings:
-    return make_settings(database_url=database_url, redis_url=redis_url, redis_namespace=namespace)
+    return make_settings(database_url=database_url, **broker.settings)
 
 
 def test_a_scheduled_campaign_launches_when_due_with_the_audience_of_that_time(
     make_settings: Callable[..., Settings],
     database_url: str,
-    redis_url: str,
-    redis_namespace: str,
+    broker_under_test: BrokerUnderTest,
     tmp_path: Path,
 ) -> None:
-    settings = redis_settings(make_settings, database_url, redis_url, redis_namespace)
+    settings = broker_settings(make_settings, database_url, broker_under_test)
     with harness(settings, build_broker(settings)) as h:
         add_member(h.engine, "C1")
         send_at = utcnow() + timedelta(hours=1)
@@ -91,24 +90,21 @@ def test_a_scheduled_campaign_launches_when_due_with_the_audience_of_that_time(
         later = Scheduler(h.runtime, h.broker, h.actors, clock=lambda: send_at)
         assert later.tick().launched == ["yalda-test"]
         assert len(h.deliveries()) == 2
-        client = redis.Redis.from_url(redis_url)
-        assert client.llen(f"{redis_namespace}:email") == 2
+        assert broker_under_test.queued("email") == 2
         [row] = list_campaigns(h.engine, TEHRAN)
         assert row["state"] == "sending" and row["total"] == 2
         assert row["send_at_jalali"] == describe(send_at, TEHRAN).split("(")[1].split(")")[0]
         h.run_workers()
         assert later.tick().finished == ["yalda-test"]
-        client.close()
 
 
 def test_two_schedulers_at_once_launch_each_campaign_once(
     make_settings: Callable[..., Settings],
     database_url: str,
-    redis_url: str,
-    redis_namespace: str,
+    broker_under_test: BrokerUnderTest,
     tmp_path: Path,
 ) -> None:
-    settings = redis_settings(make_settings, database_url, redis_url, redis_namespace)
+    settings = broker_settings(make_settings, database_url, broker_under_test)
     with harness(settings, build_broker(settings)) as h:
         for i in range(20):
             add_member(h.engine, f"C{i}")
@@ -135,26 +131,23 @@ def test_two_schedulers_at_once_launch_each_campaign_once(
 
         assert sorted(launched[0] + launched[1]) == [f"yalda-{n}" for n in range(5)]
         assert len(h.deliveries()) == 5 * 20
-        client = redis.Redis.from_url(redis_url)
-        assert client.llen(f"{redis_namespace}:email") == 5 * 20  # enqueued once each
-        client.close()
+        assert broker_under_test.queued("email") == 5 * 20  # enqueued once each
 
 
-def test_the_scheduler_re_enqueues_pending_work_that_redis_lost(
+def test_the_scheduler_re_enqueues_pending_work_that_the_broker_lost(
     make_settings: Callable[..., Settings],
     database_url: str,
-    redis_url: str,
-    redis_namespace: str,
+    broker_under_test: BrokerUnderTest,
     tmp_path: Path,
 ) -> None:
-    settings = redis_settings(make_settings, database_url, redis_url, redis_namespace)
+    settings = broker_settings(make_settings, database_url, broker_under_test)
     with harness(settings, build_broker(settings)) as h:
         for i in range(10):
             add_member(h.engine, f"C{i}")
         h.send(write_campaign(tmp_path / "c"))
         scheduler = Scheduler(h.runtime, h.broker, h.actors, grace=timedelta(0))
-        assert scheduler.tick().requeued == {}  # every message still in Redis
-        h.broker.flush_all()  # as a Redis restarted without persistence
+        assert scheduler.tick().requeued == {}  # every message still in the broker
+        broker_under_test.lose_queues()  # as a broker restarted without persistence
         assert scheduler.tick().requeued == {"yalda-test": 10}
         assert scheduler.tick().requeued == {}  # queued again: not twice
         h.run_workers()
@@ -258,17 +251,18 @@ def test_inline_a_launch_at_night_returns_and_leaves_its_sms_for_the_morning(
 def test_one_of_two_schedulers_syncs_reports_and_replies_and_a_14_opts_out(
     make_settings: Callable[..., Settings],
     database_url: str,
+    broker_under_test: BrokerUnderTest,
     redis_url: str,
     redis_namespace: str,
     kavenegar_server: KavenegarServerHandle,
     tmp_path: Path,
 ) -> None:
-    settings = kavenegar_settings(
+    settings = kavenegar_settings(  # beside RabbitMQ, the schedulers agree through REDIS_URL
         make_settings,
         database_url,
         kavenegar_server,
-        redis_url=redis_url,
-        redis_namespace=redis_namespace,
+        **{"redis_url": redis_url, "redis_namespace": redis_namespace},
+        **{k: v for k, v in broker_under_test.settings.items() if not k.startswith("redis")},
     )
     with harness(settings, build_broker(settings)) as h:
         delivered = add_member(h.engine, "C1", mobile="+989121234561")

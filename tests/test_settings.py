@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import stat
 import sys
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from dispatcher.errors import ConfigurationError
+from dispatcher.queue.broker import build_broker
 from dispatcher.settings import create_private_file, load_settings
 
 
@@ -114,3 +116,57 @@ def test_outside_inline_mode_the_suppression_key_is_required_and_is_its_own(
     assert key != b"u" * 20 and inline.suppression_key_bytes() == key
     assert (tmp_path / ".dispatcher-suppression-key").stat().st_mode & 0o777 == 0o600
     assert "hidden" not in repr(load_settings(_env_file=None, suppression_key="hidden"))
+
+
+@pytest.mark.parametrize(
+    ("values", "broker", "label"),
+    [
+        ({}, "inline", "in-process (inline)"),
+        ({"redis_url": "redis://127.0.0.1:6379/0"}, "redis", "redis (redis://127.0.0.1:6379/0)"),
+        (
+            {"broker_url": "redis://:hunter2@10.0.0.5:6379/1"},
+            "redis",
+            "redis (redis://:****@10.0.0.5:6379/1)",
+        ),
+        (
+            {"broker_url": "amqp://shop:hunter2@mq.internal:5672/dispatch"},
+            "rabbitmq",
+            "rabbitmq (amqp://shop:****@mq.internal:5672/dispatch)",
+        ),
+        (  # BROKER_URL wins; REDIS_URL stays for the shared counters
+            {"broker_url": "amqps://shop:hunter2@mq/v", "redis_url": "redis://r:6379/0"},
+            "rabbitmq",
+            "rabbitmq (amqps://shop:****@mq/v)",
+        ),
+    ],
+)
+def test_the_broker_is_chosen_by_broker_url_or_redis_url_and_named_without_its_password(
+    values: dict[str, str], broker: str, label: str
+) -> None:
+    settings = load_settings(_env_file=None, **values)
+    assert settings.broker == broker
+    assert settings.broker_label == label
+    assert "hunter2" not in settings.broker_label and "hunter2" not in repr(settings)
+    assert settings.inline == (broker == "inline")
+
+
+def test_a_redis_broker_url_is_also_the_redis_of_the_shared_counters() -> None:
+    settings = load_settings(_env_file=None, broker_url="redis://127.0.0.1:6379/3")
+    assert settings.redis_url == "redis://127.0.0.1:6379/3"
+    assert load_settings(_env_file=None, broker_url="amqp://mq/v").redis_url is None
+
+
+def test_a_broker_url_of_another_kind_is_refused_naming_the_variable_without_the_password() -> None:
+    with pytest.raises(ConfigurationError, match="BROKER_URL") as caught:
+        load_settings(_env_file=None, broker_url="kafka://u:hunter2@k:9092")
+    assert "hunter2" not in str(caught.value)
+
+
+def test_the_broker_is_named_at_start_up_with_its_password_masked(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = load_settings(_env_file=None, broker_url="amqp://shop:hunter2@127.0.0.1:1/v")
+    with caplog.at_level(logging.INFO, logger="dispatcher.broker"):
+        build_broker(settings)  # RabbitMQ connects lazily: no server needed to build it
+    assert "broker: rabbitmq (amqp://shop:****@127.0.0.1:1/v)" in caplog.text
+    assert "hunter2" not in caplog.text

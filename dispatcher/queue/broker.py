@@ -1,31 +1,38 @@
-"""The one place the Dramatiq broker is built (Redis, or in-process for inline mode),
-and pipelined enqueueing: a large audience must not pay a Redis round trip per message.
+"""The one place the Dramatiq broker is built (Redis, RabbitMQ, or in-process for
+inline mode), and batched enqueueing: a large audience must not pay a round trip per
+message (Redis: pipelined; RabbitMQ: publisher confirms in a window, `queue/rabbitmq.py`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import dramatiq
+import pika.exceptions
 import redis
 from dramatiq import Actor, Broker, Message
 from dramatiq.broker import MessageProxy
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.brokers.stub import StubBroker
-from dramatiq.common import current_millis
+from dramatiq.common import current_millis, dq_name
 from dramatiq.encoder import JSONEncoder
 from dramatiq.errors import ConnectionClosed
 from dramatiq.middleware import CurrentMessage, Middleware
 
 from dispatcher.errors import ConfigurationError
 from dispatcher.queue.banner import StartBanner
+from dispatcher.queue.rabbitmq import ConfirmedPublisher
 from dispatcher.settings import Settings
+
+log = logging.getLogger("dispatcher.broker")
 
 NAMESPACE = "dispatcher"  # the default of REDIS_NAMESPACE
 # Redis broker tuning: a killed worker's messages are requeued by whichever worker
@@ -49,14 +56,22 @@ _actors: list[Actor] = []
 
 
 def build_broker(settings: Settings, *, namespace: str | None = None) -> Broker:
-    """RedisBroker when REDIS_URL is set, StubBroker (inline mode) otherwise.
+    """The broker the settings name (`settings.broker`): RabbitmqBroker for an amqp://
+    BROKER_URL, RedisBroker for a redis:// one or REDIS_URL, StubBroker (inline mode)
+    otherwise.
 
-    Keys live under `namespace`, else REDIS_NAMESPACE (default "dispatcher").
+    Redis keys live under `namespace`, else REDIS_NAMESPACE (default "dispatcher");
+    on RabbitMQ the virtual host in the URL keeps deployments apart.
     """
     broker: Broker
-    if settings.redis_url:
+    if settings.broker == "rabbitmq":
+        # Confirms: an enqueue that returned is on the broker, and a queue that vanished
+        # (a restarted RabbitMQ) is declared again on the next enqueue.
+        broker = RabbitmqBroker(url=settings.broker_url, confirm_delivery=True)
+    elif settings.broker == "redis":
+        assert settings.redis_broker_url is not None
         broker = BatchAckRedisBroker(
-            url=settings.redis_url,
+            url=settings.redis_broker_url,
             namespace=namespace or settings.redis_namespace,
             heartbeat_timeout=settings.redis_heartbeat_timeout_ms,
             maintenance_chance=MAINTENANCE_CHANCE,
@@ -64,7 +79,7 @@ def build_broker(settings: Settings, *, namespace: str | None = None) -> Broker:
     else:
         broker = StubBroker()
     broker.add_middleware(CurrentMessage())
-    if settings.redis_url:  # worker processes: say what they send through
+    if settings.broker != "inline":  # worker processes: say what they send through
         broker.add_middleware(StartBanner(settings))
     if settings.prometheus and not settings.inline:
         # Opt-in (PROMETHEUS=1): counters and histograms per actor, served by a
@@ -78,6 +93,7 @@ def build_broker(settings: Settings, *, namespace: str | None = None) -> Broker:
         from dramatiq.middleware.prometheus import Prometheus
 
         broker.add_middleware(Prometheus())
+    log.info("broker: %s", settings.broker_label, extra={"outcome": "broker"})
     return broker
 
 
@@ -155,7 +171,10 @@ def use_broker(broker: Broker) -> Broker:
 
 
 def enqueue_many(broker: Broker, messages: Iterable[Message], *, batch: int = 2000) -> int:
-    """Enqueue messages; on Redis, `batch` at a time in one pipelined round trip."""
+    """Enqueue messages; on Redis, `batch` at a time in one pipelined round trip; on
+    RabbitMQ, in a window of unconfirmed messages, returning once all are confirmed."""
+    if isinstance(broker, RabbitmqBroker):
+        return _publish_many(broker, messages)
     if not isinstance(broker, RedisBroker):
         n = 0
         for message in messages:
@@ -221,8 +240,11 @@ def enqueue_ids(
     JSON is put together from a template: byte for byte what `Message.encode` gives,
     at a fraction of the cost of a Message, two `uuid4` and a script call per id.
     Otherwise it falls back to `enqueue_many`. `write` writes one batch (default:
-    `write_batch`).
+    `write_batch`). On RabbitMQ with the JSON encoder and no enqueue hooks, the same
+    template makes each body, published with confirms (`queue/rabbitmq.py`).
     """
+    if isinstance(broker, RabbitmqBroker) and _plain(broker):
+        return _publish_ids(broker, actor, ids)
     if not _plain_redis(broker):
         return enqueue_many(broker, (actor.message(i) for i in ids), batch=batch)
     assert isinstance(broker, RedisBroker)
@@ -286,10 +308,110 @@ _VARIANT = {d: "89ab"[int(d, 16) & 3] for d in "0123456789abcdef"}
 
 def _plain_redis(broker: Broker) -> bool:
     """Redis, the default JSON encoder, and no middleware with enqueue hooks."""
-    if not isinstance(broker, RedisBroker) or type(dramatiq.get_encoder()) is not JSONEncoder:
+    return isinstance(broker, RedisBroker) and _plain(broker)
+
+
+def _plain(broker: Broker) -> bool:
+    """The default JSON encoder, and no middleware with enqueue hooks."""
+    if type(dramatiq.get_encoder()) is not JSONEncoder:
         return False
     return all(
         type(m).before_enqueue is Middleware.before_enqueue
         and type(m).after_enqueue is Middleware.after_enqueue
         for m in broker.middleware
     )
+
+
+# -- RabbitMQ --
+
+
+def _publisher(broker: RabbitmqBroker, queues: Iterable[str]) -> ConfirmedPublisher:
+    parameters = broker.parameters
+    if isinstance(parameters, list):  # several URLs: the first
+        parameters = parameters[0]
+    for queue in queues:
+        broker.declare_queue(queue)  # known to the broker (its workers consume it)
+    return ConfirmedPublisher(parameters, queues)
+
+
+def _publish_many(broker: RabbitmqBroker, messages: Iterable[Message]) -> int:
+    """Dramatiq's messages, with its enqueue hooks, published with confirms."""
+    queues: list[str] = []
+    buffered: list[Message] = []
+    for message in messages:  # the queue names are needed before the first publish
+        buffered.append(message)
+        if message.queue_name not in queues:
+            queues.append(message.queue_name)
+    if not buffered:
+        return 0
+
+    def bodies() -> Iterator[tuple[str, bytes]]:
+        for message in buffered:
+            broker.emit_before("enqueue", message, None)
+            yield message.queue_name, message.encode()
+
+    n = _publisher(broker, queues).run(bodies())
+    for message in buffered:
+        broker.emit_after("enqueue", message, None)
+    return n
+
+
+def _publish_ids(broker: RabbitmqBroker, actor: Actor, ids: Iterable[int]) -> int:
+    """One message per id for `actor`, each body from the template `enqueue_ids` uses."""
+    queue = actor.queue_name
+    head = (
+        f'{{"queue_name":{json.dumps(queue)},"actor_name":{json.dumps(actor.actor_name)},"args":['
+    )
+
+    def bodies() -> Iterator[tuple[str, bytes]]:
+        chunk: list[int] = []
+        for delivery_id in ids:
+            chunk.append(delivery_id)
+            if len(chunk) >= 2000:
+                yield from _bodies(queue, head, chunk)
+                chunk = []
+        yield from _bodies(queue, head, chunk)
+
+    return _publisher(broker, [queue]).run(bodies())
+
+
+def _bodies(queue: str, head: str, chunk: list[int]) -> Iterator[tuple[str, bytes]]:
+    now = current_millis()
+    hexes = os.urandom(16 * len(chunk)).hex()
+    for k, delivery_id in enumerate(chunk):
+        b = hexes[32 * k : 32 * k + 32]
+        yield (
+            queue,
+            (
+                f'{head}{int(delivery_id)}],"kwargs":{{}},"options":{{}},'
+                f'"message_id":"{b[:8]}-{b[8:12]}-4{b[13:16]}-{_VARIANT[b[16]]}{b[17:20]}-{b[20:]}",'
+                f'"message_timestamp":{now}}}'
+            ).encode(),
+        )
+
+
+def queue_is_empty(broker: Broker, queue: str) -> bool | None:
+    """True when the broker holds no message of `queue` or of its delay queue; None
+    when it cannot tell. Redis counts messages in flight too; RabbitMQ counts only the
+    ready ones (a message a worker holds unacknowledged is not counted)."""
+    if isinstance(broker, RedisBroker):
+        pipe = broker.client.pipeline(transaction=False)
+        for name in (queue, dq_name(queue)):
+            pipe.hlen(f"{broker.namespace}:{name}.msgs")
+        return not any(pipe.execute())
+    if isinstance(broker, RabbitmqBroker):
+        broker.declare_queue(queue)
+        try:
+            main, delayed, _dead = broker.get_queue_message_counts(queue)
+        except (pika.exceptions.AMQPError, ConnectionClosed) as exc:
+            log.warning("could not count the messages of queue %s: %s", queue, exc)
+            del broker.connection  # a fresh connection next time
+            return None
+        return main + delayed == 0
+    if isinstance(broker, StubBroker):
+        return all(
+            broker.queues[name].unfinished_tasks == 0
+            for name in (queue, dq_name(queue))
+            if name in broker.queues
+        )
+    return None

@@ -335,9 +335,16 @@ def enqueue_pending(
     assert campaign.id is not None
     total = 0
     for channel in channels if channels is not None else campaign.channel_list():
-        actor = actors[str(channel)]
-        for ids in pending_ids(engine, campaign.id, str(channel)):
-            total += enqueue_ids(broker, actor, ids)
-            if on_progress:
-                on_progress(len(ids))
+        # One enqueue per channel: the next chunk is read while the broker takes the
+        # last (Redis: its writer thread; RabbitMQ: one connection, one confirm window).
+        chunks = pending_ids(engine, campaign.id, str(channel))
+        total += enqueue_ids(broker, actors[str(channel)], _flat(chunks, on_progress))
     return total
+
+
+def _flat(chunks: Iterable[list[int]], on_progress: Callable[[int], None] | None) -> Iterator[int]:
+    """The ids of `chunks` one by one, `on_progress` told of each chunk handed on."""
+    for ids in chunks:
+        yield from ids
+        if on_progress:
+            on_progress(len(ids))

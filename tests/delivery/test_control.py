@@ -1,4 +1,5 @@
-"""Campaign control on the real pipeline: Redis broker, worker threads, SMTP server."""
+"""Campaign control on the real pipeline: Redis and RabbitMQ brokers, worker threads,
+SMTP server."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from dispatcher.settings import Settings
 from dispatcher.store.db import make_engine
 from dispatcher.store.models import CampaignState, DeliveryStatus, PausedBy
 from dispatcher.workers.email import deliver_email
+from tests.conftest import BrokerUnderTest
 from tests.factories import Harness, add_member, harness, write_campaign
 from tests.servers.smtp_server import SmtpServerHandle
 
@@ -27,21 +29,19 @@ LEASE = timedelta(seconds=300)
 
 
 @pytest.fixture
-def redis_pipeline(
+def broker_pipeline(
     make_settings: Callable[..., Settings],
     database_url: str,
-    redis_url: str,
-    redis_namespace: str,
+    broker_under_test: BrokerUnderTest,
     smtp_server: SmtpServerHandle,
 ) -> Iterator[Callable[..., Harness]]:
-    """`redis_pipeline(**settings)`: a Harness on Redis and the test SMTP server."""
+    """`broker_pipeline(**settings)`: a Harness on each broker and the test SMTP server."""
     stack = []
 
     def create(**overrides: object) -> Harness:
         values: dict[str, object] = {
             "database_url": database_url,
-            "redis_url": redis_url,
-            "redis_namespace": redis_namespace,
+            **broker_under_test.settings,
             "smtp_host": smtp_server.host,
             "smtp_port": smtp_server.port,
             "smtp_security": "none",
@@ -65,9 +65,9 @@ def by_status(h: Harness) -> dict[str, int]:
 
 
 def test_pause_holds_queued_work_back_and_resume_sends_the_rest_once(
-    redis_pipeline: Callable[..., Harness], smtp_server: SmtpServerHandle, tmp_path: Path
+    broker_pipeline: Callable[..., Harness], smtp_server: SmtpServerHandle, tmp_path: Path
 ) -> None:
-    h = redis_pipeline()
+    h = broker_pipeline()
     for i in range(40):
         add_member(h.engine, f"C{i}")
     smtp_server.delay_data(0.05, count=1000)
@@ -102,9 +102,9 @@ def test_pause_holds_queued_work_back_and_resume_sends_the_rest_once(
 
 
 def test_cancel_skips_what_is_left_and_records_why(
-    redis_pipeline: Callable[..., Harness], smtp_server: SmtpServerHandle, tmp_path: Path
+    broker_pipeline: Callable[..., Harness], smtp_server: SmtpServerHandle, tmp_path: Path
 ) -> None:
-    h = redis_pipeline()
+    h = broker_pipeline()
     for i in range(5):
         add_member(h.engine, f"C{i}")
     campaign = h.send(write_campaign(tmp_path / "c")).campaign
@@ -120,9 +120,9 @@ def test_cancel_skips_what_is_left_and_records_why(
 
 
 def test_retry_failed_requeues_only_transient_failures(
-    redis_pipeline: Callable[..., Harness], smtp_server: SmtpServerHandle, tmp_path: Path
+    broker_pipeline: Callable[..., Harness], smtp_server: SmtpServerHandle, tmp_path: Path
 ) -> None:
-    h = redis_pipeline()
+    h = broker_pipeline()
     for name in ("a", "b", "c", "gone"):
         add_member(h.engine, name.upper(), email=f"{name}@example.com")
     campaign = h.send(write_campaign(tmp_path / "c")).campaign
@@ -151,9 +151,9 @@ def test_retry_failed_requeues_only_transient_failures(
 
 
 def test_an_error_storm_pauses_the_campaign_and_resume_finishes_it(
-    redis_pipeline: Callable[..., Harness], smtp_server: SmtpServerHandle, tmp_path: Path
+    broker_pipeline: Callable[..., Harness], smtp_server: SmtpServerHandle, tmp_path: Path
 ) -> None:
-    h = redis_pipeline(max_send_errors=3)
+    h = broker_pipeline(max_send_errors=3)
     for i in range(12):
         add_member(h.engine, f"C{i}")
     smtp_server.inject_temp_failure(code=554, count=1000, stage="mail", text="5.7.1 relay denied")

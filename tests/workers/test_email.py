@@ -29,10 +29,23 @@ def smtp(server: SmtpServerHandle, **extra: object) -> dict[str, object]:
     return {"smtp_host": server.host, "smtp_port": server.port, "smtp_security": "none", **extra}
 
 
+@pytest.fixture(params=["inline", "redis", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
+def broker(request: pytest.FixtureRequest) -> dict[str, object]:
+    """Settings that select each broker in turn: in-process, Redis, RabbitMQ."""
+    if request.param == "inline":
+        return {}
+    if request.param == "redis":
+        return {
+            "redis_url": request.getfixturevalue("redis_url"),
+            "redis_namespace": request.getfixturevalue("redis_namespace"),
+        }
+    return {"broker_url": request.getfixturevalue("rabbitmq_url")}
+
+
 def test_every_reachable_member_gets_exactly_one_email(
-    pipeline: Pipeline, smtp_server: SmtpServerHandle, tmp_path: Path
+    pipeline: Pipeline, broker: dict[str, object], smtp_server: SmtpServerHandle, tmp_path: Path
 ) -> None:
-    h = pipeline(**smtp(smtp_server))
+    h = pipeline(**smtp(smtp_server), **broker)
     add_member(h.engine, "C1", email="maryam@example.com")
     add_member(h.engine, "C2", email="ali@example.com")
     add_member(h.engine, "C3", email="zahra@example.com", email_opt_in=False)
@@ -132,9 +145,9 @@ def test_sending_the_same_slug_twice_sends_nothing_new(
 
 
 def test_a_job_delivered_twice_sends_once(
-    pipeline: Pipeline, smtp_server: SmtpServerHandle, tmp_path: Path
+    pipeline: Pipeline, broker: dict[str, object], smtp_server: SmtpServerHandle, tmp_path: Path
 ) -> None:
-    h = pipeline(**smtp(smtp_server))
+    h = pipeline(**smtp(smtp_server), **broker)
     add_member(h.engine, "C1")
     h.send(write_campaign(tmp_path / "c"))
     [delivery] = h.deliveries()
@@ -146,9 +159,13 @@ def test_a_job_delivered_twice_sends_once(
 
 
 def test_smtp_4xx_is_retried_and_then_sent(
-    pipeline: Pipeline, smtp_server: SmtpServerHandle, tmp_path: Path, fast_retries: None
+    pipeline: Pipeline,
+    broker: dict[str, object],
+    smtp_server: SmtpServerHandle,
+    tmp_path: Path,
+    fast_retries: None,
 ) -> None:
-    h = pipeline(**smtp(smtp_server))
+    h = pipeline(**smtp(smtp_server), **broker)
     add_member(h.engine, "C1")
     smtp_server.inject_temp_failure(code=451, count=2, stage="rcpt")
     h.send(write_campaign(tmp_path / "c"))
@@ -160,9 +177,13 @@ def test_smtp_4xx_is_retried_and_then_sent(
 
 
 def test_a_dropped_connection_is_retried_and_sent_once(
-    pipeline: Pipeline, smtp_server: SmtpServerHandle, tmp_path: Path, fast_retries: None
+    pipeline: Pipeline,
+    broker: dict[str, object],
+    smtp_server: SmtpServerHandle,
+    tmp_path: Path,
+    fast_retries: None,
 ) -> None:
-    h = pipeline(**smtp(smtp_server))
+    h = pipeline(**smtp(smtp_server), **broker)
     add_member(h.engine, "C1")
     smtp_server.drop_after_data(count=1)  # the relay hangs up before answering DATA
     h.send(write_campaign(tmp_path / "c"))
