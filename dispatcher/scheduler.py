@@ -25,6 +25,7 @@ from dispatcher.email.imap import fetch_returns
 from dispatcher.email.returns import ReturnsReader
 from dispatcher.errors import DeliveryError, DispatcherError
 from dispatcher.inline import run_inline
+from dispatcher.queue.abtest import not_waiting
 from dispatcher.queue.broker import enqueue_many
 from dispatcher.queue.expansion import enqueue_pending, launch, pending_ids
 from dispatcher.runtime import Runtime
@@ -283,6 +284,7 @@ class Scheduler:
                         col(Delivery.channel) == channel,
                         col(Delivery.status) == DeliveryStatus.PENDING,
                         col(Delivery.updated_at) < before,
+                        not_waiting(),
                     )
                     .limit(1)
                 ).first()
