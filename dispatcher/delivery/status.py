@@ -12,6 +12,7 @@ from sqlmodel import Session, col
 
 from dispatcher.delivery.listing import schedule_fields
 from dispatcher.errors import NotFoundError
+from dispatcher.queue.abtest import waiting
 from dispatcher.queue.expansion import excluded_by
 from dispatcher.store.models import (
     Bounce,
@@ -46,6 +47,8 @@ def campaign_status(engine: Engine, slug: str, zone: ZoneInfo | None = None) -> 
             row.update(bounce_counts(session, campaign.id, channel))
             if channel is Channel.SMS:
                 row.update(sms_details(session, campaign))
+            if channel is Channel.EMAIL and campaign.ab_state is not None:
+                row.update(ab_details(session, campaign))
             out[str(channel)] = row
         return out
 
@@ -83,6 +86,17 @@ def sms_details(session: Session, campaign: Campaign) -> dict[str, Any]:
         "paused": campaign.sms_paused_reason,
         "waiting_until": waiting.astimezone(UTC).isoformat() if waiting is not None else None,
     }
+
+
+def ab_details(session: Session, campaign: Campaign) -> dict[str, Any]:
+    """Extra keys of an A/B campaign's `email` object: `waiting_for_winner` (of the
+    pending, those that wait for the test's decision) and the `ab_winner` once decided."""
+    waits = session.execute(
+        select(func.count())
+        .select_from(Delivery)
+        .where(col(Delivery.campaign_id) == campaign.id, waiting())
+    ).scalar_one()
+    return {"waiting_for_winner": int(waits), "ab_winner": campaign.ab_winner}
 
 
 def bounce_counts(session: Session, campaign_id: int, channel: Channel) -> dict[str, int]:
