@@ -23,7 +23,7 @@ from starlette.routing import Route
 from dispatcher.audience.clicktoken import ClickSigner, dedupe_key
 from dispatcher.audience.tokens import TokenSigner
 from dispatcher.definition.rendering import shop_name
-from dispatcher.errors import NotFoundError, TokenError
+from dispatcher.errors import ConfigurationError, NotFoundError, TokenError
 from dispatcher.settings import Settings, get_settings
 from dispatcher.store.db import make_engine
 from dispatcher.store.models import ConsentSource, utcnow
@@ -85,7 +85,7 @@ class Web:
             clicks=Clicks(
                 engine,
                 ClickSigner(settings.unsubscribe_keys()),
-                dedupe_key=dedupe_key(settings.suppression_key_bytes()),
+                dedupe_key=_dedupe_key(settings),
                 scanner_seconds=settings.click_scanner_seconds,
             ),
             click_flush_interval=settings.click_flush_interval,
@@ -127,6 +127,17 @@ class Web:
         self.writes.shutdown(wait=True)
         self.writer.lock.close()
         self.engine.dispose()
+
+
+def _dedupe_key(settings: Settings) -> bytes:
+    """The unique clickers' hash key: from SUPPRESSION_KEY, which is never rotated; a
+    server started without it uses the unsubscribe key (a rotation then counts a
+    clicker again) rather than refusing to start."""
+    try:
+        return dedupe_key(settings.suppression_key_bytes())
+    except ConfigurationError:
+        log.warning("SUPPRESSION_KEY is not set: unique clicks keyed by UNSUBSCRIBE_SECRET")
+        return dedupe_key(settings.unsubscribe_keys()[0])
 
 
 def _web(request: Request) -> Web:
