@@ -71,11 +71,6 @@ SAMPLE_UNSUBSCRIBE_URL = "https://shop.example/u/sample-token"
 SAMPLE_CLICK_URL = "https://shop.example/c/" + "x" * 24  # an SMS click link's length
 
 
-def _sources(spec: CampaignSpec) -> tuple[str | None, str | None, str | None]:
-    email, sms = spec.email, spec.sms
-    return (email.html if email else None, email.text if email else None, sms.text if sms else None)
-
-
 @dataclass(frozen=True)
 class EmailSpec:
     subject: str
@@ -169,6 +164,16 @@ class CampaignSpec:
             except InputError:
                 pass
         return datetime.now(UTC)
+
+    def link_index(self) -> dict[str, int]:
+        """The campaign's trackable links -> their index (`dispatcher.definition.links`)."""
+        email, sms = self.email, self.sms
+        return cached_index(
+            email.html if email else None,
+            email.text if email else None,
+            sms.text if sms else None,
+            (self.slug, self.name, self.send_time() if self.send_at else None),
+        )
 
     def templates(self, shop: dict[str, Any], *, zone: ZoneInfo = TEHRAN) -> CampaignTemplates:
         """Compile this campaign's templates (once per campaign per process)."""
@@ -478,7 +483,7 @@ def _check_templates(
                     )
                 break
             if name == SMS_NAME and spec.sms_track_links:  # measured as sent: links rewritten
-                out = rewrite_text(out, cached_index(*_sources(spec)), lambda _: SAMPLE_CLICK_URL)
+                out = rewrite_text(out, spec.link_index(), lambda _: SAMPLE_CLICK_URL)
             limits = (sms_parts, sms_max_parts)
             if not _rendered_ok(name, out, member, where, file, problems, limits):
                 break

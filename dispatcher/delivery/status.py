@@ -12,7 +12,7 @@ from sqlmodel import Session, col
 
 from dispatcher.delivery.listing import schedule_fields
 from dispatcher.errors import NotFoundError
-from dispatcher.queue.abtest import waiting
+from dispatcher.queue.abtest import not_waiting, waiting
 from dispatcher.queue.expansion import excluded_by
 from dispatcher.store.models import (
     Bounce,
@@ -124,7 +124,8 @@ def channel_counts(session: Session, campaign_id: int) -> dict[tuple[str, str], 
 
 
 def outstanding(engine: Engine, campaign_id: int) -> int:
-    """Deliveries not yet finished (pending or sending)."""
+    """Deliveries not yet finished (pending or sending), less an A/B test's rest that
+    waits for the winner (nothing sends it before the decision)."""
     with Session(engine) as session:
         return session.execute(
             select(func.count())
@@ -132,5 +133,6 @@ def outstanding(engine: Engine, campaign_id: int) -> int:
             .where(
                 col(Delivery.campaign_id) == campaign_id,
                 col(Delivery.status).in_([DeliveryStatus.PENDING, DeliveryStatus.SENDING]),
+                not_waiting(),
             )
         ).scalar_one()

@@ -9,17 +9,13 @@ from dataclasses import replace
 
 from dispatcher.audience.clicktoken import ClickSigner, click_url
 from dispatcher.definition.campaign import CampaignSpec
-from dispatcher.definition.links import UrlFor, cached_index, rewrite_html, rewrite_text
+from dispatcher.definition.links import UrlFor, rewrite_html, rewrite_text
 from dispatcher.definition.rendering import RenderedEmail
 
 
 def spec_index(spec: CampaignSpec) -> dict[str, int]:
     """The campaign's links -> their index (the order the click tokens name them by)."""
-    return cached_index(
-        spec.email.html if spec.email else None,
-        spec.email.text if spec.email else None,
-        spec.sms.text if spec.sms else None,
-    )
+    return spec.link_index()
 
 
 def spec_links(spec: CampaignSpec) -> list[str]:

@@ -56,3 +56,26 @@ def test_text_links_are_rewritten_and_the_punctuation_after_them_stays() -> None
 def test_nothing_changes_without_links() -> None:
     assert rewrite_html(HTML, {}, url_for) == HTML
     assert rewrite_text(TEXT, {}, url_for) == TEXT
+
+
+def test_links_built_from_the_campaign_are_tracked_but_not_those_built_per_member() -> None:
+    from dispatcher.definition.links import cached_index
+
+    html = (
+        '<a href="https://shop.example/y?utm_campaign={{ campaign.slug }}&amp;a=1">y</a>'
+        '<a href="https://shop.example/r/{{ member.external_id }}">r</a>'
+    )
+    text = "https://shop.example/y?utm_campaign={{ campaign.slug }}&a=1 و {{ member.email }}"
+    index = cached_index(html, text, None, ("yalda-1405", "حراج", None))
+    assert index == {"https://shop.example/y?utm_campaign=yalda-1405&a=1": 0}
+
+
+def test_the_example_campaigns_link_is_tracked() -> None:
+    from pathlib import Path
+
+    from dispatcher.definition.campaign import load_campaign
+
+    spec = load_campaign(Path(__file__).parents[2] / "campaigns" / "yalda-1405.toml")
+    assert list(spec.link_index()) == [
+        "https://shop.example/yalda?utm_source=newsletter&utm_campaign=yalda-1405"
+    ]
