@@ -31,6 +31,7 @@ _BY_CHARS = {
     for v, s in _SHAPES.items()
 }
 VARIANTS = "ABCD"
+SMS_TOKEN_CHARS = 24
 
 
 @dataclass(frozen=True, slots=True)

@@ -134,6 +134,7 @@ def audience_parts(
     footer: str,
     audience: Audience | list[str] | None,
     batch: int = 1000,
+    track: Callable[[str], str] | None = None,
 ) -> AudienceParts:
     """Render the SMS for every member it would go to now, and add up the parts.
 
@@ -152,7 +153,8 @@ def audience_parts(
             .execution_options(yield_per=batch)
         )
         for member in session.execute(query).scalars():
-            text = with_footer(templates.render_sms(member.template_context()), footer)
+            body = templates.render_sms(member.template_context())
+            text = with_footer(track(body) if track else body, footer)
             members += 1
             parts += measure(text).parts
     return AudienceParts(members=members, parts=parts)

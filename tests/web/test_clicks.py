@@ -33,6 +33,7 @@ from dispatcher.delivery.control import finish_if_done
 from dispatcher.delivery.report import campaign_report
 from dispatcher.queue.expansion import expand
 from dispatcher.settings import Settings
+from dispatcher.sms.outbox import SmsOutbox
 from dispatcher.store.db import make_engine
 from dispatcher.store.models import Campaign, ClickCount, ClickSeen, Delivery, utcnow
 from dispatcher.web import create_app
@@ -302,3 +303,44 @@ def _counted(engine: Engine) -> int:
     with Session(engine) as session:
         total = session.execute(select(func.coalesce(func.sum(ClickCount.clicks), 0)))
         return int(total.scalar_one())
+
+
+def test_sms_links_are_tracked_with_a_short_token_when_asked(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    h = pipeline(sms_send_window="00:00-24:00")
+    add_member(h.engine, "C1", email=None, mobile="+989121234567")
+    path = write_campaign(
+        tmp_path / "c", channels=("sms",), sms="حراج یلدا: https://shop.example/yalda"
+    )
+    path.write_text(path.read_text(encoding="utf-8") + "track_links = true\n", "utf-8")
+    h.send(path)
+    h.run_workers()
+    [record] = SmsOutbox(h.settings.outbox_dir / "sms").records()
+    [link] = re.findall(r"https://shop\.example/c/(\S+)", record["message"])
+    assert len(link) == 24 and "shop.example/yalda" not in record["message"]
+    with h.engine.begin() as conn:
+        conn.execute(update(Delivery).values(sent_at=utcnow() - timedelta(minutes=1)))
+    with TestClient(create_app(h.settings), follow_redirects=False) as client:
+        response = client.get(f"/c/{link}", headers=BROWSER)
+        assert response.headers["location"] == "https://shop.example/yalda"
+    sms = campaign_report(h.engine, "yalda-test")["sms"]
+    assert sms["clicks"] == [
+        {
+            "url": "https://shop.example/yalda",
+            "variant": "A",
+            "clicks": 1,
+            "unique": 1,
+            "scanner": 0,
+        }
+    ]
+    assert sms["unique_clicks"] == 1 and sms["click_rate"] == 1.0
+
+
+def test_sms_links_are_left_alone_by_default(pipeline: Pipeline, tmp_path: Path) -> None:
+    h = pipeline(sms_send_window="00:00-24:00")
+    add_member(h.engine, "C1", email=None, mobile="+989121234567")
+    h.send(write_campaign(tmp_path / "c", channels=("sms",), sms="https://shop.example/yalda"))
+    h.run_workers()
+    [record] = SmsOutbox(h.settings.outbox_dir / "sms").records()
+    assert "https://shop.example/yalda" in record["message"]
