@@ -69,3 +69,18 @@ def test_durations() -> None:
     assert [parse_duration(t) for t in ("45s", "30m", "2h", "1d")] == [45, 1800, 7200, 86400]
     with pytest.raises(ValueError):
         parse_duration("2 hours")
+
+
+def test_validate_measures_an_sms_with_its_links_as_click_links(tmp_path: Path) -> None:
+    def parts(text: str) -> int:
+        return 1 if len(text) <= 70 else 2
+
+    body = "ی" * 40 + " https://s.example/a"
+    plain = write_campaign(tmp_path / "plain", channels=("sms",), sms=body)
+    assert load_campaign(plain, sms_parts=parts, sms_max_parts=1).sms is not None
+    tracked = with_tables(tmp_path, "track_links = true\n", channels=("sms",), sms=body)
+    with pytest.raises(CampaignError) as caught:
+        load_campaign(tracked, sms_parts=parts, sms_max_parts=1)
+    assert any(
+        "2 parts (footer included), over SMS_MAX_PARTS (1)" in p for p in caught.value.problems
+    )
