@@ -261,7 +261,8 @@ def scheduler_cmd(
             f"requeued {tick.requeued}, sms released {tick.released}, "
             f"finished {tick.finished}"
             + (f", sms sync {tick.sms_sync}" if tick.sms_sync is not None else "")
-            + (f", sms inbox {tick.sms_inbox}" if tick.sms_inbox is not None else ""),
+            + (f", sms inbox {tick.sms_inbox}" if tick.sms_inbox is not None else "")
+            + (f", A/B decided {tick.decided}" if tick.decided else ""),
             highlight=False,
         )
         rt.close()
