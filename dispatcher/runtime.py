@@ -16,11 +16,13 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from dispatcher.aio import LoopThread
+from dispatcher.audience.clicktoken import ClickSigner
 from dispatcher.audience.tokens import TokenSigner
 from dispatcher.definition.campaign import CampaignSpec
 from dispatcher.definition.rendering import CampaignTemplates, shop_name
 from dispatcher.delivery.groupcommit import GroupCommit
 from dispatcher.delivery.guard import SendGuard, build_guard
+from dispatcher.delivery.tracking import LinkTracker
 from dispatcher.email.mime import MessageHeaders
 from dispatcher.email.outbox import OutboxTransport
 from dispatcher.email.smtp import SmtpTransport
@@ -56,6 +58,7 @@ class Runtime:
     _sms_transport: SmsTransport | None = None
     _guards: dict[str, SendGuard] = field(default_factory=dict)
     _deliveries: GroupCommit | None = None
+    _links: LinkTracker | None = None
     # The time now (aware, UTC): tests replace it to be "at 23:00 in Tehran".
     clock: Callable[[], datetime] = utcnow
 
@@ -149,6 +152,15 @@ class Runtime:
             while len(self._campaigns) > 16:
                 self._campaigns.popitem(last=False)
         return compiled
+
+    @property
+    def links(self) -> LinkTracker:
+        """Click links for rendered messages (`dispatcher.delivery.tracking`)."""
+        with self._lock:
+            if self._links is None:
+                signer = ClickSigner(self.settings.unsubscribe_keys())
+                self._links = LinkTracker(signer, self.settings.unsubscribe_base_url)
+            return self._links
 
     def unsubscribe_url(self, member_id: int, channel: str, campaign_id: int | None = None) -> str:
         token = self.signer.sign(member_id, Channel(channel), campaign_id)

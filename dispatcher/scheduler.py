@@ -23,10 +23,14 @@ from sqlmodel import Session, col
 
 from dispatcher.audience.addresses import address_keys
 from dispatcher.delivery import control
+from dispatcher.delivery.abdecision import Decision, decide
+from dispatcher.delivery.abdecision import due as ab_due
+from dispatcher.delivery.clicks import purge_seen
 from dispatcher.email.imap import fetch_returns
 from dispatcher.email.returns import ReturnsReader
 from dispatcher.errors import DeliveryError, DispatcherError
 from dispatcher.inline import run_inline
+from dispatcher.queue.abtest import not_waiting
 from dispatcher.queue.broker import enqueue_many, queue_is_empty
 from dispatcher.queue.expansion import enqueue_pending, launch, pending_ids
 from dispatcher.runtime import Runtime
@@ -45,6 +49,7 @@ log = logging.getLogger("dispatcher.scheduler")
 
 REQUEUE_GRACE = timedelta(seconds=30)
 _T = TypeVar("_T")
+PURGE_EVERY_S = 3600.0  # old unique-clicker hashes are looked for hourly
 
 
 @dataclass
@@ -59,6 +64,8 @@ class Tick:
     sms_sync: dict[str, int] | None = None  # counts, when this tick ran the sync
     sms_inbox: dict[str, int] | None = None  # counts, when this tick read the inbox
     bounces: dict[str, int] | None = None  # counts, when this tick read the bounce mailbox
+    decided: dict[str, str] = field(default_factory=dict)  # A/B tests: slug -> winner
+    click_hashes_purged: int | None = None  # when this tick purged old click hashes
 
     def __bool__(self) -> bool:
         return bool(
@@ -67,6 +74,8 @@ class Tick:
             or self.requeued
             or self.released
             or self.finished
+            or self.decided
+            or bool(self.click_hashes_purged)
             or any((self.sms_sync or {}).values())
             or any((self.sms_inbox or {}).values())
             or any((self.bounces or {}).values())
@@ -108,6 +117,10 @@ class Scheduler:
             self._duty(f"launch of campaign {campaign_id}", self._launch, campaign_id, now, report)
         for campaign_id in self._ids(CampaignState.SENDING):
             self._duty(f"campaign {campaign_id}", self._recover, campaign_id, now, report)
+        for campaign_id in ab_due(self.engine, now):
+            self._duty(
+                f"a/b decision of campaign {campaign_id}", self.decide_ab, campaign_id, now, report
+            )
         if Channel.SMS in self.actors:
             self._duty("sms release", self._release_sms, now, report)
         for campaign_id in self._ids(CampaignState.SENDING):
@@ -117,6 +130,11 @@ class Scheduler:
         s = self.rt.settings
         if s.bounce_imap_url is not None and self._claim("bounces", now, s.bounce_interval):
             report.bounces = self._duty("bounces fetch", self._fetch_bounces)
+        if self._claim("click-purge", now, PURGE_EVERY_S):
+            report.click_hashes_purged = self._duty(
+                "click hash purge",
+                lambda: purge_seen(self.engine, days=s.click_dedupe_days, now=now),
+            )
         if report:
             log.info("scheduler: %s", report, extra={"outcome": "tick"})
         return report
@@ -161,6 +179,29 @@ class Scheduler:
         enqueue_pending(self.engine, self.broker, campaign, self.actors)
         assert campaign.id is not None
         self._send_inline(campaign.id)
+
+    def decide_ab(
+        self, campaign_id: int, now: datetime, report: Tick, winner: str | None = None
+    ) -> Decision | None:
+        """Decide an A/B test (by its clicks, or `winner`) once, then enqueue the rest."""
+        decision = decide(self.engine, campaign_id, now=now, winner=winner)
+        if decision is None:
+            return None  # decided already (another scheduler, or by hand)
+        slug = control.get(self.engine, campaign_id).slug
+        report.decided[slug] = decision.winner
+        log.info(
+            "campaign %s: A/B winner %s (%s, p=%s); %d enqueued",
+            slug,
+            decision.winner,
+            decision.decided_by,
+            decision.p_value,
+            len(decision.waiting_ids),
+            extra={"campaign": slug, "outcome": "ab-decided"},
+        )
+        actor = self.actors[Channel.EMAIL]
+        enqueue_many(self.broker, (actor.message(i) for i in decision.waiting_ids))
+        self._send_inline(campaign_id)
+        return decision
 
     def _send_inline(self, campaign_id: int) -> None:
         """Inline mode (no Redis, so no workers): send what was just enqueued, here."""
@@ -309,6 +350,7 @@ class Scheduler:
                         col(Delivery.channel) == channel,
                         col(Delivery.status) == DeliveryStatus.PENDING,
                         col(Delivery.updated_at) < before,
+                        not_waiting(),
                     )
                     .limit(1)
                 ).first()

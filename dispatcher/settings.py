@@ -134,6 +134,12 @@ class Settings(BaseSettings):
     # write lock before it is kept in its journal, and how often the journal is applied.
     unsubscribe_busy_timeout: float = Field(default=1.0, gt=0, le=30)
     unsubscribe_retry_interval: float = Field(default=1.0, gt=0, le=60)
+    # Link clicks (`/c/{token}`): unique clickers' hashes kept this many days after the
+    # campaign finished; clicks this soon after the send count as a scanner's; how
+    # often each server process writes its counted clicks.
+    click_dedupe_days: int = Field(default=30, ge=1)
+    click_scanner_seconds: float = Field(default=10.0, ge=0)
+    click_flush_interval: float = Field(default=1.0, gt=0, le=60)
     # Deprecated: opt-out replies now wait in the database (table `sms_inbox_spool`).
     # A file left here by an older version is moved in by the next `sms inbox`.
     sms_inbox_spool: Path | None = Path("./.dispatcher-inbox-spool.jsonl")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dispatcher.cli import (  # registers the commands
+    abtest,
     apikeys,
     bounces,
     campaign,
@@ -19,6 +20,7 @@ from dispatcher.errors import DispatcherError
 from dispatcher.settings import get_settings
 
 __all__ = [
+    "abtest",
     "apikeys",
     "app",
     "bounces",

@@ -98,6 +98,13 @@ def status_notes(campaign_status: dict[str, Any]) -> list[str]:
         notes.append(f"paused by {campaign_status['paused_by']}: {campaign_status['pause_reason']}")
     if campaign_status.get("cancel_reason"):
         notes.append(f"cancelled: {campaign_status['cancel_reason']}")
+    email = campaign_status.get("email") or {}
+    if email.get("waiting_for_winner"):
+        notes.append(
+            f"waiting_for_winner: {email['waiting_for_winner']} (A/B test, of the pending)"
+        )
+    if email.get("ab_winner"):
+        notes.append(f"A/B winner: {email['ab_winner']}")
     return notes
 
 
@@ -259,7 +266,8 @@ def scheduler_cmd(
             f"requeued {tick.requeued}, sms released {tick.released}, "
             f"finished {tick.finished}"
             + (f", sms sync {tick.sms_sync}" if tick.sms_sync is not None else "")
-            + (f", sms inbox {tick.sms_inbox}" if tick.sms_inbox is not None else ""),
+            + (f", sms inbox {tick.sms_inbox}" if tick.sms_inbox is not None else "")
+            + (f", A/B decided {tick.decided}" if tick.decided else ""),
             highlight=False,
         )
         rt.close()

@@ -18,6 +18,7 @@ from dispatcher.errors import DispatcherError
 from dispatcher.spreadsheet import write_csv
 
 CSV_COLUMNS = ("external_id", "channel", "address", "status", "reason")
+CLICK_COLUMNS = ("channel", "variant", "url", "clicks", "unique", "scanner")
 
 
 @campaign_app.command("report")
@@ -58,6 +59,8 @@ def campaign_report_cmd(
         with csv_file.open("w", encoding="utf-8", newline="") as f:
             write_csv(f, list(CSV_COLUMNS), counted())
         (err if as_json else out).print(f"wrote {csv_file}: {rows} recipients", highlight=False)
+        clicks_file = _write_clicks_csv(report, csv_file)
+        (err if as_json else out).print(f"wrote {clicks_file}: clicks per link", highlight=False)
     if html_file is not None:
         html_file.write_text(render_page(report, zone), encoding="utf-8")
         (err if as_json else out).print(f"wrote {html_file}", highlight=False)
@@ -65,6 +68,7 @@ def campaign_report_cmd(
         print(json.dumps(report, ensure_ascii=False))
         return
     _print(report, zone)
+    _print_clicks(report)
 
 
 def _print(report: dict[str, Any], zone: ZoneInfo) -> None:
@@ -117,3 +121,66 @@ def _local(moment: str | None, zone: ZoneInfo) -> str:
     if moment is None:
         return "-"
     return f"{datetime.fromisoformat(moment).astimezone(zone):%Y-%m-%d %H:%M:%S} {zone.key}"
+
+
+# -- clicks and the A/B test (`dispatcher.delivery.clickreport`) --
+
+
+def _write_clicks_csv(report: dict[str, Any], recipients_csv: Path) -> Path:
+    """Clicks per channel, variant and link, beside the recipients' CSV
+    (`NAME-clicks.csv`)."""
+    path = recipients_csv.with_name(f"{recipients_csv.stem}-clicks.csv")
+    rows = (
+        {**link, "channel": channel}
+        for channel in ("email", "sms")
+        for link in report.get(channel, {}).get("clicks", [])
+    )
+    with path.open("w", encoding="utf-8", newline="") as f:
+        write_csv(f, list(CLICK_COLUMNS), rows)
+    return path
+
+
+def _print_clicks(report: dict[str, Any]) -> None:
+    for channel in ("email", "sms"):
+        c = report.get(channel)
+        if not c or "clicks" not in c:
+            continue
+        out.print(
+            f"{channel} clicks: {c['unique_clicks']:,} unique clickers, click rate "
+            f"{c['click_rate']:.1%} (unique clickers / sent), {c['scanner_clicks']:,} by "
+            "link scanners (counted apart)",
+            highlight=False,
+        )
+        if len(c["click_variants"]) > 1:
+            for v in c["click_variants"]:
+                out.print(
+                    f"  variant {v['variant']}: {v['unique_clicks']:,} of {v['sent']:,} sent "
+                    f"({v['click_rate']:.1%})",
+                    highlight=False,
+                )
+        if c["clicks"]:
+            table = Table(title=f"{channel} links")
+            for name in ("url", "variant", "clicks", "unique", "scanner"):
+                table.add_column(name, justify="left" if name == "url" else "right")
+            for link in c["clicks"]:
+                table.add_row(
+                    link["url"] or "-",
+                    link["variant"],
+                    *(f"{link[k]:,}" for k in ("clicks", "unique", "scanner")),
+                )
+            out.print(table)
+    ab = report.get("ab")
+    if ab:
+        out.print("A/B test:", highlight=False)
+        for v in ab["variants"]:
+            out.print(
+                f"  {v['name']}: {v['subject']} — sent {v['sent']:,}, unique clicks "
+                f"{v['unique_clicks']:,} ({v['click_rate']:.1%}), opt-outs {v['opt_outs']:,}",
+                highlight=False,
+                markup=False,
+            )
+        if ab["winner"] is None:
+            out.print(f"  not decided yet (after {ab['decide_after']})", highlight=False)
+        else:
+            p = f", p = {ab['p_value']}" if ab["p_value"] is not None else ""
+            out.print(f"  winner: {ab['winner']} ({ab['decided_by']}{p})", highlight=False)

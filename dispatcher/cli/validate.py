@@ -4,7 +4,7 @@ per channel and the send time; changes nothing. Registered on `campaign_app`."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -134,7 +134,9 @@ def _print_json(file: Path, spec: CampaignSpec, s: Settings) -> None:
             if spec.sms:
                 templates = spec.templates({"name": shop_name(s.mail_from)}, zone=s.sms_zone)
                 try:
-                    found["sms"].update(sms_cost_of(engine, spec, templates, s))
+                    found["sms"].update(
+                        sms_cost_of(engine, spec, templates, s, track=_sample_click_links(spec, s))
+                    )
                 except DispatcherError as exc:  # a template failing for a member
                     found["sms"]["sms_cost_unknown"] = str(exc)
         finally:
@@ -143,14 +145,21 @@ def _print_json(file: Path, spec: CampaignSpec, s: Settings) -> None:
 
 
 def sms_cost_of(
-    engine: Engine, spec: CampaignSpec, templates: CampaignTemplates, s: Settings
+    engine: Engine,
+    spec: CampaignSpec,
+    templates: CampaignTemplates,
+    s: Settings,
+    *,
+    track: Callable[[str], str] | None = None,
 ) -> dict[str, Any]:
     """`{members, parts, rials_per_part, cost_estimate_rials}` of the SMS to the audience
     now: its parts, priced at what Kavenegar charged for the last SMS (None: unknown)."""
     from dispatcher.sms.cost import part_price
     from dispatcher.sms.text import audience_parts
 
-    total = audience_parts(engine, templates, footer=s.sms_optout_footer, audience=spec.audience)
+    total = audience_parts(
+        engine, templates, footer=s.sms_optout_footer, audience=spec.audience, track=track
+    )
     price = part_price(engine)
     return {
         "members": total.members,
@@ -217,19 +226,35 @@ def _existing_database(s: Settings) -> tuple[Engine | None, str]:
     return None, why
 
 
+def _sample_click_links(spec: CampaignSpec, s: Settings) -> Callable[[str], str] | None:
+    """With `[sms] track_links`: an SMS's links as click links of the real length."""
+    from dispatcher.audience.clicktoken import SMS_TOKEN_CHARS
+    from dispatcher.definition.links import rewrite_text
+
+    if not spec.sms_track_links:
+        return None
+    url = f"{s.unsubscribe_base_url}/c/{'x' * SMS_TOKEN_CHARS}"
+    return lambda body: rewrite_text(body, spec.link_index(), lambda _: url)
+
+
 def _print_sms_length(spec: CampaignSpec, templates: CampaignTemplates, s: Settings) -> None:
     """The SMS for a sample member: characters and parts; and for the audience, the total."""
     from dispatcher.definition.campaign import SAMPLE_MEMBER
     from dispatcher.sms.text import measure, with_footer
 
-    text = with_footer(templates.render_sms(dict(SAMPLE_MEMBER)), s.sms_optout_footer)
-    out.print(f"sms: {measure(text)} for a sample member, footer included", highlight=False)
+    track = _sample_click_links(spec, s)
+    body = templates.render_sms(dict(SAMPLE_MEMBER))
+    text = with_footer(track(body) if track else body, s.sms_optout_footer)
+    tracked = ", links as click links" if track else ""
+    out.print(
+        f"sms: {measure(text)} for a sample member, footer included{tracked}", highlight=False
+    )
     engine, why = _existing_database(s)
     if engine is None:
         out.print(f"sms audience: audience unknown ({why})", highlight=False)
         return
     try:
-        cost = sms_cost_of(engine, spec, templates, s)
+        cost = sms_cost_of(engine, spec, templates, s, track=track)
     except DispatcherError as exc:
         out.print(f"sms audience: audience unknown ({exc})", highlight=False)
         return

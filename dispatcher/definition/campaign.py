@@ -21,6 +21,13 @@ from jinja2.exceptions import TemplateNotFound
 
 from dispatcher.controlchars import find_control
 from dispatcher.definition.check import locate, template_line
+from dispatcher.definition.links import cached_index, rewrite_text
+from dispatcher.definition.measuring import (
+    AbSpec,
+    parse_ab,
+    parse_sms_track_links,
+    parse_tracking,
+)
 from dispatcher.definition.persian import TEHRAN
 from dispatcher.definition.rendering import (
     HTML_NAME,
@@ -37,10 +44,10 @@ from dispatcher.errors import CampaignError, InputError, RenderError, StyleError
 from dispatcher.store.models import Channel
 
 _KEYS: dict[str, set[str]] = {
-    "": {"slug", "name", "channels", "audience", "email", "sms", "send_at"},
+    "": {"slug", "name", "channels", "audience", "email", "sms", "send_at", "tracking", "ab"},
     "audience": {"tags", "all_tags", "exclude_tags", "exclude_campaigns"},
     "email": {"subject", "html", "text", "from", "reply_to"},
-    "sms": {"text", "body"},
+    "sms": {"text", "body", "track_links"},
 }
 SAMPLE_MEMBER: dict[str, Any] = {
     "external_id": "C0000",
@@ -61,6 +68,7 @@ OTHER_SAMPLE_MEMBER: dict[str, Any] = {
     "tags": ["newsletter"],
 }
 SAMPLE_UNSUBSCRIBE_URL = "https://shop.example/u/sample-token"
+SAMPLE_CLICK_URL = "https://shop.example/c/" + "x" * 24  # an SMS click link's length
 
 
 @dataclass(frozen=True)
@@ -108,6 +116,10 @@ class CampaignSpec:
     send_at: str | None = None
     source: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # `[tracking] clicks`, `[sms] track_links`, `[ab]` (`dispatcher.definition.measuring`)
+    track_clicks: bool = True
+    sms_track_links: bool = False
+    ab: AbSpec | None = None
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -129,6 +141,9 @@ class CampaignSpec:
             send_at=data.get("send_at"),
             source=data.get("source", ""),
             extra=data.get("extra") or {},
+            track_clicks=data.get("track_clicks", False),  # frozen before tracking: off
+            sms_track_links=data.get("sms_track_links", False),
+            ab=AbSpec.from_json(data.get("ab")),
         )
 
     @property
@@ -150,6 +165,16 @@ class CampaignSpec:
                 pass
         return datetime.now(UTC)
 
+    def link_index(self) -> dict[str, int]:
+        """The campaign's trackable links -> their index (`dispatcher.definition.links`)."""
+        email, sms = self.email, self.sms
+        return cached_index(
+            email.html if email else None,
+            email.text if email else None,
+            sms.text if sms else None,
+            (self.slug, self.name, self.send_time() if self.send_at else None),
+        )
+
     def templates(self, shop: dict[str, Any], *, zone: ZoneInfo = TEHRAN) -> CampaignTemplates:
         """Compile this campaign's templates (once per campaign per process)."""
         return CampaignTemplates(
@@ -157,6 +182,7 @@ class CampaignSpec:
             html=self.email.html if self.email else None,
             text=self.email.text if self.email else None,
             sms=self.sms.text if self.sms else None,
+            subjects=self.ab.subjects if self.ab else None,
             campaign={"slug": self.slug, "name": self.name, "send_at": self.send_time(zone)},
             shop=shop,
             zone=zone,
@@ -283,6 +309,9 @@ def load_campaign(
                 f"{', '.join(sorted(empty))} also required by tags/all_tags: nobody is left",
             )
 
+    ab = parse_ab(data, Channel.EMAIL in channels, problems.add)
+    if ab is not None and isinstance(data.get("email"), dict):
+        data["email"].setdefault("subject", ab.subjects[0])  # the subject is variant A's
     email = _email_section(data, base, Channel.EMAIL in channels, problems)
     if email is not None:
         email = _senders(data["email"], email, allowed_from_domains or [], problems)
@@ -311,6 +340,9 @@ def load_campaign(
         sms=sms,
         send_at=send_at,
         source=str(path),
+        track_clicks=parse_tracking(data, problems.add),
+        sms_track_links=parse_sms_track_links(data, problems.add),
+        ab=ab,
     )
     if spec.email or spec.sms:
         _check_templates(spec, base, problems, sms_parts=sms_parts, sms_max_parts=sms_max_parts)
@@ -455,6 +487,8 @@ def _check_templates(
                         where, f"cannot render for a sample member: {reason}", file=file, line=line
                     )
                 break
+            if name == SMS_NAME and spec.sms_track_links:  # measured as sent: links rewritten
+                out = rewrite_text(out, spec.link_index(), lambda _: SAMPLE_CLICK_URL)
             limits = (sms_parts, sms_max_parts)
             if not _rendered_ok(name, out, member, where, file, problems, limits):
                 break

@@ -60,6 +60,11 @@ class RenderedEmail:
     html: str
 
 
+def variant_subject_name(variant: str) -> str:
+    """The template name of an A/B variant's subject."""
+    return f"campaign/subject.{variant}.txt"
+
+
 def wrap_in_layout(source: str) -> str:
     """Put a fragment inside the layout's content block; leave `{% extends %}` alone.
 
@@ -217,6 +222,7 @@ class CampaignTemplates:
         html: str | None = None,
         text: str | None = None,
         sms: str | None = None,
+        subjects: list[str] | None = None,
         campaign: dict[str, Any],
         shop: dict[str, Any],
         zone: ZoneInfo = TEHRAN,
@@ -231,6 +237,8 @@ class CampaignTemplates:
             )
             if src is not None
         }
+        for variant, source in zip("ABCD", subjects or [], strict=False):  # an A/B test's
+            sources[variant_subject_name(variant)] = source
         self.env = make_environment(sources, zone=zone)
         self.zone = zone
         if html is not None and "<style" in html.lower():
@@ -266,10 +274,15 @@ class CampaignTemplates:
             raise RenderError(f"render: {_FIELDS.get(name, name)}: {reason}") from exc
 
     def render_email(
-        self, member: dict[str, Any], unsubscribe_url: str, view_url: str | None = None
+        self,
+        member: dict[str, Any],
+        unsubscribe_url: str,
+        view_url: str | None = None,
+        variant: str | None = None,
     ) -> RenderedEmail:
         """Subject, text and HTML for one member; `view_url`: the "نسخهٔ وب" link above
-        the content (none in the web copy itself). RenderError when the HTML lacks the
+        the content (none in the web copy itself); `variant`: an A/B test's subject
+        ("A".."D"; None: the campaign's). RenderError when the HTML lacks the
         visible unsubscribe link (a template that prints it only for some members)."""
         ctx = {
             "member": member,
@@ -277,7 +290,8 @@ class CampaignTemplates:
             "view_url": view_url or "",
             "today": self.today(),
         }
-        subject = strip_controls(" ".join(self.render(SUBJECT_NAME, ctx).split()))
+        name = variant_subject_name(variant) if variant else SUBJECT_NAME
+        subject = strip_controls(" ".join(self.render(name, ctx).split()))
         html = self.render(HTML_NAME, ctx)
         if not has_unsubscribe_link(html, unsubscribe_url):
             raise RenderError("render: email.html: the HTML has no visible unsubscribe link")

@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
+from dispatcher.delivery.clickreport import ab_section, click_section
 from dispatcher.delivery.status import campaign_status
 from dispatcher.logs import mask
 from dispatcher.masking import mask_email, mask_mobile
@@ -72,6 +73,10 @@ def campaign_report(engine: Engine, slug: str, zone: ZoneInfo | None = None) -> 
         for channel in campaign.channel_list():
             row = status[str(channel)]
             report[str(channel)] = _channel(session, campaign.id, channel, row, zone)
+            report[str(channel)].update(click_section(session, campaign, channel))
+        ab = ab_section(session, campaign)  # an A/B test's variants and decision
+        if ab is not None:
+            report["ab"] = ab
     return report
 
 

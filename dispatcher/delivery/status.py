@@ -12,6 +12,7 @@ from sqlmodel import Session, col
 
 from dispatcher.delivery.listing import schedule_fields
 from dispatcher.errors import NotFoundError
+from dispatcher.queue.abtest import not_waiting, waiting
 from dispatcher.queue.expansion import excluded_by
 from dispatcher.store.models import (
     Bounce,
@@ -46,6 +47,8 @@ def campaign_status(engine: Engine, slug: str, zone: ZoneInfo | None = None) -> 
             row.update(bounce_counts(session, campaign.id, channel))
             if channel is Channel.SMS:
                 row.update(sms_details(session, campaign))
+            if channel is Channel.EMAIL and campaign.ab_state is not None:
+                row.update(ab_details(session, campaign))
             out[str(channel)] = row
         return out
 
@@ -85,6 +88,17 @@ def sms_details(session: Session, campaign: Campaign) -> dict[str, Any]:
     }
 
 
+def ab_details(session: Session, campaign: Campaign) -> dict[str, Any]:
+    """Extra keys of an A/B campaign's `email` object: `waiting_for_winner` (of the
+    pending, those that wait for the test's decision) and the `ab_winner` once decided."""
+    waits = session.execute(
+        select(func.count())
+        .select_from(Delivery)
+        .where(col(Delivery.campaign_id) == campaign.id, waiting())
+    ).scalar_one()
+    return {"waiting_for_winner": int(waits), "ab_winner": campaign.ab_winner}
+
+
 def bounce_counts(session: Session, campaign_id: int, channel: Channel) -> dict[str, int]:
     """`bounced` (hard or soft) and `complained`: deliveries with such a report."""
     if channel is not Channel.EMAIL:  # SMS: an invalid number fails the delivery instead
@@ -110,7 +124,8 @@ def channel_counts(session: Session, campaign_id: int) -> dict[tuple[str, str], 
 
 
 def outstanding(engine: Engine, campaign_id: int) -> int:
-    """Deliveries not yet finished (pending or sending)."""
+    """Deliveries not yet finished (pending or sending), less an A/B test's rest that
+    waits for the winner (nothing sends it before the decision)."""
     with Session(engine) as session:
         return session.execute(
             select(func.count())
@@ -118,5 +133,6 @@ def outstanding(engine: Engine, campaign_id: int) -> int:
             .where(
                 col(Delivery.campaign_id) == campaign_id,
                 col(Delivery.status).in_([DeliveryStatus.PENDING, DeliveryStatus.SENDING]),
+                not_waiting(),
             )
         ).scalar_one()

@@ -39,6 +39,7 @@ from dispatcher.audience.selection import (
 from dispatcher.audience.suppression import fill_missing_keys
 from dispatcher.definition.campaign import CampaignSpec
 from dispatcher.errors import EmptyAudienceError, InputError
+from dispatcher.queue.abtest import assign_variants, not_waiting
 from dispatcher.queue.broker import enqueue_ids
 from dispatcher.store.models import (
     Campaign,
@@ -294,6 +295,8 @@ def _insert_deliveries(
         recorded[str(channel)] = sum(by.values())
     recorded["excluded_by"] = result.excluded_by
     campaign.excluded = recorded
+    if spec.ab is not None and Channel.EMAIL in spec.channels:  # the rest wait for the winner
+        assign_variants(conn, campaign, spec.ab)
     session.add(campaign)
 
 
@@ -310,6 +313,7 @@ def pending_ids(engine: Engine, campaign_id: int, channel: str) -> Iterator[list
                         col(Delivery.channel) == channel,
                         col(Delivery.status) == DeliveryStatus.PENDING,
                         col(Delivery.id) > last,
+                        not_waiting(),  # an A/B test's rest: enqueued once decided
                     )
                     .order_by(col(Delivery.id))
                     .limit(CHUNK)

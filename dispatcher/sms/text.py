@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -96,11 +97,19 @@ def parts_with_footer(body: str, footer: str) -> int:
 
 
 def render_text(
-    templates: CampaignTemplates, member: dict[str, Any], *, footer: str, max_parts: int
+    templates: CampaignTemplates,
+    member: dict[str, Any],
+    *,
+    footer: str,
+    max_parts: int,
+    track: Callable[[str], str] | None = None,
 ) -> str:
     """The SMS for one member as it is sent, footer included; RenderError when the
-    template fails, renders nothing, or comes to more than `max_parts` parts."""
+    template fails, renders nothing, or comes to more than `max_parts` parts.
+    `track`: rewrites the body's links (`[sms] track_links`) before it is measured."""
     body = templates.render_sms(member)
+    if track is not None:
+        body = track(body)
     if not body.strip():
         raise RenderError("render: sms: the message is empty")
     text = with_footer(body, footer)
@@ -125,6 +134,7 @@ def audience_parts(
     footer: str,
     audience: Audience | list[str] | None,
     batch: int = 1000,
+    track: Callable[[str], str] | None = None,
 ) -> AudienceParts:
     """Render the SMS for every member it would go to now, and add up the parts.
 
@@ -143,7 +153,8 @@ def audience_parts(
             .execution_options(yield_per=batch)
         )
         for member in session.execute(query).scalars():
-            text = with_footer(templates.render_sms(member.template_context()), footer)
+            body = templates.render_sms(member.template_context())
+            text = with_footer(track(body) if track else body, footer)
             members += 1
             parts += measure(text).parts
     return AudienceParts(members=members, parts=parts)

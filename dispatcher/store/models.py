@@ -22,6 +22,14 @@ class Channel(StrEnum):
     SMS = "sms"
 
 
+class AbDecidedBy(StrEnum):
+    """How an A/B test's winner was chosen (`Campaign.ab_decided_by`)."""
+
+    CLICKS = "clicks"
+    MANUAL = "manual"
+    NO_CLEAR_WINNER = "no clear winner"
+
+
 class DeliveryStatus(StrEnum):
     PENDING = "pending"
     SENDING = "sending"
@@ -211,6 +219,13 @@ class Campaign(SQLModel, table=True):
     paused_at: datetime | None = None
     cancel_reason: str | None = Field(default=None, max_length=500)
     cancelled_at: datetime | None = None
+    # An `[ab]` test (`dispatcher.queue.abtest`): None (no test), "testing" (the rest
+    # of the email audience waits), "decided" (`ab_winner` goes to the rest).
+    ab_state: str | None = Field(default=None, max_length=8)
+    ab_winner: str | None = Field(default=None, max_length=1)
+    ab_decided_by: str | None = Field(default=None, max_length=16)  # an AbDecidedBy value
+    ab_p_value: float | None = None
+    ab_decided_at: datetime | None = None
 
     def channel_list(self) -> list[Channel]:
         return [Channel(c) for c in self.channels.split(",") if c]
@@ -242,6 +257,39 @@ class Delivery(SQLModel, table=True):
     # send and rate. `sms_parts`: the SMS's parts as sent (Kavenegar bills per part).
     sent_at: datetime | None = None
     sms_parts: int | None = None
+    # The A/B variant ("A".."D") of an `[ab]` campaign's email; None: no test, or
+    # waiting for the winner.
+    variant: str | None = Field(default=None, max_length=1)
+
+
+class ClickCount(SQLModel, table=True):
+    """Clicks on a campaign's link (`link`: its index; -1: any link, for the unique
+    clickers of the variant), per channel, variant ("" without a test) and minute.
+
+    Nothing about who clicked: no member, address, IP or user agent."""
+
+    __tablename__ = "click_count"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "channel", "variant", "link", "minute", name="uq_click"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    campaign_id: int = Field(index=True)
+    channel: str = Field(max_length=8)
+    variant: str = Field(default="", max_length=1)
+    link: int
+    minute: datetime
+    clicks: int = 0
+    unique_clicks: int = 0
+    scanner: int = 0
+
+
+class ClickSeen(SQLModel, table=True):
+    """A keyed hash of (campaign, delivery, link) that clicked once already: how unique
+    clickers are counted once. Deleted CLICK_DEDUPE_DAYS after the campaign finished."""
+
+    __tablename__ = "click_seen"
+    hash: str = Field(primary_key=True, max_length=32)
+    campaign_id: int = Field(index=True)
 
 
 class ApiKey(SQLModel, table=True):

@@ -1,4 +1,5 @@
-"""Tokens kept out of the server's access log: `/u/{token}` is logged as `/u/***`.
+"""Tokens kept out of the server's access log: `/u/{token}` is logged as `/u/***`
+(and a click's `/c/{token}`, which names a delivery, as `/c/***`).
 
 A token is as good as the link in the member's email: whoever reads it can opt the
 member out, or back in. uvicorn's access log (`uvicorn.access`) writes each request's
@@ -11,11 +12,11 @@ import logging
 import re
 
 ACCESS_LOGGER = "uvicorn.access"
-_TOKEN = re.compile(r"(/u/)[^/?#\s\"]+")
+_TOKEN = re.compile(r"(/[uc]/)[^/?#\s\"]+")  # unsubscribe and click tokens
 
 
 def mask_tokens(text: str) -> str:
-    """`text` with the token of every `/u/{token}` path replaced by `***`."""
+    """`text` with the token of every `/u/{token}` and `/c/{token}` path replaced by `***`."""
     return _TOKEN.sub(r"\1***", text)
 
 

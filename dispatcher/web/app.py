@@ -17,16 +17,18 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from dispatcher.audience.clicktoken import ClickSigner, dedupe_key
 from dispatcher.audience.tokens import TokenSigner
 from dispatcher.definition.rendering import shop_name
-from dispatcher.errors import NotFoundError, TokenError
+from dispatcher.errors import ConfigurationError, NotFoundError, TokenError
 from dispatcher.settings import Settings, get_settings
 from dispatcher.store.db import make_engine
-from dispatcher.store.models import ConsentSource
+from dispatcher.store.models import ConsentSource, utcnow
 from dispatcher.web import accesslog
+from dispatcher.web.clicks import Clicks
 from dispatcher.web.journal import Journal
 from dispatcher.web.limits import MAX_BODY, SECURITY_HEADERS, Guard
 from dispatcher.web.optout import ConsentWriter, WriteLock, ping
@@ -40,6 +42,7 @@ READ_THREADS = 8  # per process: pages and /healthz
 WRITE_THREADS = 8  # per process, for a server database; SQLite writes one at a time
 _ONE_CLICK = ("list-unsubscribe", "one-click")
 MAX_FIELDS = 16  # form fields read to find the one-click one
+NO_STORE = {"Cache-Control": "no-store"}  # every click reaches the server
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ class Web:
     writes: ThreadPoolExecutor
     retry_interval: float
     copies: Copies | None = None  # the web copies of emails (`/v/{token}`)
+    clicks: Clicks | None = None  # link clicks (`/c/{token}`)
+    click_flush_interval: float = 1.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Web:
@@ -77,6 +82,13 @@ class Web:
             writes=ThreadPoolExecutor(writers, thread_name_prefix="unsubscribe-write"),
             retry_interval=settings.unsubscribe_retry_interval,
             copies=Copies(engine, signer, settings),
+            clicks=Clicks(
+                engine,
+                ClickSigner(settings.unsubscribe_keys()),
+                dedupe_key=_dedupe_key(settings),
+                scanner_seconds=settings.click_scanner_seconds,
+            ),
+            click_flush_interval=settings.click_flush_interval,
         )
 
     async def read(self, fn: Callable[..., T], *args: Any) -> T:
@@ -96,11 +108,36 @@ class Web:
             except SQLAlchemyError as exc:
                 log.warning("kept consent changes not recorded yet: %s", exc)
 
+    async def keep_counting(self) -> None:
+        """Write the clicks counted every `click_flush_interval` seconds, until cancelled."""
+        while True:
+            await asyncio.sleep(self.click_flush_interval)
+            await self.flush_clicks()
+
+    async def flush_clicks(self) -> None:
+        if self.clicks is None or not self.clicks.pending():
+            return
+        try:
+            await self.write(self.clicks.flush)
+        except SQLAlchemyError as exc:  # kept in memory: the next flush tries again
+            log.warning("clicks not recorded yet: %s", exc)
+
     def close(self) -> None:
         self.reads.shutdown(wait=True)
         self.writes.shutdown(wait=True)
         self.writer.lock.close()
         self.engine.dispose()
+
+
+def _dedupe_key(settings: Settings) -> bytes:
+    """The unique clickers' hash key: from SUPPRESSION_KEY, which is never rotated; a
+    server started without it uses the unsubscribe key (a rotation then counts a
+    clicker again) rather than refusing to start."""
+    try:
+        return dedupe_key(settings.suppression_key_bytes())
+    except ConfigurationError:
+        log.warning("SUPPRESSION_KEY is not set: unique clicks keyed by UNSUBSCRIBE_SECRET")
+        return dedupe_key(settings.unsubscribe_keys()[0])
 
 
 def _web(request: Request) -> Web:
@@ -177,6 +214,25 @@ async def web_copy(request: Request) -> Response:
     return HTMLResponse(await web.read(web.copies.render, claims))
 
 
+async def click_endpoint(request: Request) -> Response:
+    """GET: count the click and redirect to the campaign's link; HEAD: redirect only.
+    A token that is not genuine, or names no link, gets the 404 page."""
+    web = _web(request)
+    assert web.clicks is not None
+    try:
+        click = web.clicks.signer.verify(request.path_params["token"])
+    except TokenError:
+        return web.pages.error(404)
+    known, links = web.clicks.cached_links(click.campaign_id)
+    if not known:
+        links = await web.read(web.clicks.load_links, click.campaign_id)
+    if links is None or click.link >= len(links):
+        return web.pages.error(404)
+    if request.method == "GET":
+        web.clicks.count(click, utcnow(), request.headers.get("user-agent", ""))
+    return RedirectResponse(links[click.link], status_code=302, headers=NO_STORE)
+
+
 async def healthz(request: Request) -> Response:
     web = _web(request)
     try:
@@ -250,12 +306,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
         except SQLAlchemyError as exc:
             log.warning("kept consent changes not recorded yet: %s", exc)
         flushing = asyncio.create_task(web.keep_flushing())
+        counting = asyncio.create_task(web.keep_counting())
         try:
             yield
         finally:
-            flushing.cancel()
-            with suppress(asyncio.CancelledError):
-                await flushing
+            for task in (flushing, counting):
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
+            await web.flush_clicks()  # the clicks of the last moments
             try:
                 await web.write(web.writer.flush)
             except SQLAlchemyError as exc:  # kept on disk: the next start records them
@@ -268,6 +327,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/u/{token}", token_endpoint, methods=["GET", "POST"]),
             Route("/u/{token}/resubscribe", resubscribe_endpoint, methods=["POST"]),
             Route("/v/{token}", web_copy, methods=["GET"]),
+            Route("/c/{token}", click_endpoint, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),
         ],
         middleware=[Middleware(Guard)],

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Coroutine
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import Any
 
 import dramatiq
@@ -19,11 +20,12 @@ from jinja2 import TemplateError
 from sqlalchemy.exc import SQLAlchemyError
 
 from dispatcher.audience.bounces import record_send_failure
+from dispatcher.definition.campaign import CampaignSpec
 from dispatcher.delivery.control import is_held
 from dispatcher.delivery.groupcommit import WAIT_S
 from dispatcher.delivery.guard import SendGuard
 from dispatcher.delivery.state import Loaded
-from dispatcher.email.mime import build_message
+from dispatcher.email.mime import MessageHeaders, build_message, encode_address
 from dispatcher.email.verp import envelope_sender
 from dispatcher.errors import (
     ConfigurationError,
@@ -31,6 +33,7 @@ from dispatcher.errors import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
+from dispatcher.queue.abtest import is_waiting
 from dispatcher.queue.broker import register
 from dispatcher.runtime import CompiledCampaign, Runtime, get_runtime
 from dispatcher.store.models import Channel, DeliveryStatus, utcnow
@@ -77,17 +80,31 @@ class Email(ChannelHooks):
     def gave_up(self, rt: Runtime, loaded: Loaded, delivery_id: int, exc: DeliveryError) -> None:
         record_send_failure(rt.engine, delivery_id, exc)  # a bounce, hard or soft
 
+    def held(self, rt: Runtime, loaded: Loaded) -> Outcome | None:
+        """An A/B test's rest waits for the winner (enqueued again once decided)."""
+        return Outcome.WAITING if is_waiting(loaded.delivery, loaded.campaign) else None
+
 
 EMAIL = Email()
 
 
 def _sendable(loaded: Loaded) -> bool:
-    """Whether `begin` may claim it at once: pending, campaign sending, member reachable."""
+    """Whether `begin` may claim it at once: pending, campaign sending, member reachable,
+    not waiting for an A/B test's winner."""
     return (
         loaded.delivery.status == DeliveryStatus.PENDING
         and not is_held(loaded.campaign)
         and loaded.unreachable(Channel.EMAIL) is None
+        and not is_waiting(loaded.delivery, loaded.campaign)
     )
+
+
+def variant_headers(
+    headers: MessageHeaders, spec: CampaignSpec, variant: str | None
+) -> MessageHeaders:
+    """The campaign's headers, with an A/B variant's own sender (`[ab] froms`)."""
+    sender = spec.ab.sender(variant) if spec.ab is not None and variant else None
+    return replace(headers, from_header=encode_address(sender)) if sender else headers
 
 
 def _never(loaded: Loaded) -> bool:
@@ -133,12 +150,16 @@ class _Job:
         member = loaded.member
         assert member.id is not None and member.email and compiled.headers is not None
         url = rt.unsubscribe_url(member.id, Channel.EMAIL, compiled.id)
+        variant = loaded.delivery.variant  # an A/B test's ("A".."D"), or None
         try:
             rendered = compiled.templates.render_email(
-                member.template_context(), url, rt.view_url(member.id, compiled.id)
+                member.template_context(), url, rt.view_url(member.id, compiled.id), variant
+            )
+            rendered = rt.links.email(
+                rendered, compiled.spec, compiled.id, self.delivery_id, variant
             )
             raw = build_message(
-                compiled.headers,
+                variant_headers(compiled.headers, compiled.spec, variant),
                 to=member.email,
                 subject=rendered.subject,
                 text=rendered.text,

@@ -104,6 +104,7 @@ def deliver_sms(rt: Runtime, delivery_id: int) -> Outcome:
             loaded.member.template_context(),
             footer=rt.settings.sms_optout_footer,
             max_parts=rt.settings.sms_max_parts,
+            track=lambda body: rt.links.sms(body, compiled.spec, compiled.id, delivery_id),
         )
         result = transport.status_by_localid(delivery_id) if retrying else None
         if result is not None:

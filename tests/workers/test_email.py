@@ -550,3 +550,21 @@ def test_a_campaign_sends_from_its_own_sender_with_a_reply_to(
     assert spooled.parsed["From"] == "باشگاه مشتریان <club@shop.example>"
     assert spooled.parsed["Reply-To"] == "help@shop.example"
     assert spooled.mail_from == "news@shop.example"  # the envelope stays MAIL_FROM's
+
+
+def test_an_ab_variant_is_sent_from_its_own_sender() -> None:
+    from dispatcher.definition.campaign import CampaignSpec
+    from dispatcher.definition.measuring import AbSpec
+    from dispatcher.email.mime import MessageHeaders
+    from dispatcher.store.models import Channel
+    from dispatcher.workers.email import variant_headers
+
+    headers = MessageHeaders.for_campaign(
+        mail_from="فروشگاه <news@shop.example>", slug="s", campaign_name="n"
+    )
+    ab = AbSpec(subjects=["a", "b"], froms=["News <news@shop.example>", "Club <club@shop.example>"])
+    spec = CampaignSpec(slug="s", name="n", channels=[Channel.EMAIL], ab=ab)
+    assert variant_headers(headers, spec, "B").from_header == "Club <club@shop.example>"
+    assert variant_headers(headers, spec, None) is headers
+    plain = CampaignSpec(slug="s", name="n", channels=[Channel.EMAIL])
+    assert variant_headers(headers, plain, "B") is headers
