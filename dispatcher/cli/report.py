@@ -11,9 +11,8 @@ import typer
 from rich.table import Table
 
 from dispatcher.cli.app import campaign_app, err, fail, out, runtime
+from dispatcher.delivery.report import RECIPIENT_COLUMNS as CSV_COLUMNS
 from dispatcher.errors import DispatcherError
-
-CSV_COLUMNS = ("external_id", "channel", "address", "status", "reason")
 
 
 @campaign_app.command("report")

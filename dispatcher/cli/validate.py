@@ -36,6 +36,7 @@ def campaign_validate(
     print the audience per channel and the send time. Changes nothing."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    from dispatcher.compose import audience_counts_of
     from dispatcher.definition.campaign import SAMPLE_MEMBER, SAMPLE_UNSUBSCRIBE_URL
     from dispatcher.definition.check import EDGE_MEMBERS, render_problems
     from dispatcher.definition.rendering import shop_name
@@ -87,27 +88,9 @@ def campaign_validate(
         raise typer.Exit(1)
 
 
-def audience_counts_of(engine: Engine, spec: CampaignSpec) -> dict[str, Any]:
-    """`{channel: {deliveries, excluded, excluded_by}}`: what sending now would make
-    (one delivery per address, consent and suppression as they stand)."""
-    from sqlmodel import Session
-
-    from dispatcher.queue.expansion import audience_counts
-    from dispatcher.store.models import Channel
-
-    counts: dict[str, Any] = {}
-    with Session(engine) as session:
-        for channel in spec.channels:
-            deliveries, by = audience_counts(session, spec, Channel(channel))
-            counts[str(channel)] = {
-                "deliveries": deliveries,
-                "excluded": sum(by.values()),
-                "excluded_by": by,
-            }
-    return counts
-
-
 def _print_json(file: Path, spec: CampaignSpec, s: Settings) -> None:
+    from dispatcher.compose import audience_counts_of
+
     found: dict[str, Any] = {"file": str(file), "slug": spec.slug, "channels": spec.channels}
     engine, why = _existing_database(s)
     if engine is None:

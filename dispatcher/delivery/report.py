@@ -146,6 +146,9 @@ def _channel(
     return out
 
 
+RECIPIENT_COLUMNS = ("external_id", "channel", "address", "status", "reason")  # the CSV's
+
+
 @dataclass(frozen=True, slots=True)
 class Recipient:
     """One failed or skipped delivery, for the CSV: nothing shown whole."""
