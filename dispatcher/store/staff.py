@@ -28,8 +28,8 @@ LOCKOUT = timedelta(minutes=15)
 IDLE = timedelta(hours=8)
 MIN_PASSWORD = 10
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
-_HASHER = PasswordHasher()
-_DUMMY = _HASHER.hash("not a password of anyone")
+_HASHER = PasswordHasher()  # argon2id, the library's (RFC 9106) parameters
+_DUMMY: dict[int, str] = {}  # a hash to check an unknown name against, per hasher
 _UNKNOWN: dict[str, tuple[int, datetime | None]] = {}
 
 
@@ -64,6 +64,20 @@ class SessionInfo:
 def _member(row: Staff) -> StaffMember:
     assert row.id is not None
     return StaffMember(row.id, row.name, StaffRole(row.role), row.created_at, row.locked_until)
+
+
+def use_hasher(hasher: PasswordHasher) -> PasswordHasher:
+    """Hash new passwords with `hasher` (tests use cheap parameters); returns the one
+    before. Hashes made with other parameters still verify, and are redone at sign-in."""
+    global _HASHER
+    previous, _HASHER = _HASHER, hasher
+    return previous
+
+
+def _dummy() -> str:
+    if id(_HASHER) not in _DUMMY:
+        _DUMMY[id(_HASHER)] = _HASHER.hash("not a password of anyone")
+    return _DUMMY[id(_HASHER)]
 
 
 def check_password(password: str) -> None:
@@ -131,7 +145,7 @@ def sign_in(engine: Engine, name: str, password: str, *, now: datetime | None = 
     with Session(engine, expire_on_commit=False) as session:
         row = session.execute(select(Staff).where(col(Staff.name) == name)).scalar()
         if row is None:
-            _verify(_DUMMY, password)
+            _verify(_dummy(), password)
             return SignIn(locked=_unknown_failure(name, now))
         if row.locked_until is not None and _aware(row.locked_until) > now:
             return SignIn(locked=True)
