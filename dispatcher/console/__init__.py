@@ -8,7 +8,7 @@ Pages and forms: docs/console.md.
 from typing import Any
 
 # The app
-from dispatcher.console.app import Console, create_app
+from dispatcher.console.application import Console, create_app
 
 __all__ = ["Console", "app", "create_app"]
 

@@ -28,7 +28,7 @@ from dispatcher.store.staff import (
 )
 
 if TYPE_CHECKING:
-    from dispatcher.console.app import Console
+    from dispatcher.console.application import Console
 
 SESSION_COOKIE = "console_session"
 LOGIN_CSRF_COOKIE = "console_login_csrf"

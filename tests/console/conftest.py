@@ -79,7 +79,9 @@ def sign_in(client: TestClient, name: str, password: str = PASSWORD) -> Any:
 
 
 @pytest.fixture
-def signed_in(client_for: Callable[..., TestClient], staff: dict[str, str]) -> Callable[[str], TestClient]:
+def signed_in(
+    client_for: Callable[..., TestClient], staff: dict[str, str]
+) -> Callable[[str], TestClient]:
     """`signed_in(role)`: a client of its own, signed in as that role's account."""
 
     def create(role: str) -> TestClient:

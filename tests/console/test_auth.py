@@ -14,9 +14,7 @@ from tests.console.conftest import PASSWORD, sign_in, token
 WRONG = "not the password at all"
 
 
-def test_the_right_password_opens_the_console(
-    client: TestClient, staff: dict[str, str]
-) -> None:
+def test_the_right_password_opens_the_console(client: TestClient, staff: dict[str, str]) -> None:
     answer = sign_in(client, "marketer")
     assert answer.status_code == 303 and answer.headers["location"] == "/campaigns"
     page = client.get("/campaigns")

@@ -64,7 +64,11 @@ def test_an_opt_out_in_the_console_has_source_console_and_is_audited(
         ("M1001", "sms", False, "console")
     ]
     row = audit.events(engine)[0]
-    assert (row["actor"], row["action"], row["member_id"]) == ("marketer", "member-consent", member_id)
+    assert (row["actor"], row["action"], row["member_id"]) == (
+        "marketer",
+        "member-consent",
+        member_id,
+    )
 
 
 def test_a_viewer_cannot_change_consent(
@@ -142,7 +146,11 @@ def test_the_suppressions_page_counts_and_an_admin_lifts_one(
     assert "optout" in page and "<td>۱</td>" in page
     lifted = client.post(
         "/suppressions/lift",
-        data={"channel": "email", "address": "sara.ahmadi@example.com", "csrf_token": token(client)},
+        data={
+            "channel": "email",
+            "address": "sara.ahmadi@example.com",
+            "csrf_token": token(client),
+        },
     )
     assert "مسدودی برداشته شد" in lifted.text
     assert audit.events(engine)[0]["action"] == "suppression-lift"
