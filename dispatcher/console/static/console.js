@@ -50,6 +50,7 @@
     var colours = {sent: "#2e7d32", failed: "#c62828", skipped: "#f9a825", excluded: "#9e9e9e"};
     Chart.defaults.font.family = "Tahoma, sans-serif";
     Chart.defaults.animation = false;
+    Chart.defaults.locale = "fa-IR";
     var legend = {rtl: true, textDirection: "rtl"};
     new Chart(document.getElementById("chart-outcomes"), {
       type: "bar",
