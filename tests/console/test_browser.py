@@ -50,8 +50,9 @@ BIN = Path(sys.executable).parent
 ARTIFACTS = Path(os.environ.get("CONSOLE_ARTIFACTS", ROOT / "tmp" / "artifacts" / "console"))
 MEMBERS = 24
 WAIT = 90
-BROKEN = '{% extends "email_layout.html" %}{% block content %}<p>{{ member.first_name }} {% if %}</p>{% endblock %}'
-FIXED = '{% extends "email_layout.html" %}{% block content %}<h1>{{ member.first_name }} عزیز، حراج یلدا</h1><p>تا نیمه‌شب.</p>{% endblock %}'
+LAYOUT = '{% extends "email_layout.html" %}{% block content %}'
+BROKEN = LAYOUT + "<p>{{ member.first_name }} {% if %}</p>{% endblock %}"
+FIXED = LAYOUT + "<h1>{{ member.first_name }} عزیز، حراج یلدا</h1><p>تا نیمه‌شب.</p>{% endblock %}"
 
 
 @pytest.fixture

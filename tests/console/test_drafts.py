@@ -12,8 +12,8 @@ from sqlalchemy.engine import Engine
 from starlette.testclient import TestClient
 
 from dispatcher.definition.draft import Draft, read_file
-from dispatcher.delivery.control import find
 from dispatcher.definition.persian import TEHRAN
+from dispatcher.delivery.control import find
 from dispatcher.queue.drafts import load_draft
 from dispatcher.settings import Settings
 from dispatcher.store import audit
