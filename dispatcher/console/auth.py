@@ -156,7 +156,8 @@ def _login_page(console: Console, status_code: int = 200, **context: Any) -> Res
 
 def _safe_next(value: object) -> str:
     text = value if isinstance(value, str) else ""
-    return text if text.startswith("/") and not text.startswith("//") else "/campaigns"
+    local = text.startswith("/") and not text.startswith("//") and "\\" not in text
+    return text if local else "/campaigns"
 
 
 async def login_form(request: Request) -> Response:

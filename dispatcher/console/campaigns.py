@@ -7,12 +7,14 @@ import io
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote
 
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from dispatcher.console.auth import Ctx, page
 from dispatcher.console.view import HEADERS, STATES
+from dispatcher.definition.campaign import CampaignSpec
 from dispatcher.definition.draft import Draft
 from dispatcher.delivery import control
 from dispatcher.delivery.listing import campaign_page
@@ -27,8 +29,6 @@ PER_PAGE = 50
 
 
 def _done(slug: str, message: str) -> Response:
-    from urllib.parse import quote
-
     return RedirectResponse(f"/campaigns/{slug}?ok={quote(message)}", 303, headers=HEADERS)
 
 
@@ -210,8 +210,6 @@ async def retry_failed(ctx: Ctx) -> Response:
 
 def draft_of(campaign: Campaign) -> Draft:
     """A campaign's form: its draft, or the spec frozen when it was sent."""
-    from dispatcher.definition.campaign import CampaignSpec
-
     if campaign.state == CampaignState.DRAFT:
         return Draft.from_json(campaign.spec.get("draft", {}))
     return Draft.from_spec(CampaignSpec.from_json(campaign.spec))

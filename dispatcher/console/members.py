@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from sqlalchemy import select
+from sqlmodel import col
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.responses import RedirectResponse, Response
@@ -22,7 +24,7 @@ from dispatcher.audience.privacy import erase_member, export_member
 from dispatcher.console.auth import Ctx, page
 from dispatcher.console.view import HEADERS, shown
 from dispatcher.errors import DispatcherError, InputError, NotFoundError
-from dispatcher.store.models import Channel, ConsentSource, StaffRole
+from dispatcher.store.models import Channel, ConsentSource, Member, StaffRole
 
 
 def _masked(ctx: Ctx) -> Any:
@@ -98,11 +100,6 @@ async def consent(ctx: Ctx) -> Response:
 
 
 def _member_id(ctx: Ctx, external_id: str) -> int | None:
-    from sqlalchemy import select
-    from sqlmodel import col
-
-    from dispatcher.store.models import Member
-
     with ctx.console.engine.connect() as conn:
         return conn.execute(
             select(col(Member.id)).where(col(Member.external_id) == external_id)
