@@ -5,7 +5,6 @@ refused, an empty audience refused, MAIL_FROM needed for email)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -34,6 +33,7 @@ from dispatcher.sms.text import SmsLength, measure, parts_with_footer, with_foot
 from dispatcher.store.models import Channel
 
 NOW = "now"
+SAMPLE_LINKS = 8  # members of the varied sample the console offers to preview
 
 
 def load_options(s: Settings) -> dict[str, Any]:
@@ -65,20 +65,6 @@ def audience_counts_of(engine: Engine, spec: CampaignSpec) -> dict[str, Any]:
     return counts
 
 
-def sample_contexts(
-    engine: Engine | None, spec: CampaignSpec, *, everyone: bool
-) -> Iterator[dict[str, Any]]:
-    """validate's members: the sample member, the edge cases, then a varied sample of
-    the audience (or every member)."""
-    yield dict(SAMPLE_MEMBER)
-    yield from EDGE_MEMBERS
-    if engine is None:
-        return
-    chosen = sample.everyone(engine, spec) if everyone else sample.varied_sample(engine, spec)
-    for member in chosen:
-        yield member.template_context()
-
-
 @dataclass
 class Review:
     """A draft as the console shows it while editing."""
@@ -90,11 +76,28 @@ class Review:
     sms: SmsLength | None = None  # for the sample member, footer included
     sms_parts: int | None = None  # estimate for the audience
     sms_rials: int | None = None
+    samples: list[str] = field(default_factory=list)  # external ids: the preview's links
     spec: CampaignSpec | None = None
 
     @property
     def ok(self) -> bool:
         return not self.problems and not self.render
+
+    def to_json(self) -> dict[str, Any]:
+        """What the draft page shows, kept with the draft when it is saved."""
+        sms = self.sms
+        return {
+            "problems": self.problems,
+            "render": [str(problem) for problem in self.render],
+            "rendered": self.rendered,
+            "counts": self.counts,
+            "sms": None
+            if sms is None
+            else {"characters": sms.characters, "parts": sms.parts, "encoding": sms.encoding},
+            "sms_parts": self.sms_parts,
+            "sms_rials": self.sms_rials,
+            "samples": self.samples,
+        }
 
 
 def review(engine: Engine, s: Settings, draft: Draft) -> Review:
@@ -109,8 +112,11 @@ def review(engine: Engine, s: Settings, draft: Draft) -> Review:
     except DispatcherError as exc:
         found.problems.append(str(exc))
         return found
+    chosen = sample.varied_sample(engine, spec)
+    found.samples = [member.external_id for member in chosen[:SAMPLE_LINKS]]
+    contexts = [dict(SAMPLE_MEMBER), *EDGE_MEMBERS, *(m.template_context() for m in chosen)]
     found.rendered, found.render = render_problems(
-        spec, templates, sample_contexts(engine, spec, everyone=False), url=SAMPLE_UNSUBSCRIBE_URL
+        spec, templates, contexts, url=SAMPLE_UNSUBSCRIBE_URL
     )
     if spec.sms:
         text = with_footer(templates.render_sms(dict(SAMPLE_MEMBER)), s.sms_optout_footer)

@@ -32,7 +32,7 @@ from dispatcher.sms.text import measure, with_footer
 from dispatcher.store.models import Campaign, CampaignState, Member, StaffRole, utcnow
 from dispatcher.testsend import send_test_copies, targets
 
-SAMPLE_LINKS = 8
+SAMPLE_LINKS = compose.SAMPLE_LINKS
 
 
 def _draft(ctx: Ctx) -> Draft:
@@ -52,7 +52,7 @@ def _editor(
     draft: Draft,
     *,
     campaign: Campaign | None,
-    review: compose.Review | None,
+    review: dict[str, Any] | None,
     status_code: int = 200,
     error: str | None = None,
     ok: str | None = None,
@@ -82,6 +82,7 @@ async def create(ctx: Ctx) -> Response:
         campaign = await run_in_threadpool(store.create_draft, ctx.console.engine, draft)
     except DispatcherError as exc:
         return _editor(ctx, draft, campaign=None, review=None, status_code=400, error=str(exc))
+    await run_in_threadpool(_review, ctx, campaign, draft)
     await ctx.audit("draft-create", campaign_id=campaign.id, detail=draft.slug)
     return RedirectResponse(f"/campaigns/{quote(draft.slug)}/edit", 303, headers=HEADERS)
 
@@ -99,13 +100,24 @@ async def upload(ctx: Ctx) -> Response:
         campaign = await run_in_threadpool(store.import_draft, ctx.console.engine, draft)
     except DispatcherError as exc:
         return _editor(ctx, Draft(), campaign=None, review=None, status_code=400, error=str(exc))
+    await run_in_threadpool(_review, ctx, campaign, draft)
     await ctx.audit("draft-import", campaign_id=campaign.id, detail=draft.slug)
     return RedirectResponse(f"/campaigns/{quote(draft.slug)}/edit", 303, headers=HEADERS)
 
 
-def _load_and_review(ctx: Ctx, slug: str) -> tuple[Campaign, Draft, compose.Review]:
+def _review(ctx: Ctx, campaign: Campaign, draft: Draft) -> dict[str, Any]:
+    """Check the draft now (`validate`'s work: on every save) and keep what was found."""
+    found = compose.review(ctx.console.engine, ctx.console.settings, draft).to_json()
+    assert campaign.id is not None
+    store.keep_review(ctx.console.engine, campaign.id, found)
+    return found
+
+
+def _load_and_review(ctx: Ctx, slug: str) -> tuple[Campaign, Draft, dict[str, Any]]:
+    """The draft and what its last save found (checked now if it never was)."""
     campaign, draft = store.load_draft(ctx.console.engine, slug)
-    return campaign, draft, compose.review(ctx.console.engine, ctx.console.settings, draft)
+    kept = campaign.spec.get("review")
+    return campaign, draft, kept if kept is not None else _review(ctx, campaign, draft)
 
 
 @page(StaffRole.VIEWER)
@@ -132,6 +144,7 @@ async def save(ctx: Ctx) -> Response:
         return ctx.page("missing.html", 404, what=slug)
     except DispatcherError as exc:
         return _editor(ctx, draft, campaign=None, review=None, status_code=400, error=str(exc))
+    await run_in_threadpool(_review, ctx, campaign, draft)
     await ctx.audit("draft-edit", campaign_id=campaign.id, detail=draft.slug)
     target = f"/campaigns/{quote(draft.slug)}/edit?ok={quote('پیش‌نویس ذخیره شد.')}"
     return RedirectResponse(target, 303, headers=HEADERS)
@@ -163,7 +176,12 @@ def _preview(ctx: Ctx, slug: str, member: str | None) -> dict[str, Any]:
     if spec is None:
         return out
     s = ctx.console.settings
-    out["samples"] = [m.external_id for m in varied_sample(ctx.console.engine, spec)][:SAMPLE_LINKS]
+    kept = campaign.spec.get("review") if campaign.state == CampaignState.DRAFT else None
+    out["samples"] = (
+        kept["samples"]
+        if kept is not None
+        else [m.external_id for m in varied_sample(ctx.console.engine, spec, size=SAMPLE_LINKS)]
+    )
     context = _member_context(ctx, member)
     if context is None:
         out["problems"] = [f"no member with external_id {member!r}"]

@@ -76,3 +76,12 @@ def import_draft(engine: Engine, draft: Draft) -> Campaign:
     if state == CampaignState.DRAFT:
         return save_draft(engine, draft.slug, draft)
     return create_draft(engine, draft)
+
+
+def keep_review(engine: Engine, campaign_id: int, review: dict[str, object]) -> None:
+    """Keep what the draft's check found with the draft (shown until the next save)."""
+    with Session(engine) as session:
+        row = session.get(Campaign, campaign_id)
+        if row is not None and row.state == CampaignState.DRAFT:
+            row.spec = {**row.spec, "review": review}
+            session.commit()

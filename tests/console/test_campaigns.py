@@ -7,12 +7,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from starlette.testclient import TestClient
 
 from dispatcher.audience.addresses import address_keys
 from dispatcher.definition.campaign import load_campaign
 from dispatcher.delivery.control import find
+from dispatcher.delivery.status import progress
 from dispatcher.queue.expansion import expand
 from dispatcher.settings import Settings
 from dispatcher.store import audit
@@ -123,3 +125,18 @@ def test_the_unsent_csv_is_the_reports(
     assert csv[0] == "external_id,channel,address,status,reason"
     assert sorted(line.split(",")[0] for line in csv[1:]) == ["C1", "C2", "C3"]
     assert "c***@example.com" in csv[1]
+
+
+def test_the_progress_refresh_is_one_query(engine: Engine, sending: int) -> None:
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        found = progress(engine, SLUG)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert found is not None and found["email"]["pending"] == 3
+    assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 1
