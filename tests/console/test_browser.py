@@ -19,11 +19,15 @@ from typing import Any
 import jdatetime
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support.expected_conditions import staleness_of
+from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.wait import WebDriverWait
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
@@ -188,7 +192,16 @@ def submit(browser: WebDriver, button: str) -> None:
     """Click a form's button and wait for the page it leads to."""
     old = browser.find_element(By.TAG_NAME, "html")
     browser.find_element(By.CSS_SELECTOR, button).click()
-    WebDriverWait(browser, WAIT).until(staleness_of(old), message=f"{button}: no new page")
+    WebDriverWait(browser, WAIT).until(lambda _: gone(old), message=f"{button}: no new page")
+
+
+def gone(element: WebElement) -> bool:
+    """The element's page was replaced (Chromium says so in one of two ways)."""
+    try:
+        element.is_enabled()
+    except (StaleElementReferenceException, WebDriverException):
+        return True
+    return False
 
 
 def sign_out(browser: WebDriver) -> None:
