@@ -177,11 +177,11 @@ def _preview(ctx: Ctx, slug: str, member: str | None) -> dict[str, Any]:
         return out
     s = ctx.console.settings
     kept = campaign.spec.get("review") if campaign.state == CampaignState.DRAFT else None
-    out["samples"] = (
-        kept["samples"]
-        if kept is not None
-        else [m.external_id for m in varied_sample(ctx.console.engine, spec, size=SAMPLE_LINKS)]
-    )
+    if kept is not None:  # chosen when the draft was saved
+        out["samples"] = kept["samples"]
+    elif ctx.request.query_params.get("samples"):  # chosen now, when asked (a full read)
+        chosen = varied_sample(ctx.console.engine, spec, size=SAMPLE_LINKS)
+        out["samples"] = [m.external_id for m in chosen][:SAMPLE_LINKS]
     context = _member_context(ctx, member)
     if context is None:
         out["problems"] = [f"no member with external_id {member!r}"]

@@ -140,3 +140,13 @@ def test_the_progress_refresh_is_one_query(engine: Engine, sending: int) -> None
         event.remove(engine, "before_cursor_execute", count)
     assert found is not None and found["email"]["pending"] == 3
     assert len([s for s in statements if s.lstrip().upper().startswith("SELECT")]) == 1
+
+
+def test_a_sent_campaigns_preview_chooses_its_varied_sample_only_when_asked(
+    signed_in: Callable[[str], TestClient], sending: int
+) -> None:
+    client = signed_in("viewer")
+    plain = client.get(f"/campaigns/{SLUG}/preview").text
+    assert "srcdoc=" in plain and "?member=C1" not in plain and "?samples=1" in plain
+    asked = client.get(f"/campaigns/{SLUG}/preview?samples=1").text
+    assert "?member=C1" in asked
