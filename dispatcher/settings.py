@@ -157,6 +157,11 @@ class Settings(BaseSettings):
     sms_sync_interval: float = Field(default=300.0, gt=0)  # seconds: scheduler's sync, inbox
 
     worker_threads: int = Field(default=8, ge=1)  # inline mode
+    # The marketer's console (`uvicorn dispatcher.console:app`): the price of one SMS part
+    # in rials for its cost estimate (unset: parts only); cookies without `Secure` for a
+    # console on http://127.0.0.1 (local use only).
+    sms_part_rials: int | None = Field(default=None, ge=0)
+    console_insecure_cookies: bool = False
 
     # The shop's private API (`uvicorn dispatcher.api:app`): requests per second per key,
     # in each API process (bursts of as many).

@@ -28,17 +28,10 @@ from dispatcher.cli.ops import print_scheduled, send_time, status_notes
 
 def load_or_exit(file: Path) -> CampaignSpec:
     """The campaign file, validated; its problems printed and exit 1 otherwise."""
-    from dispatcher.definition.campaign import load_campaign
-    from dispatcher.sms.text import parts_with_footer
+    from dispatcher.compose import load_checked
 
-    s = settings()
     try:
-        return load_campaign(
-            file,
-            sms_parts=lambda body: parts_with_footer(body, s.sms_optout_footer),
-            sms_max_parts=s.sms_max_parts,
-            allowed_from_domains=s.from_domains,
-        )
+        return load_checked(file, settings())
     except CampaignError as exc:
         err.print(f"[bold red]{file}: {len(exc.problems)} problem(s)[/]", highlight=False)
         for problem in exc.problems:

@@ -62,20 +62,12 @@ def send_time(
 
 def future_time(text: str, s: Settings, *, what: str) -> datetime:
     """A send time a person wrote, which must be in the future (exit 2 otherwise)."""
-    from dispatcher.definition.sendtime import describe, parse_send_at
-    from dispatcher.store.models import utcnow
+    from dispatcher.definition.sendtime import future_send_at
 
     try:
-        when = parse_send_at(text, s.sms_zone)
+        return future_send_at(text, s.sms_zone, what=what)
     except DispatcherError as exc:
         fail(str(exc), code=2)
-    if when <= utcnow():
-        fail(
-            f"{what} {text} is {describe(when, s.sms_zone)}, which has passed: nothing was "
-            "recorded. Give a time in the future, or --now to send at once.",
-            code=2,
-        )
-    return when
 
 
 def print_scheduled(campaign: Campaign, s: Settings) -> None:

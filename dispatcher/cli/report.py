@@ -14,10 +14,10 @@ import typer
 from rich.table import Table
 
 from dispatcher.cli.app import campaign_app, err, fail, out, runtime
+from dispatcher.delivery.report import RECIPIENT_COLUMNS as CSV_COLUMNS
 from dispatcher.errors import DispatcherError
 from dispatcher.spreadsheet import write_csv
 
-CSV_COLUMNS = ("external_id", "channel", "address", "status", "reason")
 CLICK_COLUMNS = ("channel", "variant", "url", "clicks", "unique", "scanner")
 
 

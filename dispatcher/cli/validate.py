@@ -36,6 +36,7 @@ def campaign_validate(
     print the audience per channel and the send time. Changes nothing."""
     from sqlalchemy.exc import SQLAlchemyError
 
+    from dispatcher.compose import audience_counts_of
     from dispatcher.definition.campaign import SAMPLE_MEMBER, SAMPLE_UNSUBSCRIBE_URL
     from dispatcher.definition.check import EDGE_MEMBERS, render_problems
     from dispatcher.definition.rendering import shop_name
@@ -88,30 +89,6 @@ def campaign_validate(
         raise typer.Exit(1)
 
 
-def audience_counts_of(engine: Engine, spec: CampaignSpec) -> dict[str, Any]:
-    """`{channel: {deliveries, excluded, excluded_by, tagged, removed_by}}`: what sending
-    now would make (one delivery per address, consent and suppression as they stand),
-    and how many members the tags select and each narrowing rule then removed."""
-    from sqlmodel import Session
-
-    from dispatcher.queue.expansion import audience_counts, audience_filters
-    from dispatcher.store.models import Channel
-
-    counts: dict[str, Any] = {}
-    with Session(engine) as session:
-        for channel in spec.channels:
-            deliveries, by = audience_counts(session, spec, Channel(channel))
-            tagged, removed = audience_filters(session, spec, Channel(channel))
-            counts[str(channel)] = {
-                "deliveries": deliveries,
-                "excluded": sum(by.values()),
-                "excluded_by": by,
-                "tagged": tagged,
-                "removed_by": removed,
-            }
-    return counts
-
-
 def _narrowed(spec: CampaignSpec, row: dict[str, Any]) -> str:
     """`tags select 600 members; all_tags removed 450, ...` (the rules the file sets)."""
     audience = spec.audience
@@ -122,6 +99,7 @@ def _narrowed(spec: CampaignSpec, row: dict[str, Any]) -> str:
 
 
 def _print_json(file: Path, spec: CampaignSpec, s: Settings) -> None:
+    from dispatcher.compose import audience_counts_of
     from dispatcher.definition.rendering import shop_name
 
     found: dict[str, Any] = {"file": str(file), "slug": spec.slug, "channels": spec.channels}

@@ -60,6 +60,18 @@ def parse_send_at(text: str, zone: ZoneInfo) -> datetime:
     return local.replace(tzinfo=zone).astimezone(UTC)
 
 
+def future_send_at(text: str, zone: ZoneInfo, *, what: str = "send_at") -> datetime:
+    """A send time a person wrote, which must be in the future: InputError otherwise
+    (a mistyped year must not send at once). `campaign send --at` and the console."""
+    when = parse_send_at(text, zone)
+    if when <= datetime.now(UTC):
+        raise InputError(
+            f"{what} {text} is {describe(when, zone)}, which has passed: nothing was "
+            "recorded. Give a time in the future, or --now to send at once."
+        )
+    return when
+
+
 def as_utc(moment: datetime) -> datetime:
     """A datetime read back from the database (naive on SQLite) as aware UTC."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

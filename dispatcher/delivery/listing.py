@@ -57,22 +57,48 @@ def list_campaigns(engine: Engine, zone: ZoneInfo) -> list[dict[str, Any]]:
             )
         ).all():
             counts.setdefault(campaign_id, {})[status] = n
-    rows = []
-    for campaign in campaigns:
-        assert campaign.id is not None
-        by_status = counts.get(campaign.id, {})
-        rows.append(
-            {
-                "slug": campaign.slug,
-                "name": campaign.name,
-                "state": campaign.state,
-                "channels": campaign.channels,
-                **schedule_fields(campaign, zone),
-                "total": sum(by_status.values()),
-                "finished": sum(by_status.get(s, 0) for s in FINISHED),
-                "sent": by_status.get(DeliveryStatus.SENT, 0),
-                "failed": by_status.get(DeliveryStatus.FAILED, 0),
-                "note": note(campaign),
-            }
+    return [_row(c, counts.get(c.id or 0, {}), zone) for c in campaigns]
+
+
+def campaign_page(
+    engine: Engine, zone: ZoneInfo, *, state: str | None = None, page: int = 1, per_page: int = 50
+) -> tuple[list[dict[str, Any]], int]:
+    """One page of `list_campaigns` (newest first, of one `state` if given), counting the
+    deliveries of that page's campaigns only; and how many campaigns there are."""
+    where = [col(Campaign.state) == state] if state else []
+    with Session(engine) as session:
+        total = session.execute(select(func.count()).select_from(Campaign).where(*where)).scalar()
+        campaigns = list(
+            session.execute(
+                select(Campaign)
+                .where(*where)
+                .order_by(col(Campaign.id).desc())
+                .offset((max(page, 1) - 1) * per_page)
+                .limit(per_page)
+            ).scalars()
         )
-    return rows
+        counts: dict[int, dict[str, int]] = {}
+        ids = [c.id for c in campaigns]
+        if ids:
+            for campaign_id, status, n in session.execute(
+                select(col(Delivery.campaign_id), col(Delivery.status), func.count())
+                .where(col(Delivery.campaign_id).in_(ids))
+                .group_by(col(Delivery.campaign_id), col(Delivery.status))
+            ).all():
+                counts.setdefault(campaign_id, {})[status] = n
+    return [_row(c, counts.get(c.id or 0, {}), zone) for c in campaigns], int(total or 0)
+
+
+def _row(campaign: Campaign, by_status: dict[str, int], zone: ZoneInfo) -> dict[str, Any]:
+    return {
+        "slug": campaign.slug,
+        "name": campaign.name,
+        "state": campaign.state,
+        "channels": campaign.channels,
+        **schedule_fields(campaign, zone),
+        "total": sum(by_status.values()),
+        "finished": sum(by_status.get(s, 0) for s in FINISHED),
+        "sent": by_status.get(DeliveryStatus.SENT, 0),
+        "failed": by_status.get(DeliveryStatus.FAILED, 0),
+        "note": note(campaign),
+    }

@@ -98,16 +98,23 @@ def _channel(
         reasons[status][_reason(code, message)] += n
     per_minute: dict[str, Counter[str]] = defaultdict(Counter)
     first = last = None
-    for status, at in session.execute(
-        select(col(Delivery.status), func.coalesce(Delivery.sent_at, Delivery.updated_at)).where(
-            *mine, col(Delivery.status).in_(list(OUTCOMES))
-        )
+    moment = func.coalesce(Delivery.sent_at, Delivery.updated_at)
+    minute = (  # counted by the database, a row per minute and outcome
+        func.date_trunc("minute", moment)
+        if session.get_bind().dialect.name == "postgresql"
+        else func.strftime("%Y-%m-%d %H:%M:00", moment)
+    )
+    for status, at, n, earliest, latest in session.execute(
+        select(col(Delivery.status), minute, func.count(), func.min(moment), func.max(moment))
+        .where(*mine, col(Delivery.status).in_(list(OUTCOMES)))
+        .group_by(col(Delivery.status), minute)
     ).all():
-        moment = _utc(at)
-        per_minute[moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")][status] += 1
+        at = _utc(datetime.fromisoformat(at) if isinstance(at, str) else at)
+        per_minute[at.astimezone(zone).strftime("%Y-%m-%d %H:%M")][status] += n
         if status == DeliveryStatus.SENT:
-            first = moment if first is None or moment < first else first
-            last = moment if last is None or moment > last else last
+            earliest, latest = _utc(earliest), _utc(latest)
+            first = earliest if first is None or earliest < first else first
+            last = latest if last is None or latest > last else last
     optouts = session.execute(
         select(func.count())
         .select_from(ConsentEvent)
@@ -157,6 +164,9 @@ def _channel(
         out["delivered"] = int(row.get("delivered", 0))
         out["undelivered"] = int(row.get("undelivered", 0))
     return out
+
+
+RECIPIENT_COLUMNS = ("external_id", "channel", "address", "status", "reason")  # the CSV's
 
 
 @dataclass(frozen=True, slots=True)

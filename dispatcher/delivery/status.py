@@ -136,3 +136,36 @@ def outstanding(engine: Engine, campaign_id: int) -> int:
                 not_waiting(),
             )
         ).scalar_one()
+
+
+def progress(engine: Engine, slug: str) -> dict[str, Any] | None:
+    """`{"state", <channel>: {status: n, ...}}` in one indexed query (the console's
+    refresh): the campaign joined to its deliveries' counts. None for an unknown slug."""
+    with Session(engine) as session:
+        rows = session.execute(
+            select(
+                col(Campaign.state),
+                col(Campaign.channels),
+                col(Delivery.channel),
+                col(Delivery.status),
+                func.count(col(Delivery.id)),
+            )
+            .select_from(Campaign)
+            .outerjoin(Delivery, col(Delivery.campaign_id) == col(Campaign.id))
+            .where(col(Campaign.slug) == slug)
+            .group_by(
+                col(Campaign.state),
+                col(Campaign.channels),
+                col(Delivery.channel),
+                col(Delivery.status),
+            )
+        ).all()
+    if not rows:
+        return None
+    out: dict[str, Any] = {"state": rows[0][0]}
+    for channel in rows[0][1].split(","):
+        out[channel] = dict.fromkeys(STATUSES, 0)
+    for _state, _channels, channel, status, n in rows:
+        if channel is not None and channel in out:
+            out[channel][status] = int(n)
+    return out

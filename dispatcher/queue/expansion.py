@@ -107,7 +107,8 @@ def expand(
     a tag nobody has) raises EmptyAudienceError and nothing is recorded, so the slug
     stays usable.
 
-    A slug seen before is returned as it is (`created=False`): sending a campaign twice
+    A draft of that slug (`dispatcher.definition.draft`) becomes the campaign. Any other
+    slug seen before is returned as it is (`created=False`): sending a campaign twice
     never sends anything twice. With `send_at` the campaign is recorded as `scheduled`
     and gets its deliveries at launch (`launch`), so that the audience is the one of the
     send time: members who joined since are included, those who left are not.
@@ -117,9 +118,10 @@ def expand(
     """
     with Session(engine, expire_on_commit=False) as session:
         existing = session.execute(select(Campaign).where(col(Campaign.slug) == spec.slug)).scalar()
-        if existing is not None and reuse_slug:
+        draft = existing if existing is not None and existing.state == CampaignState.DRAFT else None
+        if existing is not None and reuse_slug and draft is None:
             _forget_unsent(session, existing)
-        elif existing is not None:
+        elif existing is not None and draft is None:
             return Expansion(
                 campaign=existing,
                 created=False,
@@ -130,15 +132,16 @@ def expand(
         now = utcnow()
         frozen = spec.to_json()
         frozen["send_at"] = (send_at or now).isoformat()  # templates' `campaign.send_at`
-        campaign = Campaign(
-            slug=spec.slug,
-            name=spec.name,
-            channels=",".join(spec.channels),
-            state=CampaignState.SCHEDULED if send_at else CampaignState.SENDING,
-            spec=frozen,
-            send_at=send_at,
-            launched_at=None if send_at else now,
-        )
+        campaign = draft or Campaign(
+            slug=spec.slug, name=spec.name, channels=""
+        )  # a draft keeps its id
+        campaign.name = spec.name
+        campaign.channels = ",".join(spec.channels)
+        campaign.state = CampaignState.SCHEDULED if send_at else CampaignState.SENDING
+        campaign.spec = frozen
+        campaign.send_at = send_at
+        campaign.launched_at = None if send_at else now
+        campaign.created_at = now
         session.add(campaign)
         session.flush()
         result = Expansion(campaign=campaign, created=True)

@@ -39,8 +39,12 @@ class DeliveryStatus(StrEnum):
 
 
 class CampaignState(StrEnum):
-    """scheduled -> sending -> done; sending <-> paused; any but done -> cancelled."""
+    """draft -> scheduled -> sending -> done; sending <-> paused; any but done -> cancelled.
 
+    A draft is a campaign being written in the console: its form in `Campaign.spec`
+    (`{"draft": {...}}`), no deliveries; scheduling it makes it a campaign like any other."""
+
+    DRAFT = "draft"
     SCHEDULED = "scheduled"
     SENDING = "sending"
     PAUSED = "paused"
@@ -68,6 +72,7 @@ class ConsentSource(StrEnum):
     API = "api"  # the shop's private API (`PATCH /api/v1/members/{id}/consent`)
     BOUNCE = "bounce"  # a hard bounce, or three soft ones (`dispatcher.audience.bounces`)
     COMPLAINT = "complaint"  # an ARF report from a mailbox provider's feedback loop
+    CONSOLE = "console"  # staff in the marketer's console (`dispatcher.console`)
 
 
 class SuppressionReason(StrEnum):
@@ -301,3 +306,51 @@ class ApiKey(SQLModel, table=True):
     key_hash: str = Field(index=True, unique=True, max_length=64)  # hex SHA-256
     created_at: datetime = Field(default_factory=utcnow)
     revoked_at: datetime | None = None
+
+
+class StaffRole(StrEnum):
+    """What a console account may do: each role can do everything of the one before."""
+
+    VIEWER = "viewer"
+    MARKETER = "marketer"
+    ADMIN = "admin"
+
+
+class Staff(SQLModel, table=True):
+    """An account of the marketer's console: its argon2 hash only, never the password."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=64)
+    role: str = Field(max_length=16)  # a StaffRole value
+    password_hash: str = Field(max_length=255)
+    failed_logins: int = 0
+    locked_until: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class StaffSession(SQLModel, table=True):
+    """A signed-in console session, server-side: the cookie carries the token, the table
+    its SHA-256. Ended by logout (deleted) or after the idle time."""
+
+    __tablename__ = "staff_session"
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(index=True, unique=True, max_length=64)
+    staff_id: int = Field(foreign_key="staff.id", index=True)
+    csrf_token: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+    last_seen: datetime = Field(default_factory=utcnow)
+
+
+class AuditEvent(SQLModel, table=True):
+    """One change made in the console or by `dispatcher staff`: who, what, on which
+    campaign or member (ids), when, from which address."""
+
+    __tablename__ = "audit_event"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    actor: str = Field(max_length=64)  # the staff name (or `cli` for the command line)
+    action: str = Field(max_length=64)
+    campaign_id: int | None = None
+    member_id: int | None = None
+    detail: str = Field(default="", max_length=500)
+    address: str | None = Field(default=None, max_length=64)

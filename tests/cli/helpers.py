@@ -57,3 +57,18 @@ def start(workdir: Path, *args: str, **env: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def run_with_input(
+    workdir: Path, stdin: str, *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`run`, with `stdin` on the command's standard input."""
+    return subprocess.run(
+        [*DISPATCHER, *args],
+        cwd=workdir,
+        env=_environ(env),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
