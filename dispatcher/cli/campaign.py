@@ -28,7 +28,7 @@ from dispatcher.cli.ops import print_scheduled, send_time, status_notes
 
 def load_or_exit(file: Path) -> CampaignSpec:
     """The campaign file, validated; its problems printed and exit 1 otherwise."""
-    from dispatcher.compose import load_checked
+    from dispatcher.plan import load_checked
 
     try:
         return load_checked(file, settings())

@@ -36,7 +36,7 @@ def campaign_validate(
     print the audience per channel and the send time. Changes nothing."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from dispatcher.compose import audience_counts_of
+    from dispatcher.plan import audience_counts_of
     from dispatcher.definition.campaign import SAMPLE_MEMBER, SAMPLE_UNSUBSCRIBE_URL
     from dispatcher.definition.check import EDGE_MEMBERS, render_problems
     from dispatcher.definition.rendering import shop_name
@@ -99,7 +99,7 @@ def _narrowed(spec: CampaignSpec, row: dict[str, Any]) -> str:
 
 
 def _print_json(file: Path, spec: CampaignSpec, s: Settings) -> None:
-    from dispatcher.compose import audience_counts_of
+    from dispatcher.plan import audience_counts_of
     from dispatcher.definition.rendering import shop_name
 
     found: dict[str, Any] = {"file": str(file), "slug": spec.slug, "channels": spec.channels}

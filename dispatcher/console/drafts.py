@@ -1,6 +1,6 @@
 """Drafts: compose, edit (validate's problems, the audience, the SMS length and cost on
 every save), preview, test-send, schedule and reschedule; a campaign file uploaded as a
-draft. Each step calls what `dispatcher campaign ...` calls (`dispatcher.compose`)."""
+draft. Each step calls what `dispatcher campaign ...` calls (`dispatcher.plan`)."""
 
 from __future__ import annotations
 
