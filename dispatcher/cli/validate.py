@@ -36,10 +36,10 @@ def campaign_validate(
     print the audience per channel and the send time. Changes nothing."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from dispatcher.plan import audience_counts_of
     from dispatcher.definition.campaign import SAMPLE_MEMBER, SAMPLE_UNSUBSCRIBE_URL
     from dispatcher.definition.check import EDGE_MEMBERS, render_problems
     from dispatcher.definition.rendering import shop_name
+    from dispatcher.plan import audience_counts_of
 
     spec = load_or_exit(file)
     s = settings()
@@ -99,8 +99,8 @@ def _narrowed(spec: CampaignSpec, row: dict[str, Any]) -> str:
 
 
 def _print_json(file: Path, spec: CampaignSpec, s: Settings) -> None:
-    from dispatcher.plan import audience_counts_of
     from dispatcher.definition.rendering import shop_name
+    from dispatcher.plan import audience_counts_of
 
     found: dict[str, Any] = {"file": str(file), "slug": spec.slug, "channels": spec.channels}
     engine, why = _existing_database(s)

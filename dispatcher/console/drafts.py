@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.responses import RedirectResponse, Response
 
-from dispatcher import compose
+from dispatcher import plan
 from dispatcher.audience.normalise import external_id_forms
 from dispatcher.console.auth import Ctx, page
 from dispatcher.console.campaigns import draft_of
@@ -32,7 +32,7 @@ from dispatcher.sms.text import measure, with_footer
 from dispatcher.store.models import Campaign, CampaignState, Member, StaffRole, utcnow
 from dispatcher.testsend import send_test_copies, targets
 
-SAMPLE_LINKS = compose.SAMPLE_LINKS
+SAMPLE_LINKS = plan.SAMPLE_LINKS
 
 
 def _draft(ctx: Ctx) -> Draft:
@@ -107,7 +107,7 @@ async def upload(ctx: Ctx) -> Response:
 
 def _review(ctx: Ctx, campaign: Campaign, draft: Draft) -> dict[str, Any]:
     """Check the draft now (`validate`'s work: on every save) and keep what was found."""
-    found = compose.review(ctx.console.engine, ctx.console.settings, draft).to_json()
+    found = plan.review(ctx.console.engine, ctx.console.settings, draft).to_json()
     assert campaign.id is not None
     store.keep_review(ctx.console.engine, campaign.id, found)
     return found
@@ -155,7 +155,7 @@ def _spec(ctx: Ctx, slug: str) -> tuple[Campaign, CampaignSpec | None, list[str]
     campaign = control.find(ctx.console.engine, slug)
     if campaign.state != CampaignState.DRAFT:
         return campaign, CampaignSpec.from_json(campaign.spec), []
-    spec, problems = draft_of(campaign).check(**compose.load_options(ctx.console.settings))
+    spec, problems = draft_of(campaign).check(**plan.load_options(ctx.console.settings))
     return campaign, spec, problems
 
 
@@ -186,7 +186,7 @@ def _preview(ctx: Ctx, slug: str, member: str | None) -> dict[str, Any]:
     if context is None:
         out["problems"] = [f"no member with external_id {member!r}"]
         return out
-    templates = spec.templates({"name": compose.shop_name(s.mail_from)}, zone=s.sms_zone)
+    templates = spec.templates({"name": plan.shop_name(s.mail_from)}, zone=s.sms_zone)
     try:
         if spec.email:
             out["email"] = templates.render_email(context, SAMPLE_UNSUBSCRIBE_URL)
@@ -261,16 +261,14 @@ async def _back(ctx: Ctx, campaign: Campaign, error: str) -> Response:
 def _schedule(ctx: Ctx, slug: str, when: str) -> tuple[Campaign, str | None]:
     """The draft scheduled (or sent now) under `campaign send`'s rules; or why not."""
     campaign, draft = store.load_draft(ctx.console.engine, slug)
-    review = compose.review(ctx.console.engine, ctx.console.settings, draft)
+    review = plan.review(ctx.console.engine, ctx.console.settings, draft)
     if not review.ok or review.spec is None:
         return campaign, "کارزار مشکل دارد؛ پیش از زمان‌بندی برطرفش کنید."
     broker, actors = (
-        ctx.console.queue()
-        if compose.send_at_of(when, ctx.console.settings) is None
-        else (None, {})
+        ctx.console.queue() if plan.send_at_of(when, ctx.console.settings) is None else (None, {})
     )
     try:
-        result = compose.schedule(
+        result = plan.schedule(
             ctx.console.engine,
             ctx.console.settings,
             review.spec,
