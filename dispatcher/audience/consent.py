@@ -294,3 +294,13 @@ def _record(
             "campaign_id": campaign_id,
         },
     )
+
+
+def flag_mobile_invalid(engine: Engine, member_id: int, mobile: str) -> None:
+    """Flag the number the SMS provider rejected for good (not a number changed since)."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(Member)
+            .where(col(Member.id) == member_id, col(Member.mobile) == mobile)
+            .values(mobile_invalid=True, updated_at=utcnow())
+        )

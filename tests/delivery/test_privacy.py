@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from dispatcher.audience.privacy import ERASED, erase_member, export_member
+from dispatcher.delivery.privacy import ERASED, erase_member, export_member
 from dispatcher.errors import NotFoundError
 from dispatcher.store.models import Campaign, Delivery, DeliveryStatus, Member
 from tests.factories import add_member
