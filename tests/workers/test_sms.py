@@ -21,6 +21,8 @@ from dispatcher.delivery.control import resume_sms
 from dispatcher.delivery.status import campaign_status
 from dispatcher.sms.hold import held_sms, release_waiting_sms
 from dispatcher.store.models import Campaign, ConsentSource, DeliveryStatus, Member
+from dispatcher.workers import actor
+from dispatcher.workers import sms as sms_worker
 from dispatcher.workers.sms import deliver_sms
 from tests.factories import Harness, add_member, write_campaign
 from tests.servers.kavenegar_server import KavenegarServerHandle
@@ -551,3 +553,23 @@ def test_an_sms_template_error_for_a_member_fails_the_delivery_without_a_traceba
     assert kavenegar_server.sent() == []
     [delivery] = h.deliveries()
     assert delivery.status == "failed" and (delivery.error_message or "").startswith("render:")
+
+
+def test_an_sms_costs_two_database_round_trips_as_an_email_does(
+    sms_pipeline: Callable[..., Harness],
+    kavenegar_server: KavenegarServerHandle,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    h = sms_pipeline()
+    add_member(h.engine, "C1", mobile="+989121234567")
+    h.send(sms_campaign(tmp_path))
+    [delivery] = h.deliveries()
+    assert delivery.id is not None
+    monkeypatch.setattr(sms_worker.SMS, "careful", actor.Careful())  # no unsendable job before
+    db = h.runtime.deliveries
+    before = db.requests
+
+    assert deliver_sms(h.runtime, delivery.id) == "sent"
+    assert db.requests - before == 2  # load, check and claim in one; then `sent`
+    assert len(kavenegar_server.sent()) == 1
