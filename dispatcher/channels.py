@@ -23,6 +23,7 @@ class ChannelSpec:
     name: Channel
     address: str  # the member's address column
     opt_in: str  # the member's consent column
+    optout_source: str  # who opted the member out (sticky: an import cannot undo it)
     key: str  # the HMAC of the normalised address: one delivery per key, suppression
     invalid: str | None  # a column set when the provider refused the address for good
     optout_sources: tuple[ConsentSource, ...]  # what can opt an address out of it
@@ -64,6 +65,7 @@ EMAIL = ChannelSpec(
     name=Channel.EMAIL,
     address="email",
     opt_in="email_opt_in",
+    optout_source="email_optout_source",
     key="email_key",
     invalid=None,
     optout_sources=(*_COMMON, ConsentSource.BOUNCE, ConsentSource.COMPLAINT),
@@ -79,6 +81,7 @@ SMS = ChannelSpec(
     name=Channel.SMS,
     address="mobile",
     opt_in="sms_opt_in",
+    optout_source="sms_optout_source",
     key="mobile_key",
     invalid="mobile_invalid",
     optout_sources=(*_COMMON, ConsentSource.SMS_KEYWORD, ConsentSource.PROVIDER),

@@ -17,15 +17,13 @@ from sqlmodel import Session, col, select
 
 from dispatcher.audience.normalise import external_id_forms
 from dispatcher.audience.suppression import lift_member, suppress_member
+from dispatcher.channels import SPECS
 from dispatcher.errors import NotFoundError
 from dispatcher.store.db import session_scope
 from dispatcher.store.models import Channel, ConsentEvent, ConsentSource, Member, utcnow
 
 # channel -> (opt-in column, sticky opt-out source column)
-CONSENT_COLUMNS = {
-    Channel.EMAIL: ("email_opt_in", "email_optout_source"),
-    Channel.SMS: ("sms_opt_in", "sms_optout_source"),
-}
+CONSENT_COLUMNS = {Channel(name): (s.opt_in, s.optout_source) for name, s in SPECS.items()}
 
 
 def subscribe(engine: Engine, external_id: str, channel: Channel) -> None:
