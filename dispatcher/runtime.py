@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from dispatcher.aio import LoopThread
 from dispatcher.audience.clicktoken import ClickSigner
 from dispatcher.audience.tokens import TokenSigner
+from dispatcher.compose import compile_templates
 from dispatcher.definition.campaign import CampaignSpec
 from dispatcher.definition.rendering import CampaignTemplates, shop_name
 from dispatcher.delivery.groupcommit import GroupCommit
@@ -144,7 +145,7 @@ class Runtime:
             id=campaign.id,
             slug=campaign.slug,
             spec=spec,
-            templates=spec.templates(self.shop(), zone=self.settings.sms_zone),
+            templates=compile_templates(spec, self.settings),
             headers=headers,
         )
         with self._lock:

@@ -15,13 +15,13 @@ from email.utils import parseaddr
 from typing import Any
 
 from dispatcher.audience.normalise import normalise_email, normalise_mobile
+from dispatcher.compose import compile_templates, compose_email, compose_sms
 from dispatcher.definition.campaign import CampaignSpec
-from dispatcher.email.mime import MessageHeaders, build_message
-from dispatcher.errors import DeliveryError, InputError, RenderError
+from dispatcher.email.mime import MessageHeaders
+from dispatcher.errors import DeliveryError, InputError
 from dispatcher.masking import mask_email, mask_mobile
 from dispatcher.runtime import Runtime
 from dispatcher.sms.hold import window_closed_until
-from dispatcher.sms.text import render_text
 from dispatcher.sms.window import describe
 from dispatcher.store.models import Channel
 
@@ -67,8 +67,7 @@ def send_test_copies(
     unsubscribe_url: str,
 ) -> list[TestCopy]:
     """Render once for `member`, then one copy to each address; nothing is recorded."""
-    s = rt.settings
-    templates = spec.templates(rt.shop(), zone=s.sms_zone)
+    templates = compile_templates(spec, rt.settings)
     copies = []
     for channel, address in to:
         if channel is Channel.EMAIL:
@@ -89,22 +88,20 @@ def _email(
     headers = MessageHeaders.for_campaign(
         mail_from=mail_from, slug=spec.slug, campaign_name=spec.name, reply_to=spec.email.reply_to
     )
-    try:
-        rendered = templates.render_email(member, url)
-    except RenderError as exc:
-        return TestCopy(Channel.EMAIL, masked, "failed", str(exc))
     number = int(time.time() * 1000)
-    raw = build_message(
-        headers,
-        to=to,
-        subject=PREFIX + rendered.subject,
-        text=rendered.text,
-        html=rendered.html,
-        delivery_id=number,
-        unsubscribe_url=url,
-        message_id=f"<test-{number}.{secrets.token_hex(4)}@{headers.domain}>",
-    )
     try:
+        raw = compose_email(
+            templates,
+            member,
+            unsubscribe_url=url,
+            view_url=f"{s.unsubscribe_base_url}/v/test-copy",  # a copy of no campaign row
+            headers=headers,
+            to=to,
+            delivery_id=number,
+            subject_prefix=PREFIX,
+            message_id=f"<test-{number}.{secrets.token_hex(4)}@{headers.domain}>",
+        ).raw
+        assert raw is not None
         rt.loop.run(
             rt.email_transport.send(
                 sender=parseaddr(s.mail_from or mail_from)[1],
@@ -134,10 +131,9 @@ def _sms(rt: Runtime, spec: CampaignSpec, templates: Any, to: str, member: Any) 
             f"{describe(opening, s.sms_zone)}: nothing sent",
         )
     try:
-        text = render_text(templates, member, footer=s.sms_optout_footer, max_parts=s.sms_max_parts)
-    except RenderError as exc:
-        return TestCopy(Channel.SMS, masked, "failed", str(exc))
-    try:
+        text = compose_sms(
+            templates, member, footer=s.sms_optout_footer, max_parts=s.sms_max_parts
+        ).text
         # A localid of its own (no delivery has one this large): never taken for a repeat.
         rt.sms_transport.send(
             receptor=to, message=text, localid=int(time.time() * 1000), campaign=spec.slug

@@ -35,7 +35,7 @@ from dispatcher.audience.members import (
     check_record,
     upsert_members,
 )
-from dispatcher.audience.privacy import erase_member, export_member
+from dispatcher.delivery.privacy import erase_member, export_member
 from dispatcher.errors import NotFoundError
 from dispatcher.settings import Settings, get_settings
 from dispatcher.store.apikeys import authenticate

@@ -17,15 +17,13 @@ from sqlmodel import Session, col, select
 
 from dispatcher.audience.normalise import external_id_forms
 from dispatcher.audience.suppression import lift_member, suppress_member
+from dispatcher.channels import SPECS
 from dispatcher.errors import NotFoundError
 from dispatcher.store.db import session_scope
 from dispatcher.store.models import Channel, ConsentEvent, ConsentSource, Member, utcnow
 
 # channel -> (opt-in column, sticky opt-out source column)
-CONSENT_COLUMNS = {
-    Channel.EMAIL: ("email_opt_in", "email_optout_source"),
-    Channel.SMS: ("sms_opt_in", "sms_optout_source"),
-}
+CONSENT_COLUMNS = {Channel(name): (s.opt_in, s.optout_source) for name, s in SPECS.items()}
 
 
 def subscribe(engine: Engine, external_id: str, channel: Channel) -> None:
@@ -295,3 +293,13 @@ def _record(
             "campaign_id": campaign_id,
         },
     )
+
+
+def flag_mobile_invalid(engine: Engine, member_id: int, mobile: str) -> None:
+    """Flag the number the SMS provider rejected for good (not a number changed since)."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(Member)
+            .where(col(Member.id) == member_id, col(Member.mobile) == mobile)
+            .values(mobile_invalid=True, updated_at=utcnow())
+        )

@@ -18,7 +18,8 @@ from sqlalchemy import ColumnElement, and_, exists, func, not_, or_, select, tru
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql import Select
 
-from dispatcher.audience.suppression import KEY_COLUMNS, suppressed
+from dispatcher.audience.suppression import suppressed
+from dispatcher.channels import spec_of
 from dispatcher.definition.campaign import Audience
 from dispatcher.store.models import (
     Channel,
@@ -94,14 +95,11 @@ def _tagged(tags: list[str], member: Any) -> ColumnElement[bool]:
 
 def has_address(channel: Channel, member: Any = _M) -> ColumnElement[bool]:
     """An address for the channel (a mobile not refused as invalid by the provider)."""
-    if channel is Channel.EMAIL:
-        return and_(member.c.email.is_not(None), member.c.email != "")
-    return and_(member.c.mobile.is_not(None), member.c.mobile != "", ~member.c.mobile_invalid)
+    return spec_of(channel).has_address(member)
 
 
 def opted_in(channel: Channel, member: Any = _M) -> ColumnElement[bool]:
-    column = member.c.email_opt_in if channel is Channel.EMAIL else member.c.sms_opt_in
-    return column == true()
+    return spec_of(channel).opted_in(member)
 
 
 def reachable(channel: Channel) -> ColumnElement[bool]:
@@ -122,7 +120,7 @@ def first_of_address(
     of one member) costs a probe into that small set, not a random read of the index.
     """
     other = aliased(_M)
-    key = KEY_COLUMNS[channel]
+    key = spec_of(channel).key
     shared = (
         select(_SHARED.c[key])
         .where(_SHARED.c[key].is_not(None))
@@ -167,7 +165,7 @@ def exclusion_counts(
             func.count().filter(and_(address, not_(opted))),
         ).where(audience)
     ).one()
-    key = _M.c[KEY_COLUMNS[channel]]
+    key = _M.c[spec_of(channel).key]
     blocked = conn.execute(
         _suppressed_members(channel).where(audience, address, opted, key.is_not(None))
     ).scalar_one()
@@ -185,7 +183,7 @@ def _suppressed_members(channel: Channel) -> Select[Any]:
     list: `key IN (SELECT address_key ...)` is an index lookup per suppressed address."""
     table = Suppression.__table__  # type: ignore[attr-defined]
     listed = select(table.c.address_key).where(table.c.channel == str(channel))
-    return select(func.count()).where(_M.c[KEY_COLUMNS[channel]].in_(listed))
+    return select(func.count()).where(_M.c[spec_of(channel).key].in_(listed))
 
 
 def count_recipients(conn: Any, channel: Channel, who: Who, excluded: Sequence[int] = ()) -> int:

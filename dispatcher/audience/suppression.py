@@ -30,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from dispatcher.audience.addresses import AddressKeys
+from dispatcher.channels import SPECS
 from dispatcher.store.db import insert_or_ignore
 from dispatcher.store.models import (
     Channel,
@@ -45,9 +46,9 @@ _S = Suppression.__table__  # type: ignore[attr-defined]
 _M = Member.__table__  # type: ignore[attr-defined]
 _E = ConsentEvent.__table__  # type: ignore[attr-defined]
 # channel -> the member column holding that channel's address key
-KEY_COLUMNS = {Channel.EMAIL: "email_key", Channel.SMS: "mobile_key"}
-ADDRESS_COLUMNS = {Channel.EMAIL: "email", Channel.SMS: "mobile"}
-OPT_IN_COLUMNS = {Channel.EMAIL: "email_opt_in", Channel.SMS: "sms_opt_in"}
+KEY_COLUMNS = {Channel(name): spec.key for name, spec in SPECS.items()}
+ADDRESS_COLUMNS = {Channel(name): spec.address for name, spec in SPECS.items()}
+OPT_IN_COLUMNS = {Channel(name): spec.opt_in for name, spec in SPECS.items()}
 
 
 def reason_of(source: ConsentSource) -> SuppressionReason:
@@ -181,7 +182,7 @@ def suppressed(channel: Channel) -> ColumnElement[bool]:
 
 def suppressed_flag(channel_column: Any) -> ColumnElement[bool]:
     """SQL, with a delivery row: its member's address on its channel is suppressed."""
-    key = case((channel_column == str(Channel.EMAIL), _M.c.email_key), else_=_M.c.mobile_key)
+    key = case(*((channel_column == name, _M.c[spec.key]) for name, spec in SPECS.items()))
     return exists(select(_S.c.id).where(_S.c.address_key == key, _S.c.channel == channel_column))
 
 

@@ -66,7 +66,9 @@ def campaign_preview(
         assert found.id is not None
         context = found.template_context()
         url = rt.unsubscribe_url(found.id, Channel.EMAIL)
-    templates = spec.templates(rt.shop())
+    from dispatcher.compose import compile_templates
+
+    templates = compile_templates(spec, rt.settings)
     try:
         _preview(spec, templates, context, url, rt.settings)
     except RenderError as exc:
@@ -80,8 +82,10 @@ def _preview(
     url: str,
     s: Settings,
 ) -> None:
+    from dispatcher.compose import compose_email, compose_sms
+
     if spec.email:
-        rendered = templates.render_email(context, url)
+        rendered = compose_email(templates, context, unsubscribe_url=url, view_url=None)
         out.rule("subject")
         out.print(rendered.subject, highlight=False, markup=False)
         out.rule("text")
@@ -89,12 +93,10 @@ def _preview(
         out.rule("html")
         out.print(rendered.html, highlight=False, markup=False)
     if spec.sms:
-        from dispatcher.sms.text import measure, with_footer
-
-        text = with_footer(templates.render_sms(context), s.sms_optout_footer)
+        sms = compose_sms(templates, context, footer=s.sms_optout_footer, max_parts=s.sms_max_parts)
         out.rule("sms")
-        out.print(text, highlight=False, markup=False)
-        out.print(f"sms: {measure(text)}", highlight=False)
+        out.print(sms.text, highlight=False, markup=False)
+        out.print(f"sms: {sms.length}", highlight=False)
 
 
 @campaign_app.command("send")

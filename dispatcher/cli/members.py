@@ -152,7 +152,7 @@ def members_consent_changes(
 @members_app.command("export")
 def members_export(external_id: str) -> None:
     """Print everything stored about a member as JSON (a data-access request)."""
-    from dispatcher.audience.privacy import export_member
+    from dispatcher.delivery.privacy import export_member
 
     rt = runtime()
     try:
@@ -165,7 +165,7 @@ def members_export(external_id: str) -> None:
 @members_app.command("erase")
 def members_erase(external_id: str) -> None:
     """Erase a member's personal data; their deliveries stay as anonymous counts."""
-    from dispatcher.audience.privacy import erase_member
+    from dispatcher.delivery.privacy import erase_member
 
     rt = runtime()
     try:

@@ -20,9 +20,9 @@ from dispatcher.audience.consent import set_consent
 from dispatcher.audience.lookup import find_members
 from dispatcher.audience.members import ImportReport, import_members
 from dispatcher.audience.normalise import external_id_forms
-from dispatcher.audience.privacy import erase_member, export_member
 from dispatcher.console.auth import Ctx, page
 from dispatcher.console.view import HEADERS, shown
+from dispatcher.delivery.privacy import erase_member, export_member
 from dispatcher.errors import DispatcherError, InputError, NotFoundError
 from dispatcher.store.models import Channel, ConsentSource, Member, StaffRole
 

@@ -15,7 +15,7 @@ from sqlalchemy import and_, exists, select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
-from dispatcher.delivery.state import RETRIES_EXHAUSTED
+from dispatcher.delivery import state
 from dispatcher.errors import ControlError, NotFoundError
 from dispatcher.queue.broker import enqueue_ids
 from dispatcher.queue.expansion import CHUNK, enqueue_pending
@@ -82,19 +82,7 @@ def cancel(engine: Engine, campaign_id: int, *, reason: str) -> int:
     ):
         raise ControlError("only a scheduled, sending or paused campaign can be cancelled")
     with engine.begin() as conn:
-        result = conn.execute(
-            update(Delivery)
-            .where(
-                col(Delivery.campaign_id) == campaign_id,
-                col(Delivery.status) == DeliveryStatus.PENDING,
-            )
-            .values(
-                status=DeliveryStatus.SKIPPED,
-                error_message=f"cancelled: {reason}"[:500],
-                updated_at=utcnow(),
-            )
-        )
-        return int(result.rowcount)
+        return state.cancel_pending(conn, campaign_id, f"cancelled: {reason}", utcnow())
 
 
 def reschedule(engine: Engine, campaign_id: int, *, send_at: datetime) -> bool:
@@ -184,20 +172,8 @@ def reclaim_orphans(engine: Engine, campaign_id: int, *, lease: timedelta) -> li
     moved: list[tuple[int, str]] = []
     for delivery_id, channel in expired:
         with engine.begin() as conn:
-            result = conn.execute(
-                update(Delivery)
-                .where(
-                    col(Delivery.id) == delivery_id,
-                    col(Delivery.status) == DeliveryStatus.SENDING,
-                    col(Delivery.updated_at) < now - lease,
-                )
-                .values(
-                    status=DeliveryStatus.PENDING,
-                    error_message="lease expired (worker lost while sending)",
-                    updated_at=now,
-                )
-            )
-        if result.rowcount == 1:
+            reclaimed = state.reclaim(conn, int(delivery_id or 0), now - lease, now)
+        if reclaimed:
             moved.append((int(delivery_id or 0), channel))
     return moved
 
@@ -222,18 +198,7 @@ def retry_failed(
     for ch in channels:
         while ids := _retryable_ids(engine, campaign_id, str(ch)):
             with engine.begin() as conn:
-                conn.execute(
-                    update(Delivery)
-                    .where(
-                        col(Delivery.id).in_(ids),
-                        col(Delivery.status) == DeliveryStatus.FAILED,
-                    )
-                    # provider_status: what Kavenegar said of the failed attempt is
-                    # not the new attempt's (`sms sync` looks that one up afresh).
-                    .values(
-                        status=DeliveryStatus.PENDING, provider_status=None, updated_at=utcnow()
-                    )
-                )
+                state.retry_failed(conn, ids, utcnow())
             if get(engine, campaign_id).state == CampaignState.SENDING:
                 total += enqueue_ids(broker, actors[str(ch)], ids)
             else:
@@ -250,8 +215,7 @@ def _retryable_ids(engine: Engine, campaign_id: int, channel: str) -> list[int]:
                 .where(
                     col(Delivery.campaign_id) == campaign_id,
                     col(Delivery.channel) == channel,
-                    col(Delivery.status) == DeliveryStatus.FAILED,
-                    col(Delivery.error_message).startswith(RETRIES_EXHAUSTED),
+                    state.retries_exhausted(),
                 )
                 .order_by(col(Delivery.id))
                 .limit(CHUNK)

@@ -21,14 +21,15 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, case, select, update
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import configure_mappers
 
 from dispatcher.audience.suppression import suppressed_flag
-from dispatcher.delivery.state import Loaded
-from dispatcher.store.models import Campaign, Delivery, DeliveryStatus, Member, utcnow
+from dispatcher.delivery import state
+from dispatcher.delivery.state import FailureKind, Loaded, Move
+from dispatcher.store.models import Campaign, Delivery, Member, utcnow
 
 log = logging.getLogger("dispatcher.delivery.groupcommit")
 
@@ -50,13 +51,6 @@ _LOAD = (
     .where(_T.c.id.in_(bindparam("ids", expanding=True)))
 )
 _CAMPAIGNS = select(*_CAMPAIGN_COLUMNS).where(_C.c.id.in_(bindparam("ids", expanding=True)))
-_CLAIM = (  # built once: a statement built per cycle costs more than it runs for
-    update(_T)
-    .where(_T.c.id.in_(bindparam("ids", expanding=True)), _T.c.status == DeliveryStatus.PENDING)
-    .values(status=DeliveryStatus.SENDING, attempts=_T.c.attempts + 1, updated_at=bindparam("now"))
-    .returning(_T.c.id)
-)
-_MOVES: dict[tuple[str, tuple[str, ...]], Any] = {}  # (src, value names) -> statement
 _Model = TypeVar("_Model", Delivery, Member, Campaign)
 
 
@@ -64,7 +58,7 @@ _Model = TypeVar("_Model", Delivery, Member, Campaign)
 class _Request:
     kind: str  # "load", "begin", "claim" or "move"
     delivery_id: int
-    src: str = ""
+    move: Move | None = None
     values: dict[str, Any] = field(default_factory=dict)
     future: Future[Any] = field(default_factory=Future)
     sendable: Callable[[Loaded], bool] | None = None  # "begin": claim it if this says so
@@ -120,10 +114,7 @@ class GroupCommit:
 
     async def mark_sent_async(self, delivery_id: int, **values: Any) -> bool:
         """`mark_sent`, awaited on an event loop: done once the change is committed."""
-        values = dict(status=DeliveryStatus.SENT, error_code=None, error_message=None, **values)
-        return bool(
-            await self._await(_Request("move", delivery_id, str(DeliveryStatus.SENDING), values))
-        )
+        return bool(await self._await(_Request("move", delivery_id, state.SENT, values)))
 
     def claim(self, delivery_id: int) -> bool:
         """pending -> sending. False when another job got there first."""
@@ -131,23 +122,22 @@ class GroupCommit:
 
     def skip(self, delivery_id: int, reason: str) -> bool:
         """pending -> skipped."""
-        return self._move(delivery_id, DeliveryStatus.PENDING, status=DeliveryStatus.SKIPPED,
-                          error_message=reason[:500])  # fmt: skip
+        return self._move(delivery_id, state.SKIP, error_message=reason[:500])
 
     def mark_sent(self, delivery_id: int, **values: Any) -> bool:
         """sending -> sent, with e.g. provider_id."""
-        return self._move(delivery_id, DeliveryStatus.SENDING, status=DeliveryStatus.SENT,
-                          error_code=None, error_message=None, **values)  # fmt: skip
+        return self._move(delivery_id, state.SENT, **values)
 
-    def mark_failed(self, delivery_id: int, code: int | None, reason: str) -> bool:
-        """sending -> failed, with the code and reason."""
-        return self._move(delivery_id, DeliveryStatus.SENDING, status=DeliveryStatus.FAILED,
-                          error_code=code, error_message=reason[:500])  # fmt: skip
+    def mark_failed(
+        self, delivery_id: int, code: int | None, reason: str, kind: FailureKind
+    ) -> bool:
+        """sending -> failed, with the code, reason and kind of failure."""
+        return self._move(delivery_id, state.FAIL, error_code=code,
+                          error_message=reason[:500], failure_kind=str(kind))  # fmt: skip
 
     def release(self, delivery_id: int, code: int | None, reason: str) -> bool:
         """sending -> pending, after a transient failure, so the retry can claim it."""
-        return self._move(delivery_id, DeliveryStatus.SENDING, status=DeliveryStatus.PENDING,
-                          error_code=code, error_message=reason[:500])  # fmt: skip
+        return self._move(delivery_id, state.RELEASE, error_code=code, error_message=reason[:500])
 
     def close(self) -> None:
         """Finish what was asked, then stop the thread."""
@@ -160,8 +150,8 @@ class GroupCommit:
 
     # -- machinery --------------------------------------------------------------------------
 
-    def _move(self, delivery_id: int, src: str, **values: Any) -> bool:
-        return bool(self._call(_Request("move", delivery_id, str(src), values)))
+    def _move(self, delivery_id: int, move: Move, **values: Any) -> bool:
+        return bool(self._call(_Request("move", delivery_id, move, values)))
 
     def _call(self, request: _Request) -> Any:
         return self._submit(request).result(WAIT_S)
@@ -311,13 +301,14 @@ def run_batch(conn: Connection, batch: list[_Request]) -> list[Any]:
     for i, r in enumerate(batch):
         if r.kind == "begin":
             results[i] = (found.get(r.delivery_id), results[i] is True)
-    # Grouped by target status too: `move_many` tells which rows moved by their status.
-    groups: dict[tuple[str, str, tuple[str, ...]], list[int]] = defaultdict(list)
+    # Grouped by move: `move_many` tells which rows moved by their status.
+    groups: dict[tuple[Move, tuple[str, ...]], list[int]] = defaultdict(list)
     for i, r in enumerate(batch):
         if r.kind == "move":
-            groups[(r.src, str(r.values["status"]), tuple(sorted(r.values)))].append(i)
-    for (src, _dst, keys), members in groups.items():
-        moved = move_many(conn, src, keys, [batch[i] for i in members], now)
+            assert r.move is not None
+            groups[(r.move, tuple(sorted(r.values)))].append(i)
+    for (move, keys), members in groups.items():
+        moved = move_many(conn, move, keys, [batch[i] for i in members], now)
         for i in members:
             results[i] = batch[i].delivery_id in moved
             moved.discard(batch[i].delivery_id)
@@ -366,28 +357,14 @@ def load_many(conn: Connection, ids: set[int]) -> dict[int, Loaded]:
 
 def claim_many(conn: Connection, ids: list[int], now: Any) -> set[int]:
     """pending -> sending for all of them at once; the ids that moved."""
-    return set(conn.execute(_CLAIM, {"ids": list(set(ids)), "now": now}).scalars())
+    return set(conn.execute(state.claim_statement(), {"ids": list(set(ids)), "now": now}).scalars())
 
 
 def move_many(
-    conn: Connection, src: str, keys: tuple[str, ...], requests: list[_Request], now: Any
+    conn: Connection, move: Move, keys: tuple[str, ...], requests: list[_Request], now: Any
 ) -> set[int]:
-    """src -> values for each request (same value names, same target status), one
-    executemany; the ids moved."""
-    stmt = _MOVES.get((src, keys))
-    if stmt is None:
-        stmt = (
-            update(_T)
-            .where(_T.c.id == bindparam("b_id"), _T.c.status == src)
-            .values({k: bindparam(f"b_{k}") for k in keys})
-        )
-        if "provider_id" in keys:  # a member erased while it was sending: no provider id
-            stmt = stmt.values(
-                provider_id=case((_T.c.member_id.is_(None), None), else_=bindparam("b_provider_id"))
-            )
-        if "updated_at" not in keys:
-            stmt = stmt.values(updated_at=bindparam("b_now"))
-        _MOVES[(src, keys)] = stmt
+    """`move` for each request (same value names), one executemany; the ids moved."""
+    stmt = state.move_statement(move, keys)
     rows = [{"b_id": r.delivery_id, **{f"b_{k}": r.values[k] for k in keys}} for r in requests]
     if "updated_at" not in keys:
         for row in rows:
@@ -396,15 +373,6 @@ def move_many(
     ids = {r.delivery_id for r in requests}
     if moved == len(rows) and len(ids) == len(rows):
         return ids
-    # Some did not move (no longer in `src`): find out which, exactly. Every row this
-    # transaction moved carries its `now` (the write lock is still held).
-    when = requests[0].values.get("updated_at", now)
-    return set(
-        conn.execute(
-            select(_T.c.id).where(
-                _T.c.id.in_(ids),
-                _T.c.status == requests[0].values["status"],
-                _T.c.updated_at == when,
-            )
-        ).scalars()
-    )
+    # Some did not move (no longer in the move's source): find out which, exactly. Every
+    # row this transaction moved carries its `now` (the write lock is still held).
+    return state.moved_ids(conn, move, ids, requests[0].values.get("updated_at", now))

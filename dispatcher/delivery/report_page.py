@@ -14,10 +14,9 @@ from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from dispatcher.audience.privacy import ERASED
 from dispatcher.definition.persian import fa_digits, jalali
+from dispatcher.delivery.privacy import ERASED
 from dispatcher.delivery.report import UNKNOWN_EXCLUSION
-from dispatcher.delivery.state import RETRIES_EXHAUSTED
 
 CHANNEL_NAMES = {"email": "ایمیل", "sms": "پیامک"}
 STATES = {
@@ -47,7 +46,7 @@ REASONS = {
 }
 PREFIXES = {
     "cancelled: ": "لغو کارزار: ",
-    f"{RETRIES_EXHAUSTED}: ": "تلاش‌ها به پایان رسید: ",
+    "retries exhausted: ": "تلاش‌ها به پایان رسید: ",  # workers/actor.py writes it
     "render: ": "خطای قالب: ",
 }
 

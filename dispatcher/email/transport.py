@@ -1,11 +1,9 @@
-"""The email transport interface and the one place a backend is chosen."""
+"""The email transport interface: SMTP (`smtp.py`) and the outbox folder (`outbox.py`)
+implement it; `dispatcher.runtime` picks one from the settings."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    pass
+from typing import Protocol
 
 
 class EmailTransport(Protocol):

@@ -1,11 +1,10 @@
-"""Expansion: a campaign file becomes a Campaign row and one Delivery row per
-(address, channel) in one transaction, then one queue message per delivery id.
+"""Expansion: a campaign spec becomes a Campaign row and, now or at its launch (a
+scheduled one), one pending Delivery row per recipient and channel, in one transaction.
 
-Deliveries are inserted with one `INSERT ... SELECT ... GROUP BY <address key>` per
-channel, so expansion costs a handful of statements whatever the audience size, and
-members who share an address get one delivery: the one with the lowest member id
-among those opted in and not suppressed. Ids are then read back in keyset-paginated
-chunks and enqueued in pipelined batches.
+Deliveries are inserted with one `INSERT ... SELECT` per channel (the audience SQL of
+`audience.selection`): of members who share an address, the lowest member id gets it.
+`enqueue_pending` then reads the pending ids back in keyset-paginated chunks and
+enqueues them in pipelined batches.
 """
 
 from __future__ import annotations

@@ -18,8 +18,8 @@ from sqlmodel import Session, col
 
 from dispatcher.audience.consent import opt_out
 from dispatcher.audience.normalise import normalise_mobile, to_ascii_digits
+from dispatcher.delivery import state
 from dispatcher.delivery.guard import SendGuard
-from dispatcher.delivery.state import RETRIES_EXHAUSTED
 from dispatcher.errors import ConfigurationError
 from dispatcher.masking import mask_mobile, mask_text
 from dispatcher.settings import Settings
@@ -130,18 +130,6 @@ _SYNC_KEYS = (
     "found_sent",
 )
 
-_FOUND_SENT = (  # failed -> sent: Kavenegar had accepted it after all
-    update(Delivery)
-    .where(col(Delivery.id) == bindparam("b_id"), col(Delivery.status) == DeliveryStatus.FAILED)
-    .values(
-        status=DeliveryStatus.SENT,
-        provider_id=bindparam("b_messageid"),
-        provider_status=bindparam("b_status"),
-        error_code=None,
-        error_message=None,
-        updated_at=bindparam("b_at"),
-    )
-)
 _NOT_THERE = (  # still failed, and known not to be at Kavenegar: not asked again
     update(Delivery)
     .where(col(Delivery.id) == bindparam("b_id"), col(Delivery.status) == DeliveryStatus.FAILED)
@@ -165,9 +153,8 @@ def _settle_unanswered(
                 .where(
                     col(Delivery.campaign_id) == campaign_id,
                     col(Delivery.channel) == Channel.SMS,
-                    col(Delivery.status) == DeliveryStatus.FAILED,
+                    state.retries_exhausted(),
                     col(Delivery.member_id).is_not(None),  # an erased member's: not asked
-                    col(Delivery.error_message).startswith(RETRIES_EXHAUSTED),
                     col(Delivery.provider_status).is_(None),
                     col(Delivery.updated_at) <= before,
                 )
@@ -187,16 +174,10 @@ def _settle_unanswered(
             if result is None:
                 session.connection().execute(_NOT_THERE, {"b_id": delivery_id, "b_at": utcnow()})
                 continue
-            found = session.connection().execute(
-                _FOUND_SENT,
-                {
-                    "b_id": delivery_id,
-                    "b_messageid": str(result.messageid),
-                    "b_status": result.status,
-                    "b_at": utcnow(),
-                },
+            found = state.found_sent(
+                session.connection(), delivery_id, str(result.messageid), result.status, utcnow()
             )
-        if found.rowcount == 1:
+        if found:
             counts["found_sent"] += 1
             log.info("delivery %s: Kavenegar had accepted it; recorded sent", delivery_id)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
@@ -16,7 +16,6 @@ from sqlmodel import Session
 from dispatcher.audience.selection import recipients
 from dispatcher.definition.campaign import Audience
 from dispatcher.definition.rendering import CampaignTemplates
-from dispatcher.errors import RenderError
 from dispatcher.queue.expansion import campaign_ids
 from dispatcher.store.models import Channel, Member
 
@@ -94,29 +93,6 @@ def with_footer(text: str, footer: str) -> str:
 def parts_with_footer(body: str, footer: str) -> int:
     """SMS parts of `body` as sent, with the footer."""
     return measure(with_footer(body, footer)).parts
-
-
-def render_text(
-    templates: CampaignTemplates,
-    member: dict[str, Any],
-    *,
-    footer: str,
-    max_parts: int,
-    track: Callable[[str], str] | None = None,
-) -> str:
-    """The SMS for one member as it is sent, footer included; RenderError when the
-    template fails, renders nothing, or comes to more than `max_parts` parts.
-    `track`: rewrites the body's links (`[sms] track_links`) before it is measured."""
-    body = templates.render_sms(member)
-    if track is not None:
-        body = track(body)
-    if not body.strip():
-        raise RenderError("render: sms: the message is empty")
-    text = with_footer(body, footer)
-    length = measure(text)
-    if length.parts > max_parts:
-        raise RenderError(f"render: sms: {length.parts} parts, over SMS_MAX_PARTS ({max_parts})")
-    return text
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,16 +1,13 @@
-"""The SMS transport interface and the one place an SMS backend is chosen.
+"""The SMS transport interface and what a provider answers.
 
-Two backends: `KavenegarTransport` (the real thing) and `SmsOutbox` (one JSON line
-per message under `OUTBOX_DIR/sms/`, when `KAVENEGAR_API_KEY` is not set).
+`KavenegarTransport` (the real thing) and `SmsOutbox` (one JSON line per message under
+`OUTBOX_DIR/sms/`) implement it; `dispatcher.runtime` picks one from the settings.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    pass
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,15 @@ class DeliveryStatus(StrEnum):
     FAILED = "failed"
 
 
+class FailureKind(StrEnum):
+    """Why a delivery failed for good (`Delivery.failure_kind`)."""
+
+    RETRIES_EXHAUSTED = "retries-exhausted"  # transient failures used up the retries
+    PERMANENT = "permanent"  # the provider refused the message for good
+    INVALID_RECIPIENT = "invalid-recipient"  # the provider says the address is no good
+    RENDER = "render"  # the campaign's template could not make the message
+
+
 class CampaignState(StrEnum):
     """draft -> scheduled -> sending -> done; sending <-> paused; any but done -> cancelled.
 
@@ -112,11 +121,6 @@ class Member(SQLModel, table=True):
     mobile_key: str | None = Field(default=None, max_length=64, index=True)
     tags: str = ""  # ';'-joined, for display; MemberTag is what audiences query
     updated_at: datetime = Field(default_factory=utcnow)
-
-    def opted_in(self, channel: Channel) -> bool:
-        if channel is Channel.EMAIL:
-            return self.email_opt_in and bool(self.email)
-        return self.sms_opt_in and bool(self.mobile) and not self.mobile_invalid
 
     def template_context(self) -> dict[str, Any]:
         return {
@@ -251,6 +255,8 @@ class Delivery(SQLModel, table=True):
     attempts: int = 0
     error_code: int | None = None
     error_message: str | None = Field(default=None, max_length=500)
+    # Set with `failed`: why it failed for good (a FailureKind value); None otherwise.
+    failure_kind: str | None = Field(default=None, max_length=24)
     provider_id: str | None = Field(default=None, max_length=255)
     cost: int | None = None
     # The provider's last known status of a sent message (Kavenegar: 1 queued,

@@ -14,8 +14,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from dispatcher.audience.tokens import TokenClaims, TokenSigner
+from dispatcher.compose import compile_templates, compose_email
 from dispatcher.definition.campaign import CampaignSpec
-from dispatcher.definition.rendering import CampaignTemplates, shop_name
+from dispatcher.definition.rendering import CampaignTemplates
 from dispatcher.errors import NotFoundError
 from dispatcher.settings import Settings
 from dispatcher.store.models import Campaign, Channel, Member
@@ -30,8 +31,7 @@ class Copies:
         self.engine = engine
         self.signer = signer
         self.base_url = settings.unsubscribe_base_url
-        self.shop = {"name": shop_name(settings.mail_from)}
-        self.zone = settings.sms_zone
+        self.settings = settings
         self._compiled: OrderedDict[int, CampaignTemplates] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -46,7 +46,10 @@ class Copies:
             raise NotFoundError("no such copy")
         token = self.signer.sign(member.id, Channel.EMAIL, campaign.id)
         unsubscribe = f"{self.base_url}/u/{token}"
-        return self._templates(campaign).render_email(member.template_context(), unsubscribe).html
+        templates = self._templates(campaign)
+        return compose_email(
+            templates, member.template_context(), unsubscribe_url=unsubscribe, view_url=None
+        ).html
 
     def _templates(self, campaign: Campaign) -> CampaignTemplates:
         assert campaign.id is not None
@@ -55,7 +58,7 @@ class Copies:
             if hit is not None:
                 self._compiled.move_to_end(campaign.id)
                 return hit
-        compiled = CampaignSpec.from_json(campaign.spec).templates(self.shop, zone=self.zone)
+        compiled = compile_templates(CampaignSpec.from_json(campaign.spec), self.settings)
         with self._lock:
             self._compiled[campaign.id] = compiled
             while len(self._compiled) > KEPT:

@@ -1,34 +1,49 @@
-"""The one sequence every channel's actor runs, with the channel's hooks.
+"""The one delivery sequence every channel's actor runs; a channel supplies its steps.
 
-load and check consent -> claim -> render -> send -> classify the outcome -> record.
-A channel (`Channel` below) supplies who is unreachable, its own holds, and what to do
-with an invalid recipient or a refused account; the rest is written here, once.
+    load -> check -> hold -> slot -> claim -> compose -> send -> record
+
+`deliver` runs it for a `Channel`, which supplies `compose`, `send` and its hooks
+(holds, an invalid recipient, a refused account, giving up). The rate slot is taken
+first and the delivery is then loaded, checked and claimed in one database cycle, so
+the check is never older than the wait; after an unsendable job a channel is
+`careful` for a while and loads and checks before the wait too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from enum import StrEnum
+from typing import Any
 
 import redis
 from dramatiq import Actor
 from dramatiq.middleware import CurrentMessage
+from sqlalchemy.exc import SQLAlchemyError
 
+from dispatcher.channels import ChannelSpec
 from dispatcher.delivery.control import is_held, pause
+from dispatcher.delivery.groupcommit import WAIT_S
 from dispatcher.delivery.guard import SLOW_DOWN_DELAY_MS, SendGuard
-from dispatcher.delivery.state import RETRIES_EXHAUSTED, Loaded
+from dispatcher.delivery.state import FailureKind, Loaded
 from dispatcher.errors import (
     AccountError,
     DeliveryError,
     InvalidRecipientError,
     PermanentDeliveryError,
+    RenderError,
     ThrottledError,
+    TransientDeliveryError,
 )
-from dispatcher.runtime import Runtime
-from dispatcher.store.models import Channel as ChannelName
-from dispatcher.store.models import DeliveryStatus, PausedBy
+from dispatcher.runtime import CompiledCampaign, Runtime
+from dispatcher.store.models import DeliveryStatus, PausedBy, utcnow
+from dispatcher.workers.onloop import run_on_loop
 
 log = logging.getLogger("dispatcher.workers")
+
+CAREFUL_S = 10.0  # after an unsendable job, load and check before the rate slot this long
+RECORD_RETRY_S = (0.5, 2.0, 5.0)  # pauses before recording an accepted message again
 
 
 class Outcome(StrEnum):
@@ -47,17 +62,102 @@ class Outcome(StrEnum):
     UNRECORDED = "unrecorded"  # sent, but it was no longer `sending` to record it
 
 
+UNSENDABLE = (Outcome.DUPLICATE, Outcome.HELD, Outcome.PAUSED, Outcome.WAITING)
+
+
+class Careful:
+    """After a job whose delivery was not sendable (a paused campaign, a duplicate job),
+    the channel loads and checks before it waits for a rate slot, for `CAREFUL_S`."""
+
+    def __init__(self) -> None:
+        self.since = -CAREFUL_S  # time.monotonic() of the last unsendable job
+
+    def start(self) -> None:
+        self.since = time.monotonic()
+
+    def end(self) -> None:
+        self.since = -CAREFUL_S
+
+    @property
+    def on(self) -> bool:
+        return time.monotonic() - self.since <= CAREFUL_S
+
+
+class Job:
+    """One delivery's attempt, as far as it got."""
+
+    __slots__ = ("channel", "claimed", "compiled", "delivery_id", "loaded", "rt", "sent", "values")
+
+    def __init__(self, rt: Runtime, channel: Channel, delivery_id: int) -> None:
+        self.rt = rt
+        self.channel = channel
+        self.delivery_id = delivery_id
+        self.loaded: Loaded | None = None
+        self.claimed = False
+        self.compiled: CompiledCampaign | None = None
+        self.sent = False  # the provider accepted the message ...
+        self.values: dict[str, Any] = {}  # ... and these are to be recorded with `sent`
+
+    def sendable(self, loaded: Loaded) -> bool:
+        """Whether `begin` may claim it at once: pending, the campaign sending, the member
+        reachable, no hold of the channel's. Runs on the database thread: quick."""
+        return (
+            loaded.delivery.status == DeliveryStatus.PENDING
+            and not is_held(loaded.campaign)
+            and loaded.unreachable(self.channel.name) is None
+            and self.channel.hold(self.rt, loaded) is None
+        )
+
+
 class Channel:
-    """What a channel adds to the sequence. Subclasses override the hooks they need."""
+    """What a channel adds to the sequence: its spec, `compose`, `send` and hooks."""
 
-    name: ChannelName
-    transport: str  # the guard's name: "smtp" or "kavenegar"
-    max_retries: int
+    spec: ChannelSpec
     actor: Actor | None = None  # set once the actor is declared (to send again later)
+    # Claim, compose, send and record on the process's event loop (`send_async`).
+    on_loop: bool = False
 
-    def held(self, rt: Runtime, loaded: Loaded) -> Outcome | None:
-        """A hold of the channel's own (a pause, a closed window), or None."""
+    def __init__(self) -> None:
+        self.careful = Careful()
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def transport(self) -> str:
+        return self.spec.transport
+
+    @property
+    def max_retries(self) -> int:
+        return self.spec.max_retries
+
+    def ready(self, rt: Runtime) -> bool:
+        """False when the channel is not configured to send: the sequence loads, checks
+        and `prepare`s first (which raises)."""
+        return True
+
+    def prepare(self, rt: Runtime, compiled: CompiledCampaign) -> None:
+        """Raise ConfigurationError when the channel cannot send the campaign."""
+
+    def hold(self, rt: Runtime, loaded: Loaded) -> Outcome | None:
+        """A hold of the channel's own (a pause, a closed window), or None; no writes."""
         return None
+
+    def on_hold(self, rt: Runtime, loaded: Loaded, outcome: Outcome) -> None:
+        """What the channel records of a hold met at send time."""
+
+    def compose(self, job: Job) -> Any:
+        """The member's message (RenderError when the template cannot make it)."""
+        raise NotImplementedError
+
+    def send(self, job: Job, guard: SendGuard, message: Any) -> dict[str, Any]:
+        """Hand the message to the provider; the values to record with `sent`."""
+        raise NotImplementedError
+
+    async def send_async(self, job: Job, message: Any) -> dict[str, Any]:
+        """`send`, on the event loop (channels with `on_loop`)."""
+        raise NotImplementedError
 
     def invalid_recipient(self, rt: Runtime, loaded: Loaded, exc: DeliveryError) -> None:
         """The provider says the recipient will never take a message."""
@@ -69,13 +169,117 @@ class Channel:
         """The provider refuses our account: nothing can go until a person acts."""
 
 
-def is_last_attempt(max_retries: int) -> bool:
-    """True when a transient failure now must be final (no retry is left); outside a
-    worker (a direct call) every attempt is the last."""
-    message = CurrentMessage.get_current_message()
-    if message is None:
-        return True
-    return int(message.options.get("retries", 0)) >= max_retries
+def deliver(rt: Runtime, channel: Channel, delivery_id: int) -> str:
+    """Run one delivery through the sequence; its outcome. Raises the error when
+    Dramatiq is to retry the message."""
+    guard = rt.guard(channel.transport)
+    job = Job(rt, channel, delivery_id)
+    if channel.careful.on or not channel.ready(rt):
+        job.loaded = rt.deliveries.load(delivery_id)
+        outcome = unclaimed(job)
+        if outcome is not None:
+            return outcome
+        assert job.loaded is not None
+        channel.prepare(rt, rt.compiled(job.loaded.campaign))
+    guard.before_send()  # may wait long: what follows reads the delivery afresh
+    outcome = _on_loop(job, guard) if channel.on_loop else _here(job, guard)
+    if outcome is None:
+        return not_claimed(job)
+    if outcome not in (Outcome.SENT, Outcome.UNRECORDED):  # failed, or slowed down
+        return outcome
+    assert job.loaded is not None
+    return succeeded(guard, delivery_id, job.loaded, outcome == Outcome.SENT)
+
+
+def _here(job: Job, guard: SendGuard) -> str | None:
+    """Claim, compose, send and record on this thread; None when not claimed."""
+    rt, channel, db, delivery_id = job.rt, job.channel, job.rt.deliveries, job.delivery_id
+    job.loaded, job.claimed = db.begin(delivery_id, job.sendable)
+    if not job.claimed:
+        return None
+    assert job.loaded is not None
+    try:
+        job.compiled = rt.compiled(job.loaded.campaign)
+    except BaseException:
+        db.release(delivery_id, None, "could not prepare the campaign")
+        raise
+    try:
+        job.values = channel.send(job, guard, channel.compose(job))
+    except DeliveryError as exc:
+        return failed(rt, channel, guard, delivery_id, job.loaded, exc)
+    job.sent = True
+    recorded = db.mark_sent(delivery_id, sent_at=utcnow(), **job.values)
+    return Outcome.SENT if recorded else Outcome.UNRECORDED
+
+
+async def _claim_and_send(job: Job) -> str | None:
+    """`_here` on the event loop: load and claim in one database cycle (with other
+    jobs'), compose, send and record; None when not claimed."""
+    rt, db, delivery_id = job.rt, job.rt.deliveries, job.delivery_id
+    job.loaded, job.claimed = await db.begin_async(delivery_id, job.sendable)
+    if not job.claimed:
+        return None
+    assert job.loaded is not None
+    compiled = rt.compiled_if_cached(job.loaded.campaign)
+    if compiled is None:  # once per campaign and process: it reads the database
+        loop = asyncio.get_running_loop()
+        compiled = await loop.run_in_executor(None, rt.compiled, job.loaded.campaign)
+    job.compiled = compiled
+    job.values = await job.channel.send_async(job, job.channel.compose(job))
+    job.sent = True
+    marked = await db.mark_sent_async(delivery_id, sent_at=utcnow(), **job.values)
+    return Outcome.SENT if marked else Outcome.UNRECORDED
+
+
+def _on_loop(job: Job, guard: SendGuard) -> str | None:
+    """`_claim_and_send` on the process's event loop; its error recorded here, once
+    it has really ended (so what is read of the job is final)."""
+    return run_on_loop(
+        job.rt.loop.loop,
+        _claim_and_send(job),
+        lambda outcome, error: _settle(job, guard, outcome, error),
+        wait_s=WAIT_S,
+    )
+
+
+def _settle(
+    job: Job, guard: SendGuard, outcome: str | None, error: BaseException | None
+) -> str | None:
+    if error is None:
+        return outcome
+    db, delivery_id = job.rt.deliveries, job.delivery_id
+    if job.sent:  # accepted by the provider: never handed back, or it would go twice
+        return _record_sent_late(job, error)
+    if isinstance(error, asyncio.CancelledError):
+        error = TransientDeliveryError(f"no outcome after {WAIT_S:.0f} s")
+    if isinstance(error, DeliveryError) and job.claimed:
+        assert job.loaded is not None
+        return failed(job.rt, job.channel, guard, delivery_id, job.loaded, error)
+    if job.claimed and job.compiled is None:  # the campaign could not be prepared
+        db.release(delivery_id, None, "could not prepare the campaign")
+    raise error  # not claimed (e.g. no outcome of the claim itself): nothing to undo
+
+
+def _record_sent_late(job: Job, error: BaseException) -> str:
+    """The provider accepted the message, but recording it failed (a database error,
+    or the wait for the commit ran out): try again from here a few times. Raised, the
+    job is retried and finds its delivery `sending`; only the lease takes it back."""
+    db, delivery_id = job.rt.deliveries, job.delivery_id
+    values = job.values
+    for pause_s in RECORD_RETRY_S:
+        time.sleep(pause_s)
+        try:
+            if db.mark_sent(delivery_id, sent_at=utcnow(), **values):
+                return Outcome.SENT
+            loaded = db.load(delivery_id)  # the first request committed after all?
+        except (SQLAlchemyError, OSError) as exc:
+            error = exc
+            continue
+        if loaded is not None and loaded.delivery.status == DeliveryStatus.SENT:
+            return Outcome.SENT
+        return Outcome.UNRECORDED
+    log.error("delivery %s: sent, but it could not be recorded (%s)", delivery_id, error)
+    raise error
 
 
 def check(rt: Runtime, channel: Channel, delivery_id: int, loaded: Loaded | None) -> Outcome | None:
@@ -93,14 +297,45 @@ def check(rt: Runtime, channel: Channel, delivery_id: int, loaded: Loaded | None
         rt.deliveries.skip(delivery_id, reason)
         log.info("delivery %s: skipped (%s)", delivery_id, reason)
         return Outcome.SKIPPED
-    return channel.held(rt, loaded)
+    outcome = channel.hold(rt, loaded)
+    if outcome is not None:
+        channel.on_hold(rt, loaded, outcome)
+    return outcome
 
 
-def render_failed(rt: Runtime, delivery_id: int, reason: str) -> Outcome:
-    """The campaign's template could not make this message: failed, never retried."""
-    rt.deliveries.mark_failed(delivery_id, None, f"render: {reason}")
-    log.warning("delivery %s: failed to render: %s", delivery_id, reason)
-    return Outcome.FAILED
+def unclaimed(job: Job) -> str | None:
+    """Why the delivery is not to be claimed (after the skip, for a member not
+    reachable); None when it is sendable. An unsendable one makes the channel careful."""
+    outcome = check(job.rt, job.channel, job.delivery_id, job.loaded)
+    if outcome in UNSENDABLE:
+        job.channel.careful.start()
+    return outcome
+
+
+def not_claimed(job: Job) -> str:
+    """Why `begin` did not claim it: what the check says, or another job had it."""
+    outcome = unclaimed(job)
+    if outcome is not None:
+        return outcome
+    job.channel.careful.start()  # sendable, but another job claimed it first
+    return Outcome.DUPLICATE
+
+
+def is_last_attempt(max_retries: int) -> bool:
+    """True when a transient failure now must be final (no retry is left); outside a
+    worker (a direct call) every attempt is the last."""
+    message = CurrentMessage.get_current_message()
+    if message is None:
+        return True
+    return int(message.options.get("retries", 0)) >= max_retries
+
+
+def _kind(exc: PermanentDeliveryError) -> FailureKind:
+    if isinstance(exc, RenderError):
+        return FailureKind.RENDER
+    if isinstance(exc, InvalidRecipientError):
+        return FailureKind.INVALID_RECIPIENT
+    return FailureKind.PERMANENT
 
 
 def failed(
@@ -120,7 +355,7 @@ def failed(
         channel.account_refused(rt, loaded, exc)
         return Outcome.PAUSED
     if isinstance(exc, PermanentDeliveryError):
-        db.mark_failed(delivery_id, exc.code, str(exc))
+        db.mark_failed(delivery_id, exc.code, str(exc), _kind(exc))
         if isinstance(exc, InvalidRecipientError):
             channel.invalid_recipient(rt, loaded, exc)
         channel.gave_up(rt, loaded, delivery_id, exc)
@@ -131,7 +366,8 @@ def failed(
         channel.actor.send_with_options(args=(delivery_id,), delay=SLOW_DOWN_DELAY_MS)
         slow_down, outcome = True, Outcome.SLOWED
     elif is_last_attempt(channel.max_retries):
-        db.mark_failed(delivery_id, exc.code, f"{RETRIES_EXHAUSTED}: {exc}")
+        reason = f"retries exhausted: {exc}"
+        db.mark_failed(delivery_id, exc.code, reason, FailureKind.RETRIES_EXHAUSTED)
         channel.gave_up(rt, loaded, delivery_id, exc)
         outcome = Outcome.FAILED
     else:

@@ -11,10 +11,9 @@ import pytest
 from sqlalchemy import create_engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from dispatcher.delivery import groupcommit
+from dispatcher.delivery import groupcommit, state
 from dispatcher.delivery.groupcommit import GroupCommit, _Request, run_batch
-from dispatcher.delivery.state import Loaded
-from dispatcher.store.models import DeliveryStatus
+from dispatcher.delivery.state import FailureKind, Loaded, Move
 from tests.factories import Harness, add_member, write_campaign
 
 
@@ -31,9 +30,11 @@ def campaign_of(
     return h, ids
 
 
-def move(delivery_id: int, target: DeliveryStatus) -> _Request:
-    values = {"status": target, "error_code": 451, "error_message": "busy"}
-    return _Request("move", delivery_id, str(DeliveryStatus.SENDING), values)
+def move(delivery_id: int, move: Move) -> _Request:
+    values: dict[str, object] = {"error_code": 451, "error_message": "busy"}
+    if move is state.FAIL:
+        values["failure_kind"] = FailureKind.RETRIES_EXHAUSTED
+    return _Request("move", delivery_id, move, values)
 
 
 def test_releases_and_failures_in_one_batch_report_each_row(
@@ -44,9 +45,9 @@ def test_releases_and_failures_in_one_batch_report_each_row(
     assert db.claim(released) and db.claim(failed)
 
     batch = [
-        move(released, DeliveryStatus.PENDING),
-        move(failed, DeliveryStatus.FAILED),
-        move(not_sending, DeliveryStatus.FAILED),  # still pending: does not move
+        move(released, state.RELEASE),
+        move(failed, state.FAIL),
+        move(not_sending, state.FAIL),  # still pending: does not move
     ]
     with h.engine.connect() as conn:
         results = run_batch(conn, batch)

@@ -14,15 +14,15 @@ import pytest
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 
-from dispatcher.audience.privacy import erase_member
 from dispatcher.delivery.control import find, retry_failed
+from dispatcher.delivery.privacy import erase_member
 from dispatcher.delivery.status import campaign_status
 from dispatcher.errors import ConfigurationError
 from dispatcher.settings import Settings
 from dispatcher.sms import sync as sms_sync
 from dispatcher.sms.inbox import OptOutSpool
 from dispatcher.sms.sync import is_opt_out_reply, read_inbox, sync_statuses
-from dispatcher.store.models import Campaign, ConsentEvent, Delivery, Member
+from dispatcher.store.models import Campaign, ConsentEvent, Delivery, FailureKind, Member
 from dispatcher.workers.sms import deliver_sms
 from tests.factories import Harness, add_member, harness, write_campaign
 from tests.servers.kavenegar_server import KavenegarServerHandle
@@ -238,13 +238,14 @@ def test_an_sms_kavenegar_never_got_stays_failed_and_is_asked_about_once(
     h.send(write_campaign(tmp_path / "c", channels=("sms",), sms="حراج یلدا"))
     lost, busy, invalid = (d.id for d in h.deliveries())
     assert lost is not None and busy is not None and invalid is not None
-    for delivery_id, code, reason in (
-        (lost, None, "retries exhausted: connection"),  # no answer
-        (busy, 502, "retries exhausted: 502"),  # a proxy's answer: maybe accepted behind it
-        (invalid, 411, "invalid receptor"),  # Kavenegar's refusal: nothing to look up
+    exhausted, refused = FailureKind.RETRIES_EXHAUSTED, FailureKind.INVALID_RECIPIENT
+    for delivery_id, code, reason, kind in (
+        (lost, None, "retries exhausted: connection", exhausted),  # no answer
+        (busy, 502, "retries exhausted: 502", exhausted),  # a proxy's: maybe accepted behind it
+        (invalid, 411, "invalid receptor", refused),  # Kavenegar's refusal: nothing to ask
     ):
         assert h.runtime.deliveries.claim(delivery_id)
-        h.runtime.deliveries.mark_failed(delivery_id, code, reason)
+        h.runtime.deliveries.mark_failed(delivery_id, code, reason, kind)
 
     def asked() -> int:
         return sum("statuslocalmessageid" in r["path"] for r in kavenegar_server.requests())

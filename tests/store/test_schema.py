@@ -95,3 +95,38 @@ def test_the_first_versions_tables_without_alembic_upgrade_in_place(empty_engine
 
 def test_the_head_the_commands_check_is_the_newest_migration() -> None:
     assert schema.head() == schema.scripts_head()  # bump schema.HEAD with each migration
+
+
+def test_revision_0008_gives_old_failed_deliveries_their_failure_kind(
+    empty_engine: Engine,
+) -> None:
+    schema.upgrade(empty_engine, "0007")
+    at = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    with empty_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO campaign (slug, name, channels, state, spec, excluded, created_at)"
+                " VALUES ('old', 'قدیمی', 'email', 'done', '{}', '{}', :at)"
+            ),
+            {"at": at},
+        )
+        for i, (status, message) in enumerate(
+            [
+                ("failed", "retries exhausted: 451 try later"),
+                ("failed", "render: email.html: the HTML has no visible unsubscribe link"),
+                ("failed", "550 5.1.1 no such user"),
+                ("sent", None),
+            ]
+        ):
+            conn.execute(
+                text(
+                    "INSERT INTO delivery (id, campaign_id, channel, status, attempts,"
+                    " error_message, updated_at) VALUES (:id, (SELECT id FROM campaign),"
+                    " 'email', :status, 1, :message, :at)"
+                ),
+                {"id": i + 1, "status": status, "message": message, "at": at},
+            )
+    schema.upgrade(empty_engine, "0008")
+    with empty_engine.connect() as conn:
+        kinds = conn.execute(text("SELECT failure_kind FROM delivery ORDER BY id")).scalars()
+        assert list(kinds) == ["retries-exhausted", "render", "permanent", None]

@@ -26,10 +26,10 @@ from starlette.testclient import TestClient
 
 from dispatcher.audience.addresses import address_keys
 from dispatcher.audience.clicktoken import ClickSigner
-from dispatcher.audience.privacy import export_member
 from dispatcher.definition.campaign import load_campaign
 from dispatcher.delivery.clicks import purge_seen
 from dispatcher.delivery.control import finish_if_done
+from dispatcher.delivery.privacy import export_member
 from dispatcher.delivery.report import campaign_report
 from dispatcher.queue.expansion import expand
 from dispatcher.scheduler import Scheduler

@@ -17,6 +17,7 @@ from sqlmodel import col
 from dispatcher.delivery.status import campaign_status
 from dispatcher.email.verp import delivery_of_message_id
 from dispatcher.store.models import Delivery, DeliveryStatus
+from dispatcher.workers import actor
 from dispatcher.workers import email as email_worker
 from dispatcher.workers.email import deliver_email
 from tests.factories import HTML, Harness, add_member, update_member, write_campaign
@@ -294,9 +295,9 @@ def test_an_opt_out_during_the_wait_for_a_rate_slot_is_honoured(
     h.send(write_campaign(tmp_path / "c"))
     assert member.id is not None
     member_id = member.id
-    careful = email_worker.Careful()
+    careful = actor.Careful()
     careful.start()  # the careful path: load and check before the rate slot
-    monkeypatch.setattr(email_worker, "careful", careful)
+    monkeypatch.setattr(email_worker.EMAIL, "careful", careful)
     guard = h.runtime.guard("smtp")
 
     def opt_out_while_waiting() -> None:
@@ -317,7 +318,7 @@ def test_a_send_with_no_outcome_in_time_is_cancelled_and_handed_back(
     h = pipeline(**smtp(smtp_server))
     add_member(h.engine, "C1")
     h.send(write_campaign(tmp_path / "c"))
-    monkeypatch.setattr(email_worker, "WAIT_S", 0.5)
+    monkeypatch.setattr(actor, "WAIT_S", 0.5)
     smtp_server.delay_data(seconds=1.5)
     assert deliver_email(h.runtime, only(h)) == "failed"  # a direct call: no retry left
     [delivery] = h.deliveries()
@@ -407,7 +408,7 @@ def test_a_campaign_that_cannot_be_prepared_hands_its_delivery_back(
     def broken(campaign: object) -> None:
         raise RuntimeError("templates unreadable")
 
-    monkeypatch.setattr(email_worker, "careful", email_worker.Careful())  # the fast way
+    monkeypatch.setattr(email_worker.EMAIL, "careful", actor.Careful())  # the fast way
     monkeypatch.setattr(h.runtime, "compiled_if_cached", lambda campaign: None)
     monkeypatch.setattr(h.runtime, "compiled", broken)
     with pytest.raises(RuntimeError, match="templates unreadable"):
@@ -427,7 +428,7 @@ def test_a_database_error_after_the_relay_accepted_does_not_hand_the_delivery_ba
     h = pipeline(**smtp(smtp_server))
     add_member(h.engine, "C1")
     h.send(write_campaign(tmp_path / "c"))
-    monkeypatch.setattr(email_worker, "RECORD_RETRY_S", (0.05, 0.05))
+    monkeypatch.setattr(actor, "RECORD_RETRY_S", (0.05, 0.05))
     blips: list[int] = []
 
     async def database_blip(delivery_id: int, **values: object) -> bool:

@@ -21,6 +21,8 @@ from dispatcher.delivery.control import resume_sms
 from dispatcher.delivery.status import campaign_status
 from dispatcher.sms.hold import held_sms, release_waiting_sms
 from dispatcher.store.models import Campaign, ConsentSource, DeliveryStatus, Member
+from dispatcher.workers import actor
+from dispatcher.workers import sms as sms_worker
 from dispatcher.workers.sms import deliver_sms
 from tests.factories import Harness, add_member, write_campaign
 from tests.servers.kavenegar_server import KavenegarServerHandle
@@ -571,3 +573,23 @@ def test_a_14_found_on_a_retry_opts_the_member_out(
     assert (delivery.status, delivery.provider_status) == (DeliveryStatus.SENT, 14)
     found = member(h, added.id)
     assert (found.sms_opt_in, found.sms_optout_source) == (False, "provider")
+
+
+def test_an_sms_costs_two_database_round_trips_as_an_email_does(
+    sms_pipeline: Callable[..., Harness],
+    kavenegar_server: KavenegarServerHandle,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    h = sms_pipeline()
+    add_member(h.engine, "C1", mobile="+989121234567")
+    h.send(sms_campaign(tmp_path))
+    [delivery] = h.deliveries()
+    assert delivery.id is not None
+    monkeypatch.setattr(sms_worker.SMS, "careful", actor.Careful())  # no unsendable job before
+    db = h.runtime.deliveries
+    before = db.requests
+
+    assert deliver_sms(h.runtime, delivery.id) == "sent"
+    assert db.requests - before == 2  # load, check and claim in one; then `sent`
+    assert len(kavenegar_server.sent()) == 1

@@ -1,7 +1,7 @@
 """The marketer's console: staff accounts, their sessions, the audit log.
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-07
 
 `staff` keeps an argon2 hash of each password, never the password; `staff_session`
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

@@ -9,7 +9,7 @@ from sqlmodel import Session, select
 
 from dispatcher.audience.addresses import AddressKeys
 from dispatcher.audience.consent import opt_out
-from dispatcher.audience.privacy import ERASED, erase_member, export_member
+from dispatcher.delivery.privacy import ERASED, erase_member, export_member
 from dispatcher.errors import NotFoundError
 from dispatcher.store.db import session_scope
 from dispatcher.store.models import (

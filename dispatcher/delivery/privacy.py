@@ -21,13 +21,13 @@ from sqlalchemy import Connection, Select, case, delete, select, update
 from sqlalchemy.engine import Engine
 
 from dispatcher.audience.normalise import external_id_forms
+from dispatcher.delivery.state import skip_member_pending
 from dispatcher.errors import NotFoundError
 from dispatcher.store.db import sqlite_checkpoint
 from dispatcher.store.models import (
     Campaign,
     ConsentEvent,
     Delivery,
-    DeliveryStatus,
     Member,
     MemberTag,
     Suppression,
@@ -198,19 +198,16 @@ def _erase(conn: Connection, external_id: str) -> Erasure:
     member_id = conn.execute(_named(select(_MEMBER.c.id), external_id).with_for_update()).scalar()
     if member_id is None:
         raise NotFoundError(f"no member with external_id {external_id!r}")
-    pending = _DELIVERY.c.status == DeliveryStatus.PENDING.value
-    skipped = conn.execute(
-        select(_DELIVERY.c.id).where(_DELIVERY.c.member_id == member_id, pending)
-    ).all()
+    now = utcnow()
+    skipped = skip_member_pending(conn, member_id, ERASED, now)
     anonymised = conn.execute(
         update(_DELIVERY)
         .where(_DELIVERY.c.member_id == member_id)
         .values(
             member_id=None,
             provider_id=None,
-            status=case((pending, DeliveryStatus.SKIPPED.value), else_=_DELIVERY.c.status),
-            error_message=case((pending, ERASED), else_=None),
-            updated_at=utcnow(),
+            error_message=case((_DELIVERY.c.error_message == ERASED, ERASED), else_=None),
+            updated_at=now,
         )
     ).rowcount
     events = conn.execute(
@@ -220,7 +217,7 @@ def _erase(conn: Connection, external_id: str) -> Erasure:
     conn.execute(delete(_MEMBER).where(_MEMBER.c.id == member_id))
     return Erasure(
         deliveries_anonymised=anonymised,
-        pending_skipped=len(skipped),
+        pending_skipped=skipped,
         consent_events_anonymised=events,
     )
 
