@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import logging
+from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
 
 from dispatcher.errors import DispatcherError
-from dispatcher.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from dramatiq import Actor, Broker
+
     from dispatcher.audience.addresses import AddressKeys
     from dispatcher.runtime import Runtime
+    from dispatcher.settings import Settings
 
 app = typer.Typer(
     help="Send the shop's newsletter by email and promotions by SMS; honour every opt-out.",
@@ -42,6 +45,14 @@ api_key_app = typer.Typer(
 )
 app.add_typer(api_key_app, name="api-key")
 
+
+class ChannelOption(StrEnum):
+    """The `--channel` choices: the store's `Channel`, named without importing the store."""
+
+    EMAIL = "email"
+    SMS = "sms"
+
+
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
@@ -52,6 +63,8 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def settings() -> Settings:
+    from dispatcher.settings import get_settings
+
     try:
         return get_settings()
     except DispatcherError as exc:
@@ -82,6 +95,13 @@ def runtime() -> Runtime:
         fail(str(exc))
     set_runtime(rt)
     return rt
+
+
+def queue(rt: Runtime) -> tuple[Broker, dict[str, Actor]]:
+    """The broker for this run's settings, and the actors declared on it."""
+    from dispatcher.workers import actors, setup
+
+    return setup(rt.settings), actors()
 
 
 @app.callback()
