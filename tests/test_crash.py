@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -33,6 +34,15 @@ pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
 ROOT = Path(__file__).parent.parent
 BIN = Path(sys.executable).parent
+
+
+def procfile(process: str) -> list[str]:
+    """The command of one of the Procfile's processes, split as a shell would."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        name, _, command = line.partition(":")
+        if name == process:
+            return shlex.split(command)
+    raise LookupError(process)
 MEMBERS = 200
 DEADLINE_S = 90
 
@@ -55,14 +65,11 @@ class Deployment:
         return proc
 
     def worker(self) -> subprocess.Popen[bytes]:
+        """The Procfile's worker command, with fewer processes and threads."""
+        program, *args = procfile("worker")
+        assert program == "dramatiq"
         return self.start(
-            str(BIN / "dramatiq"),
-            "dispatcher.workers",
-            "--processes",
-            "1",
-            "--threads",
-            "4",
-            name="worker",
+            str(BIN / program), *args, "--processes", "1", "--threads", "4", name="worker"
         )
 
     def scheduler(self) -> subprocess.Popen[bytes]:
