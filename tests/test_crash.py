@@ -14,7 +14,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from sqlmodel import Session, col
 from dispatcher.store.db import make_engine
 from dispatcher.store.models import Campaign, CampaignState, Delivery, DeliveryStatus
 from dispatcher.store.schema import upgrade
+from tests.eventually import eventually
 from tests.factories import add_member, write_campaign
 from tests.servers.smtp_server import SmtpServerHandle
 
@@ -43,6 +43,8 @@ def procfile(process: str) -> list[str]:
         if name == process:
             return shlex.split(command)
     raise LookupError(process)
+
+
 MEMBERS = 200
 DEADLINE_S = 90
 
@@ -138,16 +140,16 @@ def deployment(
 
 
 def wait_until_done(engine: Engine, dep: Deployment, slug: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
+
+    def done() -> bool:
         with Session(engine) as session:
             state = session.execute(
                 select(Campaign.state).where(col(Campaign.slug) == slug)
             ).scalar_one()
-        if state == CampaignState.DONE:
-            return
-        time.sleep(0.2)  # other processes: polling the database is all there is
-    pytest.fail(f"campaign {slug} not done after {DEADLINE_S}s\n{dep.logs()}")
+        return state == CampaignState.DONE
+
+    # Other processes: polling the database is all there is.
+    eventually(done, timeout=DEADLINE_S, interval=0.2, what=lambda: f"{slug} done\n{dep.logs()}")
 
 
 def statuses(engine: Engine) -> collections.Counter[str]:

@@ -43,6 +43,7 @@ from typing import Any, NamedTuple
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from tests.eventually import eventually
 from tests.servers.kavenegar_server import spawn_server, stop_process, watch_stdin
 
 
@@ -117,6 +118,12 @@ class SpoolHandler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        try:
+            return await self._data(server, session, envelope)
+        finally:  # also when the client hung up during it (cancelled)
+            self.data_ended += 1
+
+    async def _data(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         faults = self.faults
         if faults.delay_count > 0:
             faults.delay_count -= 1
@@ -159,6 +166,7 @@ class SpoolHandler:
         self.smtputf8 = True
         self.connections = 0
         self.messages = 0
+        self.data_ended = 0
         for path in self.spool.iterdir():
             if path.suffix in (".eml", ".json"):
                 path.unlink(missing_ok=True)
@@ -166,7 +174,12 @@ class SpoolHandler:
     def control(self, request: dict[str, Any]) -> dict[str, Any]:
         cmd, faults = request["cmd"], self.faults
         if cmd == "stats":
-            return {"ok": True, "connections": self.connections, "messages": self.messages}
+            return {
+                "ok": True,
+                "connections": self.connections,
+                "messages": self.messages,
+                "data_ended": self.data_ended,
+            }
         if cmd == "fail":
             reply = f"{request['code']} {request['text']}"
             faults.fail[request["stage"]] = [reply, request["count"]]
@@ -332,6 +345,10 @@ class SmtpServerHandle:
         """SMTP connections opened since start (or the last reset)."""
         return self._control("stats")["connections"]
 
+    def data_ended(self) -> int:
+        """DATA commands whose handling ended: answered, or cut off by the client hanging up."""
+        return self._control("stats")["data_ended"]
+
     def inject_temp_failure(
         self, code: int = 451, count: int = 1, stage: str = "rcpt", text: str | None = None
     ) -> None:
@@ -363,12 +380,11 @@ class SmtpServerHandle:
 
     def wait_for(self, count: int, timeout: float = 5.0) -> list[SpooledMessage]:
         """Poll until at least ``count`` messages are stored; return them."""
-        deadline = time.monotonic() + timeout
-        while len(found := self.messages()) < count:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(found)} of {count} messages after {timeout}s")
-            time.sleep(0.02)
-        return found
+        return eventually(
+            lambda: (found := self.messages()) and len(found) >= count and found,
+            timeout=timeout,
+            what=lambda: f"{len(self.messages())} of {count} messages stored",
+        )
 
     def is_alive(self) -> bool:
         return self.proc.poll() is None

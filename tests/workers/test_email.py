@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from dispatcher.delivery.status import campaign_status
 from dispatcher.store.models import Delivery, DeliveryStatus
 from dispatcher.workers import email as email_worker
 from dispatcher.workers.email import deliver_email
+from tests.eventually import eventually
 from tests.factories import HTML, Harness, add_member, update_member, write_campaign
 from tests.servers.smtp_server import SmtpServerHandle
 
@@ -301,7 +301,9 @@ def test_a_send_with_no_outcome_in_time_is_cancelled_and_handed_back(
     [delivery] = h.deliveries()
     assert delivery.status == DeliveryStatus.FAILED  # not left `sending`
     assert "retries exhausted" in (delivery.error_message or "")
-    time.sleep(2.0)
+    # The server's DATA handler ends when the client hangs up (or, were it still
+    # connected, when the delay is over and the message is stored).
+    eventually(lambda: smtp_server.data_ended() == 1, what="the server's DATA ended")
     assert smtp_server.messages() == []  # the send was cancelled, its connection closed
     assert h.deliveries()[0].status == DeliveryStatus.FAILED
 
