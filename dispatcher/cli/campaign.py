@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from dispatcher.errors import CampaignError, DispatcherError, EmptyAudienceError, RenderError
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
+
     from dispatcher.definition.campaign import CampaignSpec
     from dispatcher.definition.rendering import CampaignTemplates
     from dispatcher.settings import Settings
@@ -241,6 +241,8 @@ def campaign_send(
 
 
 def _progress() -> Progress:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     return Progress(
         TextColumn("{task.description:>8}"),
         BarColumn(),
@@ -272,6 +274,8 @@ def _print_status(slug: str, *, as_json: bool = False) -> None:
         print(json.dumps(status, ensure_ascii=False))
         return
     # One row per count, one column per channel: it fits any terminal.
+    from rich.table import Table
+
     table = Table(title=f"{status['name']} ({status['slug']}): {status['state']}")
     channels = [channel for channel in ("email", "sms") if channel in status]
     table.add_column("")

@@ -12,7 +12,6 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from dispatcher.cli.app import (
     ChannelOption,
@@ -21,6 +20,7 @@ from dispatcher.cli.app import (
     campaign_app,
     err,
     fail,
+    group,
     out,
     queue,
     runtime,
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from dispatcher.settings import Settings
     from dispatcher.store.models import Campaign
 
-db_app = typer.Typer(help="The database schema (Alembic migrations).", no_args_is_help=True)
+db_app = group("The database schema (Alembic migrations).")
 app.add_typer(db_app, name="db")
 
 
@@ -114,6 +114,8 @@ def campaign_list(
     if as_json:
         print(json.dumps(rows, ensure_ascii=False))
         return
+    from rich.table import Table
+
     table = Table(title="campaigns")
     for name in ("slug", "state", "send at", "send at (Jalali)", "progress", "note"):
         table.add_column(name)

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
 from dispatcher.cli.app import campaign_app, err, fail, out, runtime
 from dispatcher.errors import DispatcherError
@@ -61,6 +60,8 @@ def campaign_report_cmd(
 
 
 def _print(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
     out.print(f"{report['name']} ({report['slug']}): {report['state']}", highlight=False)
     for channel in ("email", "sms"):
         if channel not in report:

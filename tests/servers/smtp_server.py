@@ -77,6 +77,7 @@ class SpoolHandler:
         self.faults = Faults()
         self.connections = 0
         self.messages = 0
+        self.data_ended = 0  # DATA commands handled to their end (or cut off)
         self.seq = 0
         self.smtputf8 = True
 
