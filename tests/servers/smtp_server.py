@@ -77,7 +77,7 @@ class SpoolHandler:
         self.faults = Faults()
         self.connections = 0
         self.messages = 0
-        self.data_ended = 0  # DATA commands handled to their end (or cut off)
+        self.closed = 0  # connections ended (a DATA still running is cancelled then)
         self.seq = 0
         self.smtputf8 = True
 
@@ -119,12 +119,6 @@ class SpoolHandler:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        try:
-            return await self._data(server, session, envelope)
-        finally:  # also when the client hung up during it (cancelled)
-            self.data_ended += 1
-
-    async def _data(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         faults = self.faults
         if faults.delay_count > 0:
             faults.delay_count -= 1
@@ -167,7 +161,7 @@ class SpoolHandler:
         self.smtputf8 = True
         self.connections = 0
         self.messages = 0
-        self.data_ended = 0
+        self.closed = 0
         for path in self.spool.iterdir():
             if path.suffix in (".eml", ".json"):
                 path.unlink(missing_ok=True)
@@ -179,7 +173,7 @@ class SpoolHandler:
                 "ok": True,
                 "connections": self.connections,
                 "messages": self.messages,
-                "data_ended": self.data_ended,
+                "closed": self.closed,
             }
         if cmd == "fail":
             reply = f"{request['code']} {request['text']}"
@@ -227,6 +221,11 @@ class CountingSMTP(SMTP):
         handler.connections += 1
         self.connection_number = handler.connections
         super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        super().connection_lost(error)  # cancels a command still being handled
+        handler: SpoolHandler = self.event_handler
+        handler.closed += 1
 
 
 def make_authenticator(user: str, password: str) -> Any:
@@ -346,9 +345,9 @@ class SmtpServerHandle:
         """SMTP connections opened since start (or the last reset)."""
         return self._control("stats")["connections"]
 
-    def data_ended(self) -> int:
-        """DATA commands whose handling ended: answered, or cut off by the client hanging up."""
-        return self._control("stats")["data_ended"]
+    def closed_count(self) -> int:
+        """SMTP connections ended since start (or the last reset), by either side."""
+        return self._control("stats")["closed"]
 
     def inject_temp_failure(
         self, code: int = 451, count: int = 1, stage: str = "rcpt", text: str | None = None
