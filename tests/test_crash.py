@@ -1,4 +1,4 @@
-"""Crash safety with real processes: `dramatiq dispatcher.workers` killed with SIGKILL
+"""Crash safety with real processes: `dramatiq dispatcher.workers:setup` killed with SIGKILL
 mid-campaign, and Redis losing its keys mid-campaign. Counted at a real SMTP server.
 
 The promise: every subscribed member gets exactly one email, except that a worker
