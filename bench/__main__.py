@@ -1,7 +1,7 @@
 """The dispatcher's benchmark, side by side with the plain approach: `python -m bench`.
 
 On loopback, against the real processes (`dispatcher campaign send`, `dramatiq
-dispatcher.workers`), on SQLite and on PostgreSQL:
+dispatcher.workers:setup`), on SQLite and on PostgreSQL:
 
 1. expansion: deliveries per second from `campaign send` (process start) until every
    job is enqueued in the broker (Redis, and RabbitMQ: `--broker`, default both);

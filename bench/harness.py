@@ -1,5 +1,5 @@
 """What the benchmark runs on: databases, members, campaign files, and the real processes
-(`dispatcher campaign send`, `dramatiq dispatcher.workers`, an SMTP sink), each bounded
+(`dispatcher campaign send`, `dramatiq dispatcher.workers:setup`, an SMTP sink), each bounded
 in time, with their peak memory read from the kernel.
 """
 
@@ -456,12 +456,12 @@ def peak_rss_mb(pid: int) -> float:
 def workers(
     env: dict[str, str], cwd: Path, *, processes: int, threads: int, extra: list[str] | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """`dramatiq dispatcher.workers` for the duration of the block."""
+    """`dramatiq dispatcher.workers:setup` for the duration of the block."""
     log = open(cwd / "workers.log", "ab")  # noqa: SIM115 (closed in the finally below)
     proc = subprocess.Popen(
         [
             str(BIN / "dramatiq"),
-            "dispatcher.workers",
+            "dispatcher.workers:setup",
             "--processes",
             str(processes),
             "--threads",

@@ -241,13 +241,13 @@ def broker_under_test(request: pytest.FixtureRequest) -> BrokerUnderTest:
 @pytest.fixture
 def fast_retries() -> Iterator[None]:
     """Retry after milliseconds instead of seconds, for tests that wait for a retry."""
-    from dispatcher.workers import ACTORS
+    from dispatcher.workers import actors
 
-    saved = {name: dict(actor.options) for name, actor in ACTORS.items()}
-    for actor in ACTORS.values():
+    saved = {name: dict(actor.options) for name, actor in actors().items()}
+    for actor in actors().values():
         actor.options.update(min_backoff=20, max_backoff=100)
     yield
-    for name, actor in ACTORS.items():
+    for name, actor in actors().items():
         actor.options.clear()
         actor.options.update(saved[name])
 

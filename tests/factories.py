@@ -22,6 +22,7 @@ from dispatcher.runtime import Runtime, set_runtime
 from dispatcher.settings import Settings
 from dispatcher.store.db import create_schema
 from dispatcher.store.models import Delivery, Member, MemberTag
+from dispatcher.workers import actors
 
 HTML = """{% extends "email_layout.html" %}{% block content %}
 <h1>{{ member.first_name }} عزیز، شب یلدا مبارک</h1>
@@ -96,10 +97,8 @@ class Harness:
         self.settings = settings
         self.runtime = Runtime.from_settings(settings)
         create_schema(self.runtime.engine)
-        from dispatcher.workers import ACTORS  # declares the actors (first import only)
-
         self.broker = use_broker(broker or build_broker(settings))
-        self.actors = ACTORS
+        self.actors = actors()  # declared on it (moved to it if declared before)
 
     @property
     def engine(self) -> Engine:

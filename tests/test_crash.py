@@ -1,5 +1,5 @@
 """Crash safety with real processes, on Redis and on RabbitMQ: `dramatiq
-dispatcher.workers` killed with SIGKILL mid-campaign, and the broker losing its queues
+dispatcher.workers:setup` killed with SIGKILL mid-campaign, and the broker losing its queues
 mid-campaign (a Redis flush; RabbitMQ's queues deleted). Counted at a real SMTP server.
 
 The promise: every subscribed member gets exactly one email, except that a worker
@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import collections
 import os
+import shlex
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from dispatcher.store.db import make_engine
 from dispatcher.store.models import Campaign, CampaignState, Delivery, DeliveryStatus
 from dispatcher.store.schema import upgrade
 from tests.conftest import BrokerUnderTest
+from tests.eventually import eventually
 from tests.factories import add_member, write_campaign
 from tests.servers.smtp_server import SmtpServerHandle
 
@@ -34,6 +35,17 @@ pytestmark = [pytest.mark.slow]
 
 ROOT = Path(__file__).parent.parent
 BIN = Path(sys.executable).parent
+
+
+def procfile(process: str) -> list[str]:
+    """The command of one of the Procfile's processes, split as a shell would."""
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        name, _, command = line.partition(":")
+        if name == process:
+            return shlex.split(command)
+    raise LookupError(process)
+
+
 MEMBERS = 200
 DEADLINE_S = 90
 
@@ -56,14 +68,11 @@ class Deployment:
         return proc
 
     def worker(self) -> subprocess.Popen[bytes]:
+        """The Procfile's worker command, with fewer processes and threads."""
+        program, *args = procfile("worker")
+        assert program == "dramatiq"
         return self.start(
-            str(BIN / "dramatiq"),
-            "dispatcher.workers",
-            "--processes",
-            "1",
-            "--threads",
-            "4",
-            name="worker",
+            str(BIN / program), *args, "--processes", "1", "--threads", "4", name="worker"
         )
 
     def scheduler(self) -> subprocess.Popen[bytes]:
@@ -131,16 +140,16 @@ def deployment(
 
 
 def wait_until_done(engine: Engine, dep: Deployment, slug: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
+
+    def done() -> bool:
         with Session(engine) as session:
             state = session.execute(
                 select(Campaign.state).where(col(Campaign.slug) == slug)
             ).scalar_one()
-        if state == CampaignState.DONE:
-            return
-        time.sleep(0.2)  # other processes: polling the database is all there is
-    pytest.fail(f"campaign {slug} not done after {DEADLINE_S}s\n{dep.logs()}")
+        return state == CampaignState.DONE
+
+    # Other processes: polling the database is all there is.
+    eventually(done, timeout=DEADLINE_S, interval=0.2, what=lambda: f"{slug} done\n{dep.logs()}")
 
 
 def statuses(engine: Engine) -> collections.Counter[str]:

@@ -86,7 +86,7 @@ class Machine:
 
     def worker(self) -> subprocess.Popen[bytes]:
         return self.start(
-            str(BIN / "dramatiq"), "dispatcher.workers", "--processes", "1", "--threads", "4"
+            str(BIN / "dramatiq"), "dispatcher.workers:setup", "--processes", "1", "--threads", "4"
         )
 
     def scheduler(self) -> subprocess.Popen[bytes]:

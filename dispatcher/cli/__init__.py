@@ -19,7 +19,6 @@ from dispatcher.cli import (  # registers the commands
 )
 from dispatcher.cli.app import app, err
 from dispatcher.errors import DispatcherError
-from dispatcher.settings import get_settings
 
 __all__ = [
     "abtest",
@@ -40,15 +39,20 @@ __all__ = [
 ]
 
 
-def run() -> None:
-    """The console script. A database that cannot be opened or answered is one clear
-    line naming the (password-free) URL, not a traceback."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import SQLAlchemyError
-
+def run(args: list[str] | None = None) -> None:
+    """The console script (`args`: default the command line). A database that cannot be
+    opened or answered is one clear line naming the (password-free) URL, not a traceback."""
     try:
-        app(prog_name="dispatcher")
-    except SQLAlchemyError as exc:
+        app(args=args, prog_name="dispatcher")
+    except Exception as exc:
+        # SQLAlchemy is imported here, not before: `dispatcher --help` never loads it.
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from dispatcher.settings import get_settings
+
+        if not isinstance(exc, SQLAlchemyError):
+            raise
         try:
             url = make_url(get_settings().database_url).render_as_string(hide_password=True)
         except (DispatcherError, SQLAlchemyError, ValueError):

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from dispatcher.cli.app import campaign_app, fail, out, runtime
+from dispatcher.cli.app import campaign_app, fail, out, queue, runtime
 from dispatcher.errors import DispatcherError
 
 
@@ -21,13 +21,13 @@ def campaign_ab_pick(
     from dispatcher.delivery.control import find
     from dispatcher.scheduler import Scheduler, Tick
     from dispatcher.store.models import utcnow
-    from dispatcher.workers import ACTORS, broker
 
     rt = runtime()
+    broker, actors = queue(rt)
     try:
         campaign = find(rt.engine, slug)
         assert campaign.id is not None
-        decision = Scheduler(rt, broker, ACTORS).decide_ab(
+        decision = Scheduler(rt, broker, actors).decide_ab(
             campaign.id, utcnow(), Tick(), winner=variant.strip().upper()
         )
     except DispatcherError as exc:

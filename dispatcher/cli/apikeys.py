@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from dispatcher.cli.app import api_key_app, err, fail, out, runtime
 from dispatcher.errors import DispatcherError
@@ -34,6 +33,8 @@ def api_key_create(
 @api_key_app.command("list")
 def api_key_list() -> None:
     """Every key: name, created, revoked."""
+    from rich.table import Table
+
     from dispatcher.store.apikeys import list_keys
 
     rt = runtime()

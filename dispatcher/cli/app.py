@@ -3,47 +3,82 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, cast
 
 import typer
-from rich.console import Console
 
 from dispatcher.errors import DispatcherError
-from dispatcher.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from dramatiq import Actor, Broker
+    from rich.console import Console
+
     from dispatcher.audience.addresses import AddressKeys
     from dispatcher.runtime import Runtime
+    from dispatcher.settings import Settings
 
+# Help in Click's plain layout (rich_markup_mode=None): Typer's Rich layout loads Rich
+# and Markdown for every `--help`, which alone made `dispatcher --help` slow.
 app = typer.Typer(
     help="Send the shop's newsletter by email and promotions by SMS; honour every opt-out.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
-members_app = typer.Typer(help="Load members and manage their consent.", no_args_is_help=True)
-campaign_app = typer.Typer(
-    help="Validate, preview, send and follow campaigns.", no_args_is_help=True
-)
+
+
+def group(help: str) -> typer.Typer:
+    """A group of commands (`dispatcher GROUP COMMAND`), laid out as the app is."""
+    return typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None)
+
+
+members_app = group("Load members and manage their consent.")
+campaign_app = group("Validate, preview, send and follow campaigns.")
+sms_app = group("SMS after sending: delivery reports, opt-out replies, the send window.")
+bounces_app = group("Bounces and complaints: read returned mail, suppress the addresses.")
+api_key_app = group("Keys of the shop's private API (`uvicorn dispatcher.api:app`).")
 app.add_typer(members_app, name="members")
 app.add_typer(campaign_app, name="campaign")
-sms_app = typer.Typer(
-    help="SMS after sending: delivery reports, opt-out replies, the send window.",
-    no_args_is_help=True,
-)
 app.add_typer(sms_app, name="sms")
-bounces_app = typer.Typer(
-    help="Bounces and complaints: read returned mail, suppress the addresses.",
-    no_args_is_help=True,
-)
 app.add_typer(bounces_app, name="bounces")
-api_key_app = typer.Typer(
-    help="Keys of the shop's private API (`uvicorn dispatcher.api:app`).", no_args_is_help=True
-)
 app.add_typer(api_key_app, name="api-key")
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+
+class ChannelOption(StrEnum):
+    """The `--channel` choices: the store's `Channel`, named without importing the store."""
+
+    EMAIL = "email"
+    SMS = "sms"
+
+
+class _Console:
+    """A Rich console made at its first use: `dispatcher --help` never loads Rich."""
+
+    def __init__(self, *, stderr: bool = False) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    def _made(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=self._stderr, soft_wrap=True)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._made(), name)
+
+    def __enter__(self) -> Console:  # `with console:` (Rich's live displays) skips __getattr__
+        return self._made().__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._made().__exit__(*exc)
+
+
+out = cast("Console", _Console())
+err = cast("Console", _Console(stderr=True))
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -52,6 +87,8 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def settings() -> Settings:
+    from dispatcher.settings import get_settings
+
     try:
         return get_settings()
     except DispatcherError as exc:
@@ -82,6 +119,13 @@ def runtime() -> Runtime:
         fail(str(exc))
     set_runtime(rt)
     return rt
+
+
+def queue(rt: Runtime) -> tuple[Broker, dict[str, Actor]]:
+    """The broker for this run's settings, and the actors declared on it."""
+    from dispatcher.workers import actors, setup
+
+    return setup(rt.settings), actors()
 
 
 @app.callback()

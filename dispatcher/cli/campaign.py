@@ -9,18 +9,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from dispatcher.errors import CampaignError, DispatcherError, EmptyAudienceError, RenderError
-from dispatcher.settings import Settings
-from dispatcher.store.models import Channel
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
+
     from dispatcher.definition.campaign import CampaignSpec
     from dispatcher.definition.rendering import CampaignTemplates
+    from dispatcher.settings import Settings
 
-from dispatcher.cli.app import address_keys_of, campaign_app, err, fail, out, runtime, settings
+from dispatcher.cli.app import (
+    address_keys_of,
+    campaign_app,
+    err,
+    fail,
+    out,
+    queue,
+    runtime,
+    settings,
+)
 from dispatcher.cli.ops import print_scheduled, send_time, status_notes
 
 # -- campaigns ------------------------------------------------------------------------------
@@ -51,7 +59,7 @@ def campaign_preview(
 
     from dispatcher.audience.normalise import external_id_forms
     from dispatcher.definition.campaign import SAMPLE_MEMBER, SAMPLE_UNSUBSCRIBE_URL
-    from dispatcher.store.models import Member
+    from dispatcher.store.models import Channel, Member
 
     spec = load_or_exit(file)
     rt = runtime()
@@ -134,10 +142,11 @@ def campaign_send(
     from dispatcher.delivery.control import finish_if_done
     from dispatcher.inline import run_inline, wait_for
     from dispatcher.queue.expansion import enqueue_pending, expand
-    from dispatcher.workers import ACTORS, broker
+    from dispatcher.store.models import Channel
 
     spec = load_or_exit(file)
     rt = runtime()
+    broker, actors = queue(rt)
     s = rt.settings
     if Channel.EMAIL in spec.channels and not s.mail_from:
         fail("MAIL_FROM is required to send email, e.g. MAIL_FROM='Shop <news@shop.example>'")
@@ -199,7 +208,7 @@ def campaign_send(
     stopped: str | None = None
     with _progress() as progress:
         task = progress.add_task("enqueue", total=total)
-        enqueue_pending(rt.engine, broker, campaign, ACTORS, lambda n: progress.advance(task, n))
+        enqueue_pending(rt.engine, broker, campaign, actors, lambda n: progress.advance(task, n))
         if s.inline or wait:
             send_task = progress.add_task("send", total=total)
 
@@ -233,6 +242,8 @@ def campaign_send(
 
 
 def _progress() -> Progress:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     return Progress(
         TextColumn("{task.description:>8}"),
         BarColumn(),
@@ -264,6 +275,8 @@ def _print_status(slug: str, *, as_json: bool = False) -> None:
         print(json.dumps(status, ensure_ascii=False))
         return
     # One row per count, one column per channel: it fits any terminal.
+    from rich.table import Table
+
     table = Table(title=f"{status['name']} ({status['slug']}): {status['state']}")
     channels = [channel for channel in ("email", "sms") if channel in status]
     table.add_column("")

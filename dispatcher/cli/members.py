@@ -12,9 +12,17 @@ from typing import Annotated
 
 import typer
 
-from dispatcher.cli.app import address_keys_of, err, fail, members_app, out, runtime, settings
+from dispatcher.cli.app import (
+    ChannelOption,
+    address_keys_of,
+    err,
+    fail,
+    members_app,
+    out,
+    runtime,
+    settings,
+)
 from dispatcher.errors import DispatcherError, InputError
-from dispatcher.store.models import Channel
 
 
 @members_app.command("import")
@@ -49,14 +57,15 @@ def members_import(
 @members_app.command("subscribe")
 def members_subscribe(
     external_id: str,
-    channel: Annotated[Channel, typer.Option("--channel", help="email or sms")],
+    channel: Annotated[ChannelOption, typer.Option("--channel", help="email or sms")],
 ) -> None:
     """Re-subscribe a member who opted out: the only way to undo a sticky opt-out."""
     from dispatcher.audience.consent import subscribe
+    from dispatcher.store.models import Channel
 
     rt = runtime()
     try:
-        subscribe(rt.engine, external_id, channel)
+        subscribe(rt.engine, external_id, Channel(channel))
     except DispatcherError as exc:
         fail(str(exc))
     out.print(f"[green]subscribed[/] {external_id} to {channel}")

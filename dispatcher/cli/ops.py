@@ -13,20 +13,21 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from dispatcher.cli.app import (
+    ChannelOption,
     address_keys_of,
     app,
     campaign_app,
     err,
     fail,
+    group,
     out,
+    queue,
     runtime,
     settings,
 )
 from dispatcher.errors import DispatcherError
-from dispatcher.store.models import Campaign, Channel
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -36,8 +37,9 @@ if TYPE_CHECKING:
     from dispatcher.definition.campaign import CampaignSpec
     from dispatcher.runtime import Runtime
     from dispatcher.settings import Settings
+    from dispatcher.store.models import Campaign
 
-db_app = typer.Typer(help="The database schema (Alembic migrations).", no_args_is_help=True)
+db_app = group("The database schema (Alembic migrations).")
 app.add_typer(db_app, name="db")
 
 
@@ -112,6 +114,8 @@ def campaign_list(
     if as_json:
         print(json.dumps(rows, ensure_ascii=False))
         return
+    from rich.table import Table
+
     table = Table(title="campaigns")
     for name in ("slug", "state", "send at", "send at (Jalali)", "progress", "note"):
         table.add_column(name)
@@ -164,12 +168,12 @@ def campaign_resume(slug: str) -> None:
     Pending deliveries, and those sending beyond SEND_LEASE_SECONDS, are enqueued again
     from the database; the SMS pause (no credit...) is cleared too."""
     from dispatcher.delivery.control import resume
-    from dispatcher.workers import ACTORS, broker
 
     rt, campaign = _campaign(slug)
+    broker, actors = queue(rt)
     lease = timedelta(seconds=rt.settings.send_lease_seconds)
     try:
-        done = resume(rt.engine, broker, campaign.id, ACTORS, lease=lease)
+        done = resume(rt.engine, broker, campaign.id, actors, lease=lease)
     except DispatcherError as exc:
         fail(str(exc))
     out.print(
@@ -203,16 +207,19 @@ def campaign_cancel(
 def campaign_retry_failed(
     slug: str,
     channel: Annotated[
-        Channel | None, typer.Option("--channel", help="email or sms (default: both)")
+        ChannelOption | None, typer.Option("--channel", help="email or sms (default: both)")
     ] = None,
 ) -> None:
     """Re-queue the deliveries that failed transiently (retries used up); never sent ones."""
     from dispatcher.delivery.control import retry_failed
-    from dispatcher.workers import ACTORS, broker
+    from dispatcher.store.models import Channel
 
     rt, campaign = _campaign(slug)
+    broker, actors = queue(rt)
     try:
-        n = retry_failed(rt.engine, broker, campaign.id, ACTORS, channel=channel)
+        n = retry_failed(
+            rt.engine, broker, campaign.id, actors, channel=Channel(channel) if channel else None
+        )
     except DispatcherError as exc:
         fail(str(exc))
     out.print(f"retry-failed {slug}: {n} deliveries queued again", highlight=False)
@@ -241,16 +248,16 @@ def scheduler_cmd(
     window opens; mark campaigns done; with Kavenegar, sync delivery reports and read
     opt-out replies every SMS_SYNC_INTERVAL seconds."""
     from dispatcher.scheduler import Scheduler
-    from dispatcher.workers import ACTORS, broker
 
     rt = runtime()
+    broker, actors = queue(rt)
     s = rt.settings
     address_keys_of(s)  # SUPPRESSION_KEY: checked at start, not at the first launch
     # A service: what it does (campaigns launched and finished, what it put back) is
     # logged without --verbose.
     scheduler_log = logging.getLogger("dispatcher.scheduler")
     scheduler_log.setLevel(min(scheduler_log.getEffectiveLevel(), logging.INFO))
-    scheduler = Scheduler(rt, broker, ACTORS)
+    scheduler = Scheduler(rt, broker, actors)
     if once:
         tick = scheduler.tick()
         out.print(
@@ -267,7 +274,7 @@ def scheduler_cmd(
     if s.prometheus:
         from dispatcher.metrics import serve
 
-        serve(rt, broker, ACTORS, port=s.prometheus_port)
+        serve(rt, broker, actors, port=s.prometheus_port)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

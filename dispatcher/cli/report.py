@@ -11,7 +11,6 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.table import Table
 
 from dispatcher.cli.app import campaign_app, err, fail, out, runtime
 from dispatcher.delivery.report import RECIPIENT_COLUMNS as CSV_COLUMNS
@@ -72,6 +71,8 @@ def campaign_report_cmd(
 
 
 def _print(report: dict[str, Any], zone: ZoneInfo) -> None:
+    from rich.table import Table
+
     out.print(f"{report['name']} ({report['slug']}): {report['state']}", highlight=False)
     for channel in ("email", "sms"):
         if channel not in report:
@@ -141,6 +142,8 @@ def _write_clicks_csv(report: dict[str, Any], recipients_csv: Path) -> Path:
 
 
 def _print_clicks(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
     for channel in ("email", "sms"):
         c = report.get(channel)
         if not c or "clicks" not in c:

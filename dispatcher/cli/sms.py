@@ -10,7 +10,7 @@ from dispatcher.errors import DispatcherError
 if TYPE_CHECKING:
     from dispatcher.runtime import Runtime
 
-from dispatcher.cli.app import fail, out, runtime, sms_app
+from dispatcher.cli.app import fail, out, queue, runtime, sms_app
 
 
 def _sms_runtime() -> Runtime:
@@ -55,15 +55,15 @@ def sms_release() -> None:
     from dispatcher.inline import run_inline
     from dispatcher.sms.hold import release_waiting_sms, window_closed_until
     from dispatcher.sms.window import describe
-    from dispatcher.workers import ACTORS, broker
 
     rt = runtime()
+    broker, actors = queue(rt)
     s = rt.settings
     opening = window_closed_until(s, rt.clock())
     if opening is not None:
         out.print(f"the SMS send window is closed; it opens at {describe(opening, s.sms_zone)}")
         return
-    released = release_waiting_sms(rt.engine, s, broker, ACTORS["sms"], now=rt.clock())
+    released = release_waiting_sms(rt.engine, s, broker, actors["sms"], now=rt.clock())
     out.print(f"sms release: {sum(released.values())} SMS enqueued", highlight=False)
     if s.inline:
         for campaign_id in released:

@@ -10,7 +10,6 @@ import typer
 from dispatcher.cli.app import campaign_app, fail, out, runtime
 from dispatcher.cli.campaign import load_or_exit
 from dispatcher.errors import DispatcherError
-from dispatcher.store.models import Channel
 
 
 @campaign_app.command("test")
@@ -32,7 +31,7 @@ def campaign_test(
 
     from dispatcher.audience.normalise import external_id_forms
     from dispatcher.definition.campaign import SAMPLE_MEMBER
-    from dispatcher.store.models import Member
+    from dispatcher.store.models import Channel, Member
     from dispatcher.testsend import send_test_copies, targets
 
     spec = load_or_exit(file)

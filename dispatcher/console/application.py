@@ -3,7 +3,7 @@ built by `create_app`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.resources import files
 from typing import Any
 
@@ -39,6 +39,7 @@ class Console:
     keys: AddressKeys
     view: View
     static: dict[str, tuple[bytes, str]]
+    _queue: tuple[Broker, dict[str, Actor]] | None = field(default=None, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Console:
@@ -54,9 +55,11 @@ class Console:
     def queue(self) -> tuple[Broker, dict[str, Actor]]:
         """The broker and the actors, as the workers have them (loaded when first
         needed: only sending, resuming and retrying enqueue)."""
-        from dispatcher.workers import ACTORS, broker
+        from dispatcher.workers import actors, setup
 
-        return broker, ACTORS
+        if self._queue is None:
+            self._queue = (setup(self.settings), actors())
+        return self._queue
 
 
 async def static(request: Request) -> Response:

@@ -1,4 +1,4 @@
-"""The shop's API over real HTTP (uvicorn in its own process) on SQLite and PostgreSQL:
+"""The shop's API (in-process; once under uvicorn) on SQLite and PostgreSQL:
 keys, upsert and its 422s, batch, consent, the consent feed, limits, the description."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
+from starlette.testclient import TestClient
 
 from dispatcher.audience.addresses import AddressKeys
 from dispatcher.audience.tokens import TokenSigner
@@ -39,14 +40,14 @@ def tags(engine: Engine, member_id: int | None) -> set[str]:
 # ----------------------------------------------------------------------------- keys
 
 
-def test_a_key_made_by_the_command_opens_the_api_until_it_is_revoked(
-    api_server: AppServer, database_url: str, workdir: Path
+def test_a_key_made_by_the_command_opens_the_api_under_uvicorn_until_it_is_revoked(
+    uvicorn_api: AppServer, database_url: str, workdir: Path
 ) -> None:
     made = run(workdir, "api-key", "create", "shop-web", DATABASE_URL=database_url)
     assert made.returncode == 0, made.stderr
     key = made.stdout.strip()
     assert key.startswith("dsp_") and "keep it now" in made.stderr
-    url = f"{api_server.url}/api/v1/consent-changes"
+    url = f"{uvicorn_api.url}/api/v1/consent-changes"
 
     assert httpx.get(url, headers={"Authorization": f"Bearer {key}"}).status_code == 200
     listed = run(workdir, "api-key", "list", DATABASE_URL=database_url)
@@ -58,16 +59,16 @@ def test_a_key_made_by_the_command_opens_the_api_until_it_is_revoked(
 
 
 def test_missing_wrong_and_revoked_keys_get_the_same_401(
-    api_server: AppServer, engine: Engine
+    api_server: TestClient, engine: Engine
 ) -> None:
     revoked = create_key(engine, "old")
     revoke_key(engine, "old")
-    url = f"{api_server.url}/api/v1/members/C1"
+    url = "/api/v1/members/C1"
     answers = [
-        httpx.get(url),
-        httpx.get(url, headers={"Authorization": "Bearer dsp_wrong"}),
-        httpx.get(url, headers={"Authorization": f"Bearer {revoked}"}),
-        httpx.get(url, headers={"Authorization": f"Basic {revoked}"}),
+        api_server.get(url),
+        api_server.get(url, headers={"Authorization": "Bearer dsp_wrong"}),
+        api_server.get(url, headers={"Authorization": f"Bearer {revoked}"}),
+        api_server.get(url, headers={"Authorization": f"Basic {revoked}"}),
     ]
     assert {a.status_code for a in answers} == {401}
     assert len({a.content for a in answers}) == 1
@@ -235,7 +236,7 @@ def test_a_consent_patch_for_an_unknown_member_or_channel_is_refused(api: httpx.
 
 
 def test_the_feed_resumes_from_its_cursor_across_a_one_click_opt_out_on_the_unsubscribe_server(
-    api: httpx.Client, engine: Engine, start_server: Callable[..., AppServer]
+    api: httpx.Client, engine: Engine, start_server: Callable[..., TestClient]
 ) -> None:
     api.put("/api/v1/members/C1", json={"email": "c1@example.com"})
     api.put("/api/v1/members/C2", json={"email": "c2@example.com"})
@@ -251,8 +252,8 @@ def test_the_feed_resumes_from_its_cursor_across_a_one_click_opt_out_on_the_unsu
     found = member(engine, "C1")
     assert found is not None and found.id is not None
     token = TokenSigner([SECRET.encode()]).sign(found.id, Channel.EMAIL)
-    clicked = httpx.post(
-        f"{unsubscribe.url}/u/{token}",
+    clicked = unsubscribe.post(
+        f"/u/{token}",
         content=b"List-Unsubscribe=One-Click",
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
@@ -290,15 +291,15 @@ def test_the_feed_pages_with_its_limit_and_refuses_a_forged_cursor(api: httpx.Cl
 # ------------------------------------------------------------------- limits and docs
 
 
-def test_each_key_is_rate_limited(start_server: Callable[..., AppServer], engine: Engine) -> None:
+def test_each_key_is_rate_limited(start_server: Callable[..., TestClient], engine: Engine) -> None:
     server = start_server(API_RATE_LIMIT="0.01")  # one request per 100 s, bursts of one
     other = create_key(engine, "other")
     key = create_key(engine, "shop-web")
-    url = f"{server.url}/api/v1/consent-changes"
-    assert httpx.get(url, headers={"Authorization": f"Bearer {key}"}).status_code == 200
-    limited = httpx.get(url, headers={"Authorization": f"Bearer {key}"})
+    url = "/api/v1/consent-changes"
+    assert server.get(url, headers={"Authorization": f"Bearer {key}"}).status_code == 200
+    limited = server.get(url, headers={"Authorization": f"Bearer {key}"})
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 60
-    assert httpx.get(url, headers={"Authorization": f"Bearer {other}"}).status_code == 200
+    assert server.get(url, headers={"Authorization": f"Bearer {other}"}).status_code == 200
 
 
 def test_the_openapi_description_lists_every_endpoint(api: httpx.Client) -> None:

@@ -145,7 +145,7 @@ def deployment(
     processes = Processes(tmp_path, {**os.environ, "PYTHONPATH": str(ROOT), **env})
     processes.start(
         str(BIN / "dramatiq"),
-        "dispatcher.workers",
+        "dispatcher.workers:setup",
         "--processes",
         "1",
         "--threads",

@@ -15,8 +15,9 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
+
+from tests.eventually import eventually
 
 PASSWORD = "bounce-secret"
 USER = "bounces"
@@ -113,17 +114,18 @@ service anvil {{
         return f"imap://{USER}:{PASSWORD}@127.0.0.1:{self.port}/INBOX"
 
     def _wait_ready(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def answers() -> bool:  # polling a port that is not open yet: no other signal
             try:
-                client = imaplib.IMAP4("127.0.0.1", self.port, timeout=2)
+                imaplib.IMAP4("127.0.0.1", self.port, timeout=2).logout()
             except OSError:
-                time.sleep(0.05)  # polling a port that is not open yet: no other signal
-                continue
-            client.logout()
-            return
-        self.stop()
-        raise RuntimeError(f"dovecot did not start: {self._log_tail()}")
+                return False
+            return True
+
+        try:
+            eventually(answers, timeout=timeout, interval=0.05, what="dovecot answering")
+        except AssertionError:
+            self.stop()
+            raise RuntimeError(f"dovecot did not start: {self._log_tail()}") from None
 
     def _log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""

@@ -43,6 +43,7 @@ from typing import Any, NamedTuple
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from tests.eventually import eventually
 from tests.servers.kavenegar_server import spawn_server, stop_process, watch_stdin
 
 
@@ -76,6 +77,7 @@ class SpoolHandler:
         self.faults = Faults()
         self.connections = 0
         self.messages = 0
+        self.closed = 0  # connections ended (a DATA still running is cancelled then)
         self.seq = 0
         self.smtputf8 = True
 
@@ -159,6 +161,7 @@ class SpoolHandler:
         self.smtputf8 = True
         self.connections = 0
         self.messages = 0
+        self.closed = 0
         for path in self.spool.iterdir():
             if path.suffix in (".eml", ".json"):
                 path.unlink(missing_ok=True)
@@ -166,7 +169,12 @@ class SpoolHandler:
     def control(self, request: dict[str, Any]) -> dict[str, Any]:
         cmd, faults = request["cmd"], self.faults
         if cmd == "stats":
-            return {"ok": True, "connections": self.connections, "messages": self.messages}
+            return {
+                "ok": True,
+                "connections": self.connections,
+                "messages": self.messages,
+                "closed": self.closed,
+            }
         if cmd == "fail":
             reply = f"{request['code']} {request['text']}"
             faults.fail[request["stage"]] = [reply, request["count"]]
@@ -213,6 +221,11 @@ class CountingSMTP(SMTP):
         handler.connections += 1
         self.connection_number = handler.connections
         super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        super().connection_lost(error)  # cancels a command still being handled
+        handler: SpoolHandler = self.event_handler
+        handler.closed += 1
 
 
 def make_authenticator(user: str, password: str) -> Any:
@@ -332,6 +345,10 @@ class SmtpServerHandle:
         """SMTP connections opened since start (or the last reset)."""
         return self._control("stats")["connections"]
 
+    def closed_count(self) -> int:
+        """SMTP connections ended since start (or the last reset), by either side."""
+        return self._control("stats")["closed"]
+
     def inject_temp_failure(
         self, code: int = 451, count: int = 1, stage: str = "rcpt", text: str | None = None
     ) -> None:
@@ -363,12 +380,11 @@ class SmtpServerHandle:
 
     def wait_for(self, count: int, timeout: float = 5.0) -> list[SpooledMessage]:
         """Poll until at least ``count`` messages are stored; return them."""
-        deadline = time.monotonic() + timeout
-        while len(found := self.messages()) < count:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(found)} of {count} messages after {timeout}s")
-            time.sleep(0.02)
-        return found
+        return eventually(
+            lambda: (found := self.messages()) and len(found) >= count and found,
+            timeout=timeout,
+            what=lambda: f"{len(self.messages())} of {count} messages stored",
+        )
 
     def is_alive(self) -> bool:
         return self.proc.poll() is None

@@ -33,6 +33,7 @@ from dispatcher.settings import Settings, get_settings
 from dispatcher.store.db import make_engine
 from dispatcher.store.models import Channel, ConsentEvent, DeliveryStatus, Member
 from dispatcher.web import MAX_BODY, create_app
+from tests.eventually import eventually
 from tests.factories import add_member, harness, write_campaign, write_lock_held
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -607,16 +608,16 @@ def start_uvicorn(sqlite_url: str, tmp_path: Path) -> Iterator[Callable[..., str
         )
         procs.append(proc)
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
+
+        def healthy() -> bool:
             assert proc.poll() is None, log_path.read_text()
             try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    return base
+                return httpx.get(base + "/healthz", timeout=1).status_code == 200
             except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.1)
+                return False
+
+        eventually(healthy, timeout=30, interval=0.1, what="uvicorn answering /healthz")
+        return base
 
     try:
         yield start
@@ -718,10 +719,10 @@ def test_the_procfile_web_command_keeps_an_opt_out_asked_while_an_import_holds_t
             assert time.monotonic() - start < 3
             assert reload(engine, member.id).email_opt_in  # kept: the import has the lock
             release()
-            deadline = time.monotonic() + 10
-            while reload(engine, member.id).email_opt_in:
-                assert time.monotonic() < deadline, "the kept opt-out was not recorded"
-                time.sleep(0.05)
+            eventually(
+                lambda: not reload(engine, member.id).email_opt_in,
+                what="the kept opt-out recorded",
+            )
         assert reload(engine, member.id).email_optout_source == "one-click"
     finally:
         engine.dispose()

@@ -27,6 +27,7 @@ from dispatcher.store.models import Channel, ConsentEvent, ConsentSource, Member
 from dispatcher.web import create_app
 from dispatcher.web.app import WRITE_THREADS
 from dispatcher.web.journal import Change, Journal
+from tests.eventually import eventually
 from tests.factories import add_member, write_lock_held
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
@@ -55,14 +56,6 @@ def answered_fast(pool: ThreadPoolExecutor, request: Callable[[], httpx.Response
     status = pool.submit(request).result(timeout=10).status_code
     assert time.monotonic() - start < FAST, "the server held the request back"
     return status
-
-
-def eventually(check: Callable[[], bool], timeout: float = 10) -> None:
-    """Wait for the server's background work (the journal's retry), up to `timeout`."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "not recorded in time"
-        time.sleep(0.02)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from dispatcher.store.models import Delivery, DeliveryStatus
 from dispatcher.workers import actor
 from dispatcher.workers import email as email_worker
 from dispatcher.workers.email import deliver_email
+from tests.eventually import eventually
 from tests.factories import HTML, Harness, add_member, update_member, write_campaign
 from tests.servers.smtp_server import SmtpServerHandle
 
@@ -324,7 +324,9 @@ def test_a_send_with_no_outcome_in_time_is_cancelled_and_handed_back(
     [delivery] = h.deliveries()
     assert delivery.status == DeliveryStatus.FAILED  # not left `sending`
     assert "retries exhausted" in (delivery.error_message or "")
-    time.sleep(2.0)
+    # Once the client has hung up, the server cancels the DATA it was still handling:
+    # nothing can be stored after that.
+    eventually(lambda: smtp_server.closed_count() == smtp_server.connection_count())
     assert smtp_server.messages() == []  # the send was cancelled, its connection closed
     assert h.deliveries()[0].status == DeliveryStatus.FAILED
 
