@@ -53,6 +53,14 @@ class ChannelOption(StrEnum):
     SMS = "sms"
 
 
+class RoleOption(StrEnum):
+    """The `--role` choices: the store's `StaffRole`, named without importing the store."""
+
+    VIEWER = "viewer"
+    MARKETER = "marketer"
+    ADMIN = "admin"
+
+
 class _Console:
     """A Rich console made at its first use: `dispatcher --help` never loads Rich."""
 

@@ -13,7 +13,6 @@ from zoneinfo import ZoneInfo
 import typer
 
 from dispatcher.cli.app import campaign_app, err, fail, out, runtime
-from dispatcher.delivery.report import RECIPIENT_COLUMNS as CSV_COLUMNS
 from dispatcher.errors import DispatcherError
 from dispatcher.spreadsheet import write_csv
 
@@ -37,7 +36,7 @@ def campaign_report_cmd(
 ) -> None:
     """Audience, sent, failed by reason, skipped, excluded, opt-outs, SMS parts and cost,
     first and last send and the rate; per channel."""
-    from dispatcher.delivery.report import campaign_report, unsent_recipients
+    from dispatcher.delivery.report import RECIPIENT_COLUMNS, campaign_report, unsent_recipients
     from dispatcher.delivery.report_page import render_page
 
     rt = runtime()
@@ -56,7 +55,7 @@ def campaign_report_cmd(
                 yield asdict(recipient)
 
         with csv_file.open("w", encoding="utf-8", newline="") as f:
-            write_csv(f, list(CSV_COLUMNS), counted())
+            write_csv(f, list(RECIPIENT_COLUMNS), counted())
         (err if as_json else out).print(f"wrote {csv_file}: {rows} recipients", highlight=False)
         clicks_file = _write_clicks_csv(report, csv_file)
         (err if as_json else out).print(f"wrote {clicks_file}: clicks per link", highlight=False)

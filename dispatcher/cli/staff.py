@@ -9,11 +9,9 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from dispatcher.cli.app import app, fail, out, runtime
+from dispatcher.cli.app import RoleOption, app, fail, out, runtime
 from dispatcher.errors import DispatcherError
-from dispatcher.store.models import StaffRole
 
 staff_app = typer.Typer(
     help="Accounts of the marketer's console (`uvicorn dispatcher.console:app`).",
@@ -41,17 +39,18 @@ def _audit(action: str, detail: str) -> None:
 @staff_app.command("add")
 def staff_add(
     name: str,
-    role: Annotated[StaffRole, typer.Option("--role", help="admin, marketer or viewer")],
+    role: Annotated[RoleOption, typer.Option("--role", help="admin, marketer or viewer")],
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from standard input.")
     ] = False,
 ) -> None:
     """Create an account (asks for its password, or reads it with --password-stdin)."""
+    from dispatcher.store.models import StaffRole
     from dispatcher.store.staff import add_staff
 
     rt = runtime()
     try:
-        added = add_staff(rt.engine, name, role, _password(password_stdin))
+        added = add_staff(rt.engine, name, StaffRole(role.value), _password(password_stdin))
     except DispatcherError as exc:
         fail(str(exc))
     _audit("staff-add", f"{added.name} ({added.role})")
@@ -61,6 +60,8 @@ def staff_add(
 @staff_app.command("list")
 def staff_list() -> None:
     """Every account, its role, and whether it is locked now."""
+    from rich.table import Table
+
     from dispatcher.store.staff import list_staff
 
     table = Table(title="staff")
@@ -123,6 +124,8 @@ def audit_cmd(
     if as_json:
         print(json.dumps(rows, ensure_ascii=False))
         return
+    from rich.table import Table
+
     table = Table(title="audit")
     for column in ("at", "who", "action", "campaign", "member", "detail", "from"):
         table.add_column(column)

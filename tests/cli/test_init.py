@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.cli.app import ChannelOption
-from dispatcher.store.models import Channel
+from dispatcher.cli.app import ChannelOption, RoleOption
+from dispatcher.store.models import Channel, StaffRole
 from tests.cli.helpers import ROOT, run, run_process, start
 from tests.eventually import eventually
 
@@ -70,6 +70,7 @@ def test_importing_the_workers_builds_no_broker() -> None:
 
 def test_the_channel_choices_of_the_command_are_the_stores_channels() -> None:
     assert [c.value for c in ChannelOption] == [c.value for c in Channel]
+    assert [r.value for r in RoleOption] == [r.value for r in StaffRole]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
