@@ -29,6 +29,6 @@ def test_a_worker_says_its_broker_and_transports_at_start(
     broker.close()
     [line] = [r.getMessage() for r in caplog.records if r.name == "dispatcher.workers"]
     assert line == (
-        "worker: broker redis, email transport smtp (relay.example:2525, none), "
+        f"worker: broker redis ({redis_url}), email transport smtp (relay.example:2525, none), "
         f"sms transport {settings.sms_transport_label}"
     )
