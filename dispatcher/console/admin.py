@@ -4,18 +4,16 @@ recent bounces and complaints per campaign, and lifting one suppression)."""
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import col
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from dispatcher.audience.normalise import normalise_email, normalise_mobile, to_ascii_digits
 from dispatcher.audience.suppression import lift as lift_suppression
 from dispatcher.console.auth import Ctx, page
-from dispatcher.console.view import HEADERS
 from dispatcher.store import audit
 from dispatcher.store.models import Bounce, Campaign, Channel, StaffRole, Suppression
 
@@ -56,7 +54,7 @@ def summary(engine: Engine) -> dict[str, Any]:
 @page(StaffRole.VIEWER)
 async def suppressions(ctx: Ctx) -> Response:
     found = await run_in_threadpool(summary, ctx.console.engine)
-    return ctx.page("suppressions.html", **found, ok=ctx.request.query_params.get("ok"))
+    return ctx.page("suppressions.html", **found)
 
 
 def _lift(ctx: Ctx, channel: Channel, address: str) -> bool:
@@ -82,4 +80,4 @@ async def lift(ctx: Ctx) -> Response:
             message = "مسدودی برداشته شد." if lifted else "این نشانی مسدود نبود."
         if lifted:
             await ctx.audit("suppression-lift", detail=f"{channel}")
-    return RedirectResponse(f"/suppressions?ok={quote(message)}", 303, headers=HEADERS)
+    return ctx.done("/suppressions", message)

@@ -66,7 +66,28 @@ class Ctx:
         value = self.form.get(name) if self.form is not None else None
         return value if isinstance(value, str) else ""
 
+    def done(self, target: str, message: str) -> Response:
+        """303 to `target`, which shows `message` once: signed for this session, so a
+        link from anywhere else cannot put words on the console's pages."""
+        sep = "&" if "?" in target else "?"
+        url = f"{target}{sep}ok={quote(message)}&okt={self._notice_tag(message)}"
+        return RedirectResponse(url, 303, headers=HEADERS)
+
+    @property
+    def notice(self) -> str | None:
+        """The message `done` sent this page, when its tag is this session's."""
+        message = self.request.query_params.get("ok")
+        tag = self.request.query_params.get("okt", "")
+        if message and hmac.compare_digest(tag, self._notice_tag(message)):
+            return message
+        return None
+
+    def _notice_tag(self, message: str) -> str:
+        key = self.session.csrf_token.encode()
+        return hmac.new(key, message.encode(), "sha256").hexdigest()[:32]
+
     def page(self, template: str, status_code: int = 200, **context: Any) -> Response:
+        context.setdefault("ok", self.notice)
         return self.console.view.page(
             template,
             status_code,

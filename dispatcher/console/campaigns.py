@@ -28,8 +28,8 @@ from dispatcher.store.models import Campaign, CampaignState, Channel, PausedBy, 
 PER_PAGE = 50
 
 
-def _done(slug: str, message: str) -> Response:
-    return RedirectResponse(f"/campaigns/{slug}?ok={quote(message)}", 303, headers=HEADERS)
+def _done(ctx: Ctx, slug: str, message: str) -> Response:
+    return ctx.done(f"/campaigns/{quote(slug)}", message)
 
 
 @page(StaffRole.VIEWER)
@@ -77,7 +77,6 @@ async def detail(ctx: Ctx) -> Response:
         **found,
         channels=channels,
         statuses=STATUSES,
-        ok=ctx.request.query_params.get("ok"),
         error=None,
     )
 
@@ -144,7 +143,7 @@ async def pause(ctx: Ctx) -> Response:
     ):
         return await _refused(ctx, campaign, "فقط کارزار زمان‌بندی‌شده یا در حال ارسال متوقف می‌شود.")
     await ctx.audit("campaign-pause", campaign_id=campaign.id, detail=reason)
-    return _done(campaign.slug, "کارزار متوقف شد.")
+    return _done(ctx, campaign.slug, "کارزار متوقف شد.")
 
 
 @page(StaffRole.MARKETER)
@@ -162,7 +161,7 @@ async def resume(ctx: Ctx) -> Response:
     except DispatcherError as exc:
         return await _refused(ctx, campaign, str(exc))
     await ctx.audit("campaign-resume", campaign_id=campaign.id, detail=f"{done.enqueued} enqueued")
-    return _done(campaign.slug, "کارزار ادامه یافت.")
+    return _done(ctx, campaign.slug, "کارزار ادامه یافت.")
 
 
 @page(StaffRole.MARKETER)
@@ -181,7 +180,7 @@ async def cancel(ctx: Ctx) -> Response:
     except DispatcherError as exc:
         return await _refused(ctx, campaign, str(exc))
     await ctx.audit("campaign-cancel", campaign_id=campaign.id, detail=f"{skipped} skipped")
-    return _done(campaign.slug, "کارزار لغو شد.")
+    return _done(ctx, campaign.slug, "کارزار لغو شد.")
 
 
 @page(StaffRole.MARKETER)
@@ -205,7 +204,7 @@ async def retry_failed(ctx: Ctx) -> Response:
     except DispatcherError as exc:
         return await _refused(ctx, campaign, str(exc))
     await ctx.audit("campaign-retry-failed", campaign_id=campaign.id, detail=f"{n} queued")
-    return _done(campaign.slug, "ناموفق‌ها دوباره در صف قرار گرفتند.")
+    return _done(ctx, campaign.slug, "ناموفق‌ها دوباره در صف قرار گرفتند.")
 
 
 def draft_of(campaign: Campaign) -> Draft:

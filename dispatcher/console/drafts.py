@@ -129,9 +129,7 @@ async def edit(ctx: Ctx) -> Response:
         return ctx.page("missing.html", 404, what=slug)
     except DispatcherError:  # no longer a draft
         return RedirectResponse(f"/campaigns/{quote(slug)}", 303, headers=HEADERS)
-    return _editor(
-        ctx, draft, campaign=campaign, review=review, ok=ctx.request.query_params.get("ok")
-    )
+    return _editor(ctx, draft, campaign=campaign, review=review, ok=ctx.notice)
 
 
 @page(StaffRole.MARKETER)
@@ -146,8 +144,7 @@ async def save(ctx: Ctx) -> Response:
         return _editor(ctx, draft, campaign=None, review=None, status_code=400, error=str(exc))
     await run_in_threadpool(_review, ctx, campaign, draft)
     await ctx.audit("draft-edit", campaign_id=campaign.id, detail=draft.slug)
-    target = f"/campaigns/{quote(draft.slug)}/edit?ok={quote('پیش‌نویس ذخیره شد.')}"
-    return RedirectResponse(target, 303, headers=HEADERS)
+    return ctx.done(f"/campaigns/{quote(draft.slug)}/edit", "پیش‌نویس ذخیره شد.")
 
 
 def _spec(ctx: Ctx, slug: str) -> tuple[Campaign, CampaignSpec | None, list[str]]:
@@ -240,13 +237,12 @@ async def test_send(ctx: Ctx) -> Response:
         return await _back(ctx, campaign, str(exc))
     summary = "، ".join(f"{c.channel} {c.address}: {c.outcome}" for c in copies)
     await ctx.audit("campaign-test", campaign_id=campaign.id, detail=summary)
-    return _ok(campaign, f"نسخهٔ آزمایشی: {summary}")
+    return _ok(ctx, campaign, f"نسخهٔ آزمایشی: {summary}")
 
 
-def _ok(campaign: Campaign, message: str) -> Response:
+def _ok(ctx: Ctx, campaign: Campaign, message: str) -> Response:
     where = "edit" if campaign.state == CampaignState.DRAFT else ""
-    target = f"/campaigns/{quote(campaign.slug)}/{where}".rstrip("/")
-    return RedirectResponse(f"{target}?ok={quote(message)}", 303, headers=HEADERS)
+    return ctx.done(f"/campaigns/{quote(campaign.slug)}/{where}".rstrip("/"), message)
 
 
 async def _back(ctx: Ctx, campaign: Campaign, error: str) -> Response:
@@ -254,8 +250,7 @@ async def _back(ctx: Ctx, campaign: Campaign, error: str) -> Response:
     if campaign.state == CampaignState.DRAFT:
         campaign, draft, review = await run_in_threadpool(_load_and_review, ctx, campaign.slug)
         return _editor(ctx, draft, campaign=campaign, review=review, status_code=409, error=error)
-    target = f"/campaigns/{quote(campaign.slug)}?ok={quote(error)}"
-    return RedirectResponse(target, 303, headers=HEADERS)
+    return ctx.done(f"/campaigns/{quote(campaign.slug)}", error)
 
 
 def _schedule(ctx: Ctx, slug: str, when: str) -> tuple[Campaign, str | None]:
@@ -297,7 +292,7 @@ async def schedule(ctx: Ctx) -> Response:
     if error is not None:
         return await _back(ctx, campaign, error)
     await ctx.audit("campaign-schedule", campaign_id=campaign.id, detail=when or "now")
-    return _ok(campaign, "کارزار زمان‌بندی شد." if campaign.send_at else "ارسال آغاز شد.")
+    return _ok(ctx, campaign, "کارزار زمان‌بندی شد." if campaign.send_at else "ارسال آغاز شد.")
 
 
 @page(StaffRole.MARKETER)
@@ -317,4 +312,4 @@ async def reschedule(ctx: Ctx) -> Response:
     ):
         return await _back(ctx, campaign, "فقط کارزار زمان‌بندی‌شده جابه‌جا می‌شود.")
     await ctx.audit("campaign-reschedule", campaign_id=campaign.id, detail=when.isoformat())
-    return _ok(campaign, "زمان ارسال تغییر کرد.")
+    return _ok(ctx, campaign, "زمان ارسال تغییر کرد.")

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlmodel import col
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from dispatcher.audience.consent import set_consent
 from dispatcher.audience.lookup import find_members
@@ -60,14 +60,12 @@ async def profile(ctx: Ctx) -> Response:
         "member.html",
         member=member,
         shown=_masked(ctx),
-        ok=ctx.request.query_params.get("ok"),
         error=None,
     )
 
 
-def _back(external_id: str, message: str) -> Response:
-    target = f"/members/{quote(external_id)}?ok={quote(message)}"
-    return RedirectResponse(target, 303, headers=HEADERS)
+def _back(ctx: Ctx, external_id: str, message: str) -> Response:
+    return ctx.done(f"/members/{quote(external_id)}", message)
 
 
 @page(StaffRole.MARKETER)
@@ -96,7 +94,7 @@ async def consent(ctx: Ctx) -> Response:
         member_id=member_id,
         detail=f"{channel} opt_in={int(wanted)}" + ("" if changed else " (unchanged)"),
     )
-    return _back(member["external_id"], "رضایت به‌روز شد." if changed else "تغییری لازم نبود.")
+    return _back(ctx, member["external_id"], "رضایت به‌روز شد." if changed else "تغییری لازم نبود.")
 
 
 def _member_id(ctx: Ctx, external_id: str) -> int | None:
@@ -153,7 +151,7 @@ async def erase(ctx: Ctx) -> Response:
         detail=f"{erasure.deliveries_anonymised} deliveries kept anonymous",
     )
     message = f"عضو {external_id} پاک شد."
-    return RedirectResponse(f"/members?ok={quote(message)}", 303, headers=HEADERS)
+    return ctx.done("/members", message)
 
 
 def _import(ctx: Ctx, name: str, content: bytes) -> ImportReport:

@@ -84,6 +84,20 @@ def test_a_marketer_pauses_and_resumes_and_each_is_audited(
     assert rows[0]["address"] == "testclient"
 
 
+def test_a_link_from_elsewhere_puts_no_words_on_the_consoles_pages(
+    signed_in: Callable[[str], TestClient], sending: int
+) -> None:
+    client = signed_in("marketer")
+    forged = "حساب شما مسدود شد؛ به evil.example بروید"
+    for query in ({"ok": forged}, {"ok": forged, "okt": "0" * 32}):
+        page = client.get(f"/campaigns/{SLUG}", params=query)
+        assert page.status_code == 200 and "evil.example" not in page.text
+    # The notice an action sends is shown, once signed for this session.
+    answer = client.post(f"/campaigns/{SLUG}/pause", data={"csrf_token": token(client)})
+    assert "کارزار متوقف شد" in answer.text
+    assert "کارزار متوقف شد" not in signed_in("admin").get(str(answer.url)).text
+
+
 def test_a_viewer_cannot_pause(
     signed_in: Callable[[str], TestClient], sending: int, engine: Engine
 ) -> None:
