@@ -21,6 +21,7 @@ from dramatiq.brokers.stub import StubBroker
 from sqlalchemy import select
 from sqlmodel import Session, col
 
+from dispatcher import hold
 from dispatcher.audience.addresses import address_keys
 from dispatcher.delivery import control
 from dispatcher.delivery.abdecision import Decision, decide
@@ -224,11 +225,11 @@ class Scheduler:
                 len(reclaimed),
                 extra={"campaign": campaign.slug, "outcome": "reclaimed"},
             )
+        with self.engine.connect() as conn:
+            holds = hold.holds_of(conn, campaign_id)
         for channel in campaign.channel_list():
-            if channel is Channel.SMS and (
-                campaign.sms_paused_reason or campaign.sms_waiting_until is not None
-            ):
-                continue  # held by the SMS channel itself (no credit, send window)
+            if str(channel) in holds:
+                continue  # held by the channel itself (no credit, send window)
             actor = self.actors[channel]
             if not self._queue_empty(actor.queue_name):
                 continue

@@ -18,12 +18,12 @@ from sqlmodel import Session, col
 
 from dispatcher.audience.consent import opt_out
 from dispatcher.audience.normalise import normalise_mobile, to_ascii_digits
+from dispatcher.definition.sendtime import as_utc
 from dispatcher.delivery import state
 from dispatcher.delivery.guard import SendGuard
 from dispatcher.errors import ConfigurationError
 from dispatcher.masking import mask_mobile, mask_text
 from dispatcher.settings import Settings
-from dispatcher.sms.hold import as_utc
 from dispatcher.sms.inbox import OptOutSpool
 from dispatcher.sms.kavenegar import (
     RECEIVE_PAGE,
