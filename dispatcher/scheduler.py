@@ -27,16 +27,17 @@ from dispatcher.delivery import control
 from dispatcher.delivery.abdecision import Decision, decide
 from dispatcher.delivery.abdecision import due as ab_due
 from dispatcher.delivery.clicks import purge_seen
-from dispatcher.email.imap import fetch_returns
-from dispatcher.email.returns import ReturnsReader
 from dispatcher.errors import DeliveryError, DispatcherError
+from dispatcher.feedback.imap import fetch_returns
+from dispatcher.feedback.release import release_waiting_sms
+from dispatcher.feedback.replies import read_inbox
+from dispatcher.feedback.reports import sync_statuses
+from dispatcher.feedback.returns import ReturnsReader
 from dispatcher.inline import run_inline
 from dispatcher.queue.abtest import not_waiting
 from dispatcher.queue.broker import enqueue_many, queue_is_empty
 from dispatcher.queue.expansion import enqueue_pending, launch, pending_ids
 from dispatcher.runtime import Runtime
-from dispatcher.sms.hold import release_waiting_sms
-from dispatcher.sms.sync import read_inbox, sync_statuses
 from dispatcher.store.models import (
     Campaign,
     CampaignState,

@@ -79,7 +79,7 @@ class ConsentSource(StrEnum):
     PROVIDER = "provider"
     CLI = "cli"
     API = "api"  # the shop's private API (`PATCH /api/v1/members/{id}/consent`)
-    BOUNCE = "bounce"  # a hard bounce, or three soft ones (`dispatcher.audience.bounces`)
+    BOUNCE = "bounce"  # a hard bounce, or three soft ones (`dispatcher.feedback.bounces`)
     COMPLAINT = "complaint"  # an ARF report from a mailbox provider's feedback loop
     CONSOLE = "console"  # staff in the marketer's console (`dispatcher.console`)
 
@@ -160,7 +160,7 @@ class InboxOptOut(SQLModel, table=True):
     """An opt-out reply fetched from Kavenegar and not recorded yet: its sender only.
 
     Written in a transaction of its own before the opt-out is applied, deleted in the
-    transaction that applies it (`dispatcher.sms.inbox`)."""
+    transaction that applies it (`dispatcher.feedback.inbox`)."""
 
     __tablename__ = "sms_inbox_spool"
     id: int | None = Field(default=None, primary_key=True)

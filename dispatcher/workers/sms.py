@@ -19,12 +19,11 @@ from dispatcher.compose import ComposedSms, compose_sms
 from dispatcher.delivery.guard import SendGuard
 from dispatcher.delivery.state import Loaded
 from dispatcher.errors import AccountError, DeliveryError, PermanentDeliveryError
+from dispatcher.feedback.reports import BLOCKED, honour_blocked
 from dispatcher.masking import mask_mobile
 from dispatcher.queue.broker import register
 from dispatcher.runtime import Runtime, get_runtime
-from dispatcher.sms.hold import window_closed_until
-from dispatcher.sms.sync import BLOCKED, honour_blocked
-from dispatcher.sms.window import describe
+from dispatcher.sms.window import describe, window_closed_until
 from dispatcher.workers.actor import Channel, Job, Outcome, deliver
 
 log = logging.getLogger("dispatcher.sms")
@@ -91,7 +90,8 @@ class Sms(Channel):
             )
         log.info("delivery %s: sent to %s", delivery_id, mask_mobile(loaded.member.mobile))
         if result.status == BLOCKED and loaded.member.id is not None:
-            honour_blocked(job.rt.engine, loaded.member.id)  # known now: sync never asks again
+            # known now: the sync never asks again
+            honour_blocked(job.rt.engine, loaded.member.id, delivery_id)
         return {
             "provider_id": str(result.messageid) if result.messageid is not None else None,
             "cost": result.cost,

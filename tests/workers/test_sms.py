@@ -18,7 +18,7 @@ from sqlmodel import Session
 from dispatcher import hold
 from dispatcher.audience.consent import opt_out
 from dispatcher.delivery.status import campaign_status
-from dispatcher.sms.hold import release_waiting_sms
+from dispatcher.feedback.release import release_waiting_sms
 from dispatcher.store.models import ConsentSource, DeliveryStatus, Member
 from dispatcher.workers import actor
 from dispatcher.workers import sms as sms_worker

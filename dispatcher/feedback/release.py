@@ -1,9 +1,9 @@
-"""Holding a campaign's SMS back until the send window opens, and letting them go.
+"""Letting a campaign's SMS go once the send window opens.
 
-The deliveries simply stay `pending` (the database is the truth); the campaign's SMS
-hold records the window's next opening (`dispatcher.hold`), and `release_waiting_sms`
-re-enqueues them once it is open (the scheduler's tick, or `dispatcher sms release`).
-Every SMS transport keeps it.
+The deliveries held back simply stay `pending` (the database is the truth); the
+campaign's SMS hold records the window's next opening (`dispatcher.hold`), and
+`release_waiting_sms` re-enqueues them once it is open (the scheduler's tick, or
+`dispatcher sms release`). Every SMS transport keeps it.
 """
 
 from __future__ import annotations
@@ -17,18 +17,8 @@ from dispatcher import hold
 from dispatcher.queue.broker import enqueue_many
 from dispatcher.queue.expansion import pending_ids
 from dispatcher.settings import Settings
-from dispatcher.sms.window import is_open, next_opening
+from dispatcher.sms.window import window_closed_until
 from dispatcher.store.models import Channel
-
-
-def window_closed_until(settings: Settings, now: datetime) -> datetime | None:
-    """The window's next opening if an SMS cannot go at `now`; None if it can.
-
-    The same for every SMS transport: the outbox keeps the hours Kavenegar would."""
-    window, tz = settings.send_window, settings.sms_zone
-    if is_open(now, window, tz):
-        return None
-    return next_opening(now, window, tz)
 
 
 def release_waiting_sms(
