@@ -38,10 +38,6 @@ class Hold:
     paused: str | None = None
     waiting_until: datetime | None = None  # aware, UTC
 
-    @property
-    def kind(self) -> HoldKind:
-        return HoldKind.PAUSE if self.paused is not None else HoldKind.WINDOW
-
 
 def fields(hold: Hold | None) -> dict[str, Any]:
     """The `paused` and `waiting_until` keys of a channel's status (None when free)."""
