@@ -25,12 +25,8 @@ from dispatcher.delivery.groupcommit import GroupCommit
 from dispatcher.delivery.guard import SendGuard, build_guard
 from dispatcher.delivery.tracking import LinkTracker
 from dispatcher.email.mime import MessageHeaders
-from dispatcher.email.outbox import OutboxTransport
-from dispatcher.email.smtp import SmtpTransport
 from dispatcher.email.transport import EmailTransport
 from dispatcher.settings import Settings, get_settings
-from dispatcher.sms.kavenegar import KavenegarTransport
-from dispatcher.sms.outbox import SmsOutbox
 from dispatcher.sms.transport import SmsTransport
 from dispatcher.store.db import make_engine
 from dispatcher.store.models import Campaign, Channel, utcnow
@@ -189,16 +185,25 @@ class Runtime:
 
 
 def build_email_transport(settings: Settings) -> EmailTransport:
-    """SMTP when SMTP_HOST is set, otherwise the outbox folder."""
+    """SMTP when SMTP_HOST is set, otherwise the outbox folder. (The transports are
+    imported here: a process that sends nothing, `campaign send` say, never loads them.)"""
     if settings.outbox:
+        from dispatcher.email.outbox import OutboxTransport
+
         return OutboxTransport(settings.outbox_dir / "email")
+    from dispatcher.email.smtp import SmtpTransport
+
     return SmtpTransport.from_settings(settings)
 
 
 def build_sms_transport(settings: Settings) -> SmsTransport:
     """Kavenegar when KAVENEGAR_API_KEY is set, otherwise the outbox folder."""
     if settings.kavenegar_api_key is None:
+        from dispatcher.sms.outbox import SmsOutbox
+
         return SmsOutbox(settings.outbox_dir / "sms")
+    from dispatcher.sms.kavenegar import KavenegarTransport
+
     return KavenegarTransport.from_settings(settings)
 
 
