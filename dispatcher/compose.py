@@ -15,7 +15,8 @@ from typing import Any
 from jinja2 import TemplateError
 
 from dispatcher.definition.campaign import CampaignSpec
-from dispatcher.definition.rendering import CampaignTemplates, RenderedEmail, shop_name
+from dispatcher.definition.links import UrlFor
+from dispatcher.definition.rendering import CampaignTemplates, shop_name
 from dispatcher.email.mime import MessageHeaders, build_message
 from dispatcher.errors import RenderError
 from dispatcher.settings import Settings
@@ -63,15 +64,14 @@ def compose_email(
     subject_prefix: str = "",
     message_id: str | None = None,
     variant: str | None = None,
-    track: Callable[[RenderedEmail], RenderedEmail] | None = None,
+    click: UrlFor | None = None,
 ) -> ComposedEmail:
     """The member's email; with `headers` and `to`, the message as sent too. RenderError
     when the template cannot make it (or the HTML lacks the unsubscribe link).
-    `variant`: an A/B test's subject; `track` rewrites the links for click counting."""
+    `variant`: an A/B test's subject; `click`: the member's click link of each of the
+    campaign's tracked links, by index (`[tracking] clicks`; None: links as written)."""
     try:
-        rendered = templates.render_email(member, unsubscribe_url, view_url, variant)
-        if track is not None:
-            rendered = track(rendered)
+        rendered = templates.render_email(member, unsubscribe_url, view_url, variant, click)
         subject = subject_prefix + rendered.subject
         raw = None
         if headers is not None and to is not None:

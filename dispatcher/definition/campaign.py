@@ -20,7 +20,7 @@ from jinja2.exceptions import TemplateNotFound
 
 from dispatcher.controlchars import find_control
 from dispatcher.definition.check import locate, template_line
-from dispatcher.definition.links import cached_index, rewrite_text
+from dispatcher.definition.links import rewrite_text
 from dispatcher.definition.measuring import (
     AbSpec,
     parse_ab,
@@ -35,6 +35,7 @@ from dispatcher.definition.rendering import (
     SUBJECT_NAME,
     TEXT_NAME,
     CampaignTemplates,
+    cached_index,
     has_unsubscribe_link,
     wrap_in_layout,
 )
@@ -186,6 +187,7 @@ class CampaignSpec:
             campaign={"slug": self.slug, "name": self.name, "send_at": self.send_time(zone)},
             shop=shop,
             zone=zone,
+            links=list(self.link_index()) if self.track_clicks else None,
         )
 
 

@@ -14,10 +14,6 @@ from __future__ import annotations
 import html as html_lib
 import re
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
-from functools import lru_cache
-
-from dispatcher.definition.rendering import make_environment
 
 MAX_LINKS = 250  # links tracked per campaign (the token's index is one byte)
 # An href in HTML: the attribute's value, quoted either way.
@@ -147,24 +143,59 @@ def rewrite_text(text: str, index: dict[str, int], url_for: UrlFor) -> str:
     return _rewrite(text, _spans(_URL, _URL_LOWER, text), swap)
 
 
-@lru_cache(maxsize=64)
-def cached_index(
-    html: str | None,
-    text: str | None,
-    sms: str | None,
-    campaign: tuple[str, str, datetime | None] = ("", "", None),
-) -> dict[str, int]:
-    """`link_index(campaign_links(...))`, computed once per campaign (a campaign's
-    source strings are the same objects message after message: their hash is computed
-    once too). `campaign`: its slug, name and send time, which links may use."""
-    slug, name, send_at = campaign
-    context = {"campaign": {"slug": slug, "name": name, "send_at": send_at}}
-    env = make_environment({})
+# Where a template's source is not plain text: a raw block, an expression, a statement,
+# a comment (a link written inside one is not the template's own markup).
+_TAGS = re.compile(
+    r"\{%-?\s*raw\s*-?%\}.*?\{%-?\s*endraw\s*-?%\}|\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL
+)
+CLICK = "_dispatcher_click"  # the render context's click-link function (index -> URL)
 
-    def render(source: str) -> str | None:
-        try:
-            return env.from_string(source).render(context).strip()
-        except Exception:  # a member's field (undefined here), or a broken link: untracked
+
+def mark_links(source: str, index: dict[str, int], render: Render, *, html: bool) -> str | None:
+    """The template `source` with each of the campaign's links written in it swapped for
+    `{{ _dispatcher_click(i) }}`, so that a message is rendered with its click links at
+    once instead of rewritten afterwards; None when a listed link also appears where it
+    cannot be swapped (inside an expression, a statement or a raw block): that part is
+    then rewritten after rendering, as before. `html`: the links are hrefs (else URLs in
+    text). `render` makes a link whose source is a template (None: built per member)."""
+    # (start, end, is an expression) of every tag
+    inside = [(m.start(), m.end(), m.group(0).startswith("{{")) for m in _TAGS.finditer(source)]
+    pieces: list[str] = []
+    done = 0
+    found: list[tuple[int, int]] = []  # spans of the links swapped
+
+    def overlapping(start: int, end: int) -> list[tuple[int, int, bool]]:
+        return [t for t in inside if t[0] < end and start < t[1]]
+
+    matches = _HREF.finditer(source) if html else _SOURCE_URL.finditer(source)
+    for match in matches:
+        if html:
+            start, end = match.span(3)
+            raw = match.group(3)
+            url_source = html_lib.unescape(raw.strip())
+        else:
+            raw = _trim(match.group(0))
+            start, end = match.start(), match.start() + len(raw)
+            url_source = raw
+        tags_here = overlapping(start, end)
+        if any(not (expression and start <= s and e <= end) for s, e, expression in tags_here):
+            continue  # not the template's own text: checked below
+        url: str | None = url_source
+        if tags_here or any(t in url_source for t in _TEMPLATE):
+            url = render(url_source)
+        i = index.get(url) if url is not None else None
+        if i is None:
+            continue
+        pieces += (source[done:start], f"{{{{ {CLICK}({i}) }}}}")
+        done = end
+        found.append((start, end))
+    pieces.append(source[done:])
+    # A listed link left inside an expression, a statement or a raw block would be sent
+    # untracked: the caller rewrites this part after rendering instead.
+    for s, e, _expression in inside:
+        if any(fs <= s and e <= fe for fs, fe in found):
+            continue
+        text = source[s:e]
+        if any(url in text or html_lib.escape(url) in text for url in index):
             return None
-
-    return link_index(campaign_links(html, text, sms, render))
+    return "".join(pieces)

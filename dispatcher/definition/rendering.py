@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from email.utils import parseaddr
-from functools import partial
+from functools import lru_cache, partial
 from html.parser import HTMLParser
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -27,6 +27,16 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import escape
 
 from dispatcher.controlchars import strip_controls
+from dispatcher.definition.links import (
+    CLICK,
+    Render,
+    UrlFor,
+    campaign_links,
+    link_index,
+    mark_links,
+    rewrite_html,
+    rewrite_text,
+)
 from dispatcher.definition.persian import FILTERS, TEHRAN
 from dispatcher.definition.styles import inline_styles
 from dispatcher.errors import RenderError
@@ -226,7 +236,22 @@ class CampaignTemplates:
         campaign: dict[str, Any],
         shop: dict[str, Any],
         zone: ZoneInfo = TEHRAN,
+        links: list[str] | None = None,
     ) -> None:
+        # The campaign's tracked links (`dispatcher.definition.links`), in index order:
+        # written into the HTML and text templates as calls of the click-link function,
+        # so a message comes out with its click links (none: the links themselves).
+        self.links = list(links or ())
+        self._index = {url: i for i, url in enumerate(self.links)}
+        self.marked: set[str] = set()  # the parts whose links are written in
+        if self._index:
+            render = link_renderer(campaign)
+            if html is not None and (marked := mark_links(html, self._index, render, html=True)):
+                html = marked
+                self.marked.add(HTML_NAME)
+            if text is not None and (marked := mark_links(text, self._index, render, html=False)):
+                text = marked
+                self.marked.add(TEXT_NAME)
         sources = {
             name: src
             for name, src in (
@@ -244,7 +269,12 @@ class CampaignTemplates:
         if html is not None and "<style" in html.lower():
             self.env.parse(html, HTML_NAME)  # syntax errors point at the file's own lines
             sources[HTML_NAME] = wrap_in_layout(inline_styles(html))
-        self.globals = {"campaign": campaign, "shop": shop}
+        links_as_written = self.links
+
+        def original(i: int) -> str:  # a message without click links (preview, web copy)
+            return links_as_written[i]
+
+        self.globals = {"campaign": campaign, "shop": shop, CLICK: original}
         self._compiled: dict[str, Template] = {
             name: self.env.get_template(name, globals=self.globals) for name in sources
         }
@@ -284,26 +314,41 @@ class CampaignTemplates:
         unsubscribe_url: str,
         view_url: str | None = None,
         variant: str | None = None,
+        click: UrlFor | None = None,
     ) -> RenderedEmail:
         """Subject, text and HTML for one member; `view_url`: the "نسخهٔ وب" link above
         the content (none in the web copy itself); `variant`: an A/B test's subject
-        ("A".."D"; None: the campaign's). RenderError when the HTML lacks the
-        visible unsubscribe link (a template that prints it only for some members)."""
+        ("A".."D"; None: the campaign's); `click`: the member's click link of each
+        tracked link, by index (None: the links as written). RenderError when the HTML
+        lacks the visible unsubscribe link (a template that prints it only for some
+        members)."""
         ctx = {
             "member": member,
             "unsubscribe_url": unsubscribe_url,
             "view_url": view_url or "",
             "today": self.today(),
         }
+        if click is not None:
+            ctx[CLICK] = click
+        track = click is not None and bool(self._index)
         name = variant_subject_name(variant) if variant else SUBJECT_NAME
         subject = strip_controls(" ".join(self.render(name, ctx).split()))
         html = self.render(HTML_NAME, ctx)
         if not has_unsubscribe_link(html, unsubscribe_url):
             raise RenderError("render: email.html: the HTML has no visible unsubscribe link")
+        if track and HTML_NAME not in self.marked:  # links it could not write in
+            assert click is not None
+            html = rewrite_html(html, self._index, click)
         if TEXT_NAME in self._compiled:
             text = self.render(TEXT_NAME, ctx).strip()
+            if track and TEXT_NAME not in self.marked:
+                assert click is not None
+                text = rewrite_text(text, self._index, click)
         else:
             text = html_to_text(html)
+            if track:  # a link's own text in the HTML, say
+                assert click is not None
+                text = rewrite_text(text, self._index, click)
         if unsubscribe_url not in text:
             text += f"\n\n--\nلغو عضویت در خبرنامه: {unsubscribe_url}"
         return RenderedEmail(subject=subject, text=text + "\n", html=html)
@@ -381,3 +426,33 @@ def html_to_text(html: str) -> str:
         if line or (out and out[-1]):
             out.append(line)
     return "\n".join(out).strip()
+
+
+@lru_cache(maxsize=64)
+def cached_index(
+    html: str | None,
+    text: str | None,
+    sms: str | None,
+    campaign: tuple[str, str, datetime | None] = ("", "", None),
+) -> dict[str, int]:
+    """`link_index(campaign_links(...))`, computed once per campaign (a campaign's
+    source strings are the same objects message after message: their hash is computed
+    once too). `campaign`: its slug, name and send time, which links may use."""
+    slug, name, send_at = campaign
+    render = link_renderer({"slug": slug, "name": name, "send_at": send_at})
+    return link_index(campaign_links(html, text, sms, render))
+
+
+def link_renderer(campaign: dict[str, object]) -> Render:
+    """Renders a link written as a template with the campaign alone (`{{ campaign.slug
+    }}` in a UTM tag); None for one that needs more (a member's field) or is broken."""
+    context = {"campaign": campaign}
+    env = make_environment({})
+
+    def render(source: str) -> str | None:
+        try:
+            return env.from_string(source).render(context).strip()
+        except Exception:  # a member's field (undefined here), or a broken link: untracked
+            return None
+
+    return render

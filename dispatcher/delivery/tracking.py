@@ -1,16 +1,15 @@
-"""Link tracking at send time: a member's rendered message with the campaign's links
-swapped for click links (`{UNSUBSCRIBE_BASE_URL}/c/{token}`), by the pure functions
-of `dispatcher.definition.links`.
+"""Link tracking at send time: a member's click links (`{UNSUBSCRIBE_BASE_URL}/c/{token}`).
+
+An email's links are written into its compiled templates (`CampaignTemplates`, by
+`dispatcher.definition.links.mark_links`), which call `url_for`'s function per link; an
+SMS is rewritten after rendering.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from dispatcher.audience.clicktoken import ClickSigner, click_url
 from dispatcher.definition.campaign import CampaignSpec
-from dispatcher.definition.links import UrlFor, rewrite_html, rewrite_text
-from dispatcher.definition.rendering import RenderedEmail
+from dispatcher.definition.links import UrlFor, rewrite_text
 
 
 def spec_index(spec: CampaignSpec) -> dict[str, int]:
@@ -43,25 +42,6 @@ class LinkTracker:
             return hit
 
         return url
-
-    def email(
-        self,
-        rendered: RenderedEmail,
-        spec: CampaignSpec,
-        campaign_id: int,
-        delivery_id: int,
-        variant: str | None = None,
-    ) -> RenderedEmail:
-        """The HTML and text parts with the links rewritten (`[tracking] clicks`)."""
-        if not spec.track_clicks:
-            return rendered
-        index = spec_index(spec)
-        url_for = self.url_for(campaign_id, delivery_id, variant)
-        return replace(
-            rendered,
-            html=rewrite_html(rendered.html, index, url_for),
-            text=rewrite_text(rendered.text, index, url_for),
-        )
 
     def sms(self, text: str, spec: CampaignSpec, campaign_id: int, delivery_id: int) -> str:
         """An SMS with its links rewritten, short tokens (`[sms] track_links`)."""

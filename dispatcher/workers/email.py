@@ -55,8 +55,10 @@ class Email(Channel):
             to=member.email,
             delivery_id=job.delivery_id,
             variant=variant,
-            track=lambda rendered: rt.links.email(
-                rendered, compiled.spec, compiled.id, job.delivery_id, variant
+            click=(
+                rt.links.url_for(compiled.id, job.delivery_id, variant)
+                if compiled.spec.track_clicks
+                else None
             ),
         ).raw
 

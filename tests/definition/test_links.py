@@ -6,11 +6,19 @@ import html as html_lib
 import random
 import re
 
+import pytest
+
 from dispatcher.definition.links import (
     campaign_links,
     link_index,
     rewrite_html,
     rewrite_text,
+)
+from dispatcher.definition.rendering import (
+    HTML_NAME,
+    TEXT_NAME,
+    CampaignTemplates,
+    link_renderer,
 )
 
 HTML = """
@@ -63,7 +71,7 @@ def test_nothing_changes_without_links() -> None:
 
 
 def test_links_built_from_the_campaign_are_tracked_but_not_those_built_per_member() -> None:
-    from dispatcher.definition.links import cached_index
+    from dispatcher.definition.rendering import cached_index
 
     html = (
         '<a href="https://shop.example/y?utm_campaign={{ campaign.slug }}&amp;a=1">y</a>'
@@ -120,3 +128,58 @@ def test_the_fast_scan_finds_exactly_what_the_case_insensitive_patterns_find() -
         assert rewrite_text(s, index, url_for) == url.sub(text_swap, s), s
         swapped += expected_html != s
     assert swapped > 100  # the strings did exercise the swap
+
+
+# Written into the templates or rewritten after rendering: the same message.
+_CAMPAIGN = {"slug": "yalda-1405", "name": "حراج", "send_at": None}
+_WRITTEN_IN = [
+    # (html, text): links the compiled templates can carry, and links they cannot
+    (
+        '<p><a href="https://shop.example/y?utm=1&amp;x=2">حراج</a>'
+        " <a HREF='https://shop.example/{{ campaign.slug }}'>یلدا</a>"
+        ' <a href="{{ member.ref }}">دعوت</a> <a href=" https://shop.example/y?utm=1&x=2 ">'
+        "https://shop.example/y?utm=1&amp;x=2</a></p>",
+        "ببینید https://shop.example/y?utm=1&x=2، و https://shop.example/{{ campaign.slug }}.",
+    ),
+    ('<p><a href="https://shop.example/old">قدیمی</a></p>', None),  # text from the HTML
+    (
+        '{% set link = "https://shop.example/old" %}<a href="{{ link }}">x</a>'
+        ' <a href="https://shop.example/old">y</a>',
+        "{% raw %}https://shop.example/old{% endraw %} https://shop.example/old",
+    ),
+]
+
+
+@pytest.mark.parametrize(("html", "text"), _WRITTEN_IN)
+def test_links_written_into_the_templates_give_the_message_a_rewrite_would(
+    html: str, text: str | None
+) -> None:
+    member = {"first_name": "سارا", "ref": "https://shop.example/invite/7"}
+    links = campaign_links(html, text, None, link_renderer(_CAMPAIGN))
+    assert links  # the case has tracked links
+
+    def build(tracked: bool) -> CampaignTemplates:
+        return CampaignTemplates(
+            subject="سلام", html=html, text=text, campaign=_CAMPAIGN, shop={"name": "فروشگاه"},
+            links=links if tracked else None,
+        )  # fmt: skip
+
+    written = build(True).render_email(member, "https://shop.example/u/T", click=url_for)
+    plain = build(False).render_email(member, "https://shop.example/u/T")
+    index = link_index(links)
+    assert written.html == rewrite_html(plain.html, index, url_for)
+    assert written.text == rewrite_text(plain.text, index, url_for)
+    assert "https://t.example/c/tok0" in written.html
+    # without click links, the links as written (preview, the web copy)
+    assert "https://t.example/c/" not in build(True).render_email(member, "u").html
+
+
+def test_links_are_written_in_unless_one_also_sits_in_an_expression_or_a_raw_block() -> None:
+    def marked(html: str, text: str | None) -> set[str]:
+        links = campaign_links(html, text, None, link_renderer(_CAMPAIGN))
+        return CampaignTemplates(
+            html=html, text=text, campaign=_CAMPAIGN, shop={}, links=links
+        ).marked  # fmt: skip
+
+    assert marked(*_WRITTEN_IN[0]) == {HTML_NAME, TEXT_NAME}
+    assert marked(*_WRITTEN_IN[2]) == set()  # rewritten after rendering, as before
