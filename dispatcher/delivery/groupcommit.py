@@ -29,7 +29,7 @@ from sqlalchemy.orm import configure_mappers
 from dispatcher.audience.suppression import suppressed_flag
 from dispatcher.delivery import state
 from dispatcher.delivery.state import FailureKind, Loaded, Move
-from dispatcher.store.models import Campaign, Delivery, Member, utcnow
+from dispatcher.store.models import Campaign, Delivery, DeliveryStatus, Member, utcnow
 
 log = logging.getLogger("dispatcher.delivery.groupcommit")
 
@@ -292,8 +292,10 @@ def run_batch(conn: Connection, batch: list[_Request]) -> list[Any]:
         if r.kind == "claim"
         or (r.kind == "begin" and results[i] is not None and _sendable(r, results[i]))
     ]
+    counted: dict[tuple[DeliveryStatus, DeliveryStatus], set[int]] = defaultdict(set)
     if claims:
         won = claim_many(conn, [batch[i].delivery_id for i in claims], now)
+        counted[(DeliveryStatus.PENDING, DeliveryStatus.SENDING)] |= won
         for i in claims:
             # The same delivery claimed twice in one batch (a duplicate job): one wins.
             results[i] = batch[i].delivery_id in won
@@ -309,9 +311,11 @@ def run_batch(conn: Connection, batch: list[_Request]) -> list[Any]:
             groups[(r.move, tuple(sorted(r.values)))].append(i)
     for (move, keys), members in groups.items():
         moved = move_many(conn, move, keys, [batch[i] for i in members], now)
+        counted[(state.source(move), state.target(move))] |= moved
         for i in members:
             results[i] = batch[i].delivery_id in moved
             moved.discard(batch[i].delivery_id)
+    state.count_moved(conn, counted)  # last: the counts' rows are locked until the commit
     return [results[i] for i in range(len(batch))]
 
 

@@ -6,7 +6,9 @@
 
 Each move is a conditional `UPDATE ... WHERE status = <from>`: a duplicate job, a second
 scheduler or a racing pause finds no row to move. No other module writes
-`delivery.status`; `groupcommit.py` only batches these statements.
+`delivery.status`; `groupcommit.py` only batches these statements. Every move also
+moves `delivery_count` (per campaign, channel and status), in its transaction, by what
+it moved: one upsert row per count, however many deliveries.
 """
 
 from __future__ import annotations
@@ -20,7 +22,15 @@ from sqlalchemy import Update, bindparam, case, select, update
 from sqlalchemy.engine import Connection
 
 from dispatcher.channels import spec_of
-from dispatcher.store.models import Campaign, Delivery, DeliveryStatus, FailureKind, Member
+from dispatcher.store import counts
+from dispatcher.store.models import (
+    Campaign,
+    Channel,
+    Delivery,
+    DeliveryStatus,
+    FailureKind,
+    Member,
+)
 
 __all__ = [
     "FAIL",
@@ -32,6 +42,7 @@ __all__ = [
     "Move",
     "cancel_pending",
     "claim_statement",
+    "count_moved",
     "found_sent",
     "move_statement",
     "reclaim",
@@ -146,29 +157,40 @@ def claim_statement() -> Update:
 
 def cancel_pending(conn: Connection, campaign_id: int, reason: str, now: datetime) -> int:
     """pending -> skipped for every pending delivery of a cancelled campaign."""
-    return int(
-        conn.execute(
-            update(_T)
-            .where(_T.c.campaign_id == campaign_id, _T.c.status == DeliveryStatus.PENDING)
-            .values(status=DeliveryStatus.SKIPPED, error_message=reason[:500], updated_at=now)
-        ).rowcount
-    )
+    moved = counts.Deltas()
+    for channel in Channel:  # a channel at a time: its count is the statement's rowcount
+        n = int(
+            conn.execute(
+                update(_T)
+                .where(
+                    _T.c.campaign_id == campaign_id,
+                    _T.c.channel == str(channel),
+                    _T.c.status == DeliveryStatus.PENDING,
+                )
+                .values(status=DeliveryStatus.SKIPPED, error_message=reason[:500], updated_at=now)
+            ).rowcount
+        )
+        moved[(campaign_id, str(channel), DeliveryStatus.PENDING)] -= n
+        moved[(campaign_id, str(channel), DeliveryStatus.SKIPPED)] += n
+    counts.add(conn, moved)
+    return sum(n for n in moved.values() if n > 0)
 
 
 def skip_member_pending(conn: Connection, member_id: int, reason: str, now: datetime) -> int:
     """pending -> skipped for a member's pending deliveries (erasure)."""
-    return int(
-        conn.execute(
-            update(_T)
-            .where(_T.c.member_id == member_id, _T.c.status == DeliveryStatus.PENDING)
-            .values(status=DeliveryStatus.SKIPPED, error_message=reason[:500], updated_at=now)
-        ).rowcount
+    return _counted(
+        conn,
+        update(_T)
+        .where(_T.c.member_id == member_id, _T.c.status == DeliveryStatus.PENDING)
+        .values(status=DeliveryStatus.SKIPPED, error_message=reason[:500], updated_at=now),
+        DeliveryStatus.PENDING,
+        DeliveryStatus.SKIPPED,
     )
 
 
 def reclaim(conn: Connection, delivery_id: int, claimed_before: datetime, now: datetime) -> bool:
     """sending -> pending for a delivery claimed before `claimed_before` (the lease)."""
-    result = conn.execute(
+    stmt = (
         update(_T)
         .where(
             _T.c.id == delivery_id,
@@ -181,31 +203,30 @@ def reclaim(conn: Connection, delivery_id: int, claimed_before: datetime, now: d
             updated_at=now,
         )
     )
-    return bool(result.rowcount == 1)
+    return _counted(conn, stmt, DeliveryStatus.SENDING, DeliveryStatus.PENDING) == 1
 
 
 def retry_failed(conn: Connection, ids: list[int], now: datetime) -> int:
     """failed -> pending for `ids` (whose retries ran out). `provider_status`: what the
     provider said of the failed attempt is not the new attempt's."""
-    return int(
-        conn.execute(
-            update(_T)
-            .where(_T.c.id.in_(ids), _T.c.status == DeliveryStatus.FAILED)
-            .values(
-                status=DeliveryStatus.PENDING,
-                failure_kind=None,
-                provider_status=None,
-                updated_at=now,
-            )
-        ).rowcount
+    stmt = (
+        update(_T)
+        .where(_T.c.id.in_(ids), _T.c.status == DeliveryStatus.FAILED)
+        .values(
+            status=DeliveryStatus.PENDING,
+            failure_kind=None,
+            provider_status=None,
+            updated_at=now,
+        )
     )
+    return _counted(conn, stmt, DeliveryStatus.FAILED, DeliveryStatus.PENDING)
 
 
 def found_sent(
     conn: Connection, delivery_id: int, provider_id: str, provider_status: int | None, now: datetime
 ) -> bool:
     """failed -> sent: the provider had accepted the message after all."""
-    result = conn.execute(
+    stmt = (
         update(_T)
         .where(_T.c.id == delivery_id, _T.c.status == DeliveryStatus.FAILED)
         .values(
@@ -218,7 +239,26 @@ def found_sent(
             updated_at=now,
         )
     )
-    return bool(result.rowcount == 1)
+    return _counted(conn, stmt, DeliveryStatus.FAILED, DeliveryStatus.SENT) == 1
+
+
+# -- the counts: `delivery_count` follows every move, in the move's transaction --
+
+
+def count_moved(conn: Connection, moved: counts.Moves) -> None:
+    """The counts of the deliveries the group commit moved, `{(from, to): ids}` (one
+    statement, whatever the number of ids)."""
+    counts.add_moved(conn, moved)
+
+
+def _counted(conn: Connection, stmt: Update, src: DeliveryStatus, dst: DeliveryStatus) -> int:
+    """Run the move `stmt` (src -> dst), add what it moved to the counts; how many."""
+    moved = counts.Deltas()
+    for campaign_id, channel in conn.execute(stmt.returning(_T.c.campaign_id, _T.c.channel)):
+        moved[(campaign_id, channel, str(src))] -= 1
+        moved[(campaign_id, channel, str(dst))] += 1
+    counts.add(conn, moved)
+    return sum(n for n in moved.values() if n > 0)
 
 
 def retries_exhausted() -> Any:

@@ -273,6 +273,18 @@ class Delivery(SQLModel, table=True):
     variant: str | None = Field(default=None, max_length=1)
 
 
+class DeliveryCount(SQLModel, table=True):
+    """How many of a campaign's deliveries of a channel are in each status: kept by every
+    move of `dispatcher.delivery.state` in the transaction that makes it (one row per
+    campaign, channel and status), so progress is read without counting deliveries."""
+
+    __tablename__ = "delivery_count"
+    campaign_id: int = Field(primary_key=True)
+    channel: str = Field(primary_key=True, max_length=8)
+    status: str = Field(primary_key=True, max_length=8)
+    n: int = 0
+
+
 class ClickCount(SQLModel, table=True):
     """Clicks on a campaign's link (`link`: its index; -1: any link, for the unique
     clickers of the variant), per channel, variant ("" without a test) and minute.
