@@ -157,7 +157,8 @@ def claim_statement() -> Update:
 
 def cancel_pending(conn: Connection, campaign_id: int, reason: str, now: datetime) -> int:
     """pending -> skipped for every pending delivery of a cancelled campaign."""
-    moved = counts.Deltas()
+    moved: counts.Deltas = {}
+    total = 0
     for channel in Channel:  # a channel at a time: its count is the statement's rowcount
         n = int(
             conn.execute(
@@ -170,10 +171,11 @@ def cancel_pending(conn: Connection, campaign_id: int, reason: str, now: datetim
                 .values(status=DeliveryStatus.SKIPPED, error_message=reason[:500], updated_at=now)
             ).rowcount
         )
-        moved[(campaign_id, str(channel), DeliveryStatus.PENDING)] -= n
-        moved[(campaign_id, str(channel), DeliveryStatus.SKIPPED)] += n
+        counts.delta(moved, campaign_id, str(channel), DeliveryStatus.PENDING, -n, None)
+        counts.delta(moved, campaign_id, str(channel), DeliveryStatus.SKIPPED, n, now)
+        total += n
     counts.add(conn, moved)
-    return sum(n for n in moved.values() if n > 0)
+    return total
 
 
 def skip_member_pending(conn: Connection, member_id: int, reason: str, now: datetime) -> int:
@@ -252,13 +254,25 @@ def count_moved(conn: Connection, moved: counts.Moves) -> None:
 
 
 def _counted(conn: Connection, stmt: Update, src: DeliveryStatus, dst: DeliveryStatus) -> int:
-    """Run the move `stmt` (src -> dst), add what it moved to the counts; how many."""
-    moved = counts.Deltas()
-    for campaign_id, channel in conn.execute(stmt.returning(_T.c.campaign_id, _T.c.channel)):
-        moved[(campaign_id, channel, str(src))] -= 1
-        moved[(campaign_id, channel, str(dst))] += 1
+    """Run the move `stmt` (src -> dst), add what it moved to the counts; how many. A move
+    out of an outcome takes it from the minute of its moment, read (and locked) first."""
+    before: dict[int, datetime] = {}
+    if src in counts.OUTCOMES and stmt.whereclause is not None:
+        before = {
+            i: at
+            for i, at in conn.execute(
+                select(_T.c.id, counts.moment()).where(stmt.whereclause).with_for_update()
+            )
+        }
+    moved: counts.Deltas = {}
+    done = 0
+    returning = stmt.returning(_T.c.id, _T.c.campaign_id, _T.c.channel, counts.moment())
+    for delivery_id, campaign_id, channel, at in conn.execute(returning):
+        counts.delta(moved, campaign_id, channel, src, -1, before.get(delivery_id))
+        counts.delta(moved, campaign_id, channel, dst, 1, at)
+        done += 1
     counts.add(conn, moved)
-    return sum(n for n in moved.values() if n > 0)
+    return done
 
 
 def retries_exhausted() -> Any:

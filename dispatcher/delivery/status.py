@@ -146,11 +146,17 @@ def progress(engine: Engine, slug: str) -> dict[str, Any] | None:
                 col(Campaign.channels),
                 col(DeliveryCount.channel),
                 col(DeliveryCount.status),
-                col(DeliveryCount.n),
+                func.sum(col(DeliveryCount.n)),
             )
             .select_from(Campaign)
             .outerjoin(DeliveryCount, col(DeliveryCount.campaign_id) == col(Campaign.id))
             .where(col(Campaign.slug) == slug)
+            .group_by(
+                col(Campaign.state),
+                col(Campaign.channels),
+                col(DeliveryCount.channel),
+                col(DeliveryCount.status),
+            )
         ).all()
     if not rows:
         return None

@@ -1,4 +1,5 @@
-"""Delivery counts: how many of a campaign's deliveries of a channel are in each status.
+"""Delivery counts: how many of a campaign's deliveries of a channel are in each status
+(and, for the outcomes, in each minute).
 
 Revision ID: 0011
 Revises: 0010
@@ -19,6 +20,8 @@ down_revision = "0010"
 branch_labels = None
 depends_on = None
 
+TIME = sa.DateTime(timezone=True)
+
 
 def upgrade() -> None:
     op.create_table(
@@ -26,13 +29,26 @@ def upgrade() -> None:
         sa.Column("campaign_id", sa.Integer(), nullable=False),
         sa.Column("channel", sa.String(length=8), nullable=False),
         sa.Column("status", sa.String(length=8), nullable=False),
+        sa.Column("minute", sa.Integer(), nullable=False),
         sa.Column("n", sa.Integer(), nullable=False),
-        sa.PrimaryKeyConstraint("campaign_id", "channel", "status"),
+        sa.Column("first", TIME, nullable=True),
+        sa.Column("last", TIME, nullable=True),
+        sa.PrimaryKeyConstraint("campaign_id", "channel", "status", "minute"),
     )
+    postgres = op.get_bind().dialect.name == "postgresql"
+    moment = "COALESCE(sent_at, updated_at)"
+    epoch_minute = (
+        f"CAST(FLOOR(EXTRACT(EPOCH FROM {moment}) / 60) AS INTEGER)"
+        if postgres
+        else f"CAST(strftime('%s', {moment}) AS INTEGER) / 60"
+    )
+    outcome = "status IN ('sent', 'failed', 'skipped')"
     op.execute(
-        "INSERT INTO delivery_count (campaign_id, channel, status, n) "
-        "SELECT campaign_id, channel, status, COUNT(*) FROM delivery "
-        "GROUP BY campaign_id, channel, status"
+        "INSERT INTO delivery_count (campaign_id, channel, status, minute, n, first, last) "
+        f"SELECT campaign_id, channel, status, CASE WHEN {outcome} THEN {epoch_minute} ELSE 0 END, "
+        f"COUNT(*), MIN(CASE WHEN {outcome} THEN {moment} END), "
+        f"MAX(CASE WHEN {outcome} THEN {moment} END) FROM delivery "
+        f"GROUP BY campaign_id, channel, status, CASE WHEN {outcome} THEN {epoch_minute} ELSE 0 END"
     )
 
 
