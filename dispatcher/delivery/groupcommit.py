@@ -29,7 +29,7 @@ from sqlalchemy.orm import configure_mappers
 from dispatcher.audience.suppression import suppressed_flag
 from dispatcher.delivery import state
 from dispatcher.delivery.state import FailureKind, Loaded, Move
-from dispatcher.store.models import Campaign, Delivery, DeliveryStatus, Member, utcnow
+from dispatcher.store.models import Campaign, Delivery, Member, utcnow
 
 log = logging.getLogger("dispatcher.delivery.groupcommit")
 
@@ -78,6 +78,7 @@ class GroupCommit:
         self._conn: Connection | None = None  # the database thread's own, kept between cycles
         self._used_at = 0.0
         self._closed = False
+        self._where: state.Where = {}  # delivery id -> (campaign id, channel): for the counts
         self.cycles = 0
         self.requests = 0
         self.loop_wakeups = 0  # callbacks scheduled on event loops (one per loop per cycle)
@@ -196,7 +197,7 @@ class GroupCommit:
             try:
                 kept = self._conn is not None
                 conn = self._connection()
-                results = run_batch(conn, batch)
+                results = run_batch(conn, batch, self._where)
             except DBAPIError as exc:
                 if not (kept and exc.connection_invalidated):
                     raise
@@ -204,7 +205,7 @@ class GroupCommit:
                 # was committed): once more on a fresh one, as the pool's ping would.
                 self._drop_connection()
                 conn = self._connection()
-                results = run_batch(conn, batch)
+                results = run_batch(conn, batch, self._where)
             conn.commit()
         except BaseException as exc:
             self._drop_connection()  # rolled back; the next cycle checks out a fresh one
@@ -276,14 +277,23 @@ def _settle_waiters(outcomes: list[tuple[_Request, Any, BaseException | None]]) 
             waiter.set_exception(exc)
 
 
-def run_batch(conn: Connection, batch: list[_Request]) -> list[Any]:
-    """Every request of the batch on one connection, in one transaction; results in order."""
+def run_batch(
+    conn: Connection, batch: list[_Request], where: state.Where | None = None
+) -> list[Any]:
+    """Every request of the batch on one connection, in one transaction; results in order.
+
+    `where`: the campaign and channel of deliveries loaded or claimed before (the group
+    commit's own), so that counting a move needs no query."""
     now = utcnow()
+    where = {} if where is None else where
+    counted: list[state.Moved] = []
     results: dict[int, Any] = {}  # index in batch -> result
     loads = [i for i, r in enumerate(batch) if r.kind in ("load", "begin")]
     found: dict[int, Loaded] = {}
     if loads:
         found = load_many(conn, {batch[i].delivery_id for i in loads})
+        for loaded in found.values():
+            where[loaded.delivery.id or 0] = (loaded.delivery.campaign_id, loaded.delivery.channel)
         for i in loads:
             results[i] = found.get(batch[i].delivery_id)
     claims = [
@@ -292,10 +302,11 @@ def run_batch(conn: Connection, batch: list[_Request]) -> list[Any]:
         if r.kind == "claim"
         or (r.kind == "begin" and results[i] is not None and _sendable(r, results[i]))
     ]
-    counted: dict[tuple[DeliveryStatus, DeliveryStatus], set[int]] = defaultdict(set)
     if claims:
-        won = claim_many(conn, [batch[i].delivery_id for i in claims], now)
-        counted[(DeliveryStatus.PENDING, DeliveryStatus.SENDING)] |= won
+        claimed = claim_many(conn, [batch[i].delivery_id for i in claims], now)
+        where.update(claimed)
+        counted.extend((state.CLAIM, i, None) for i in claimed)
+        won = set(claimed)
         for i in claims:
             # The same delivery claimed twice in one batch (a duplicate job): one wins.
             results[i] = batch[i].delivery_id in won
@@ -311,11 +322,14 @@ def run_batch(conn: Connection, batch: list[_Request]) -> list[Any]:
             groups[(r.move, tuple(sorted(r.values)))].append(i)
     for (move, keys), members in groups.items():
         moved = move_many(conn, move, keys, [batch[i] for i in members], now)
-        counted[(state.source(move), state.target(move))] |= moved
         for i in members:
             results[i] = batch[i].delivery_id in moved
-            moved.discard(batch[i].delivery_id)
-    state.count_moved(conn, counted)  # last: the counts' rows are locked until the commit
+            if results[i]:
+                moved.discard(batch[i].delivery_id)
+                counted.append(
+                    (move, batch[i].delivery_id, state.moment(move, batch[i].values, now))
+                )
+    state.count_moved(conn, counted, where)  # last: the counts' rows stay locked until the commit
     return [results[i] for i in range(len(batch))]
 
 
@@ -359,9 +373,11 @@ def load_many(conn: Connection, ids: set[int]) -> dict[int, Loaded]:
     return out
 
 
-def claim_many(conn: Connection, ids: list[int], now: Any) -> set[int]:
-    """pending -> sending for all of them at once; the ids that moved."""
-    return set(conn.execute(state.claim_statement(), {"ids": list(set(ids)), "now": now}).scalars())
+def claim_many(conn: Connection, ids: list[int], now: Any) -> dict[int, tuple[int, str]]:
+    """pending -> sending for all of them at once; the ids that moved, with their
+    campaign and channel."""
+    rows = conn.execute(state.claim_statement(), {"ids": list(set(ids)), "now": now})
+    return {i: (campaign_id, channel) for i, campaign_id, channel in rows}
 
 
 def move_many(

@@ -33,6 +33,7 @@ from dispatcher.store.models import (
 )
 
 __all__ = [
+    "CLAIM",
     "FAIL",
     "RELEASE",
     "SENT",
@@ -40,10 +41,13 @@ __all__ = [
     "FailureKind",
     "Loaded",
     "Move",
+    "Moved",
+    "Where",
     "cancel_pending",
     "claim_statement",
     "count_moved",
     "found_sent",
+    "moment",
     "move_statement",
     "reclaim",
     "retries_exhausted",
@@ -74,16 +78,18 @@ class Loaded:
 class Move(StrEnum):
     """The moves an actor makes through `groupcommit` (each: from -> to)."""
 
+    CLAIM = "claim"  # pending -> sending (its statement: `claim_statement`)
     SKIP = "skip"  # pending -> skipped
     SENT = "sent"  # sending -> sent
     FAIL = "fail"  # sending -> failed
     RELEASE = "release"  # sending -> pending
 
 
-SKIP, SENT, FAIL, RELEASE = Move.SKIP, Move.SENT, Move.FAIL, Move.RELEASE
+CLAIM, SKIP, SENT, FAIL, RELEASE = Move.CLAIM, Move.SKIP, Move.SENT, Move.FAIL, Move.RELEASE
 
 # (from, to, the values every such move sets)
 _MOVES: dict[Move, tuple[DeliveryStatus, DeliveryStatus, dict[str, Any]]] = {
+    Move.CLAIM: (DeliveryStatus.PENDING, DeliveryStatus.SENDING, {}),
     Move.SKIP: (DeliveryStatus.PENDING, DeliveryStatus.SKIPPED, {}),
     Move.SENT: (
         DeliveryStatus.SENDING,
@@ -143,12 +149,13 @@ _CLAIM = (  # built once: a statement built per cycle costs more than it runs fo
     update(_T)
     .where(_T.c.id.in_(bindparam("ids", expanding=True)), _T.c.status == DeliveryStatus.PENDING)
     .values(status=DeliveryStatus.SENDING, attempts=_T.c.attempts + 1, updated_at=bindparam("now"))
-    .returning(_T.c.id)
+    .returning(_T.c.id, _T.c.campaign_id, _T.c.channel)
 )
 
 
 def claim_statement() -> Update:
-    """pending -> sending for the ids `ids` (at `now`), returning the ids that moved."""
+    """pending -> sending for the ids `ids` (at `now`), returning the ids that moved
+    with their campaign and channel."""
     return _CLAIM
 
 
@@ -247,10 +254,41 @@ def found_sent(
 # -- the counts: `delivery_count` follows every move, in the move's transaction --
 
 
-def count_moved(conn: Connection, moved: counts.Moves) -> None:
-    """The counts of the deliveries the group commit moved, `{(from, to): ids}` (one
-    statement, whatever the number of ids)."""
-    counts.add_moved(conn, moved)
+Where = dict[int, tuple[int, str]]  # delivery id -> (campaign id, channel)
+Moved = tuple[Move, int, datetime | None]  # a move made, of which delivery, its moment
+WHERE_KEPT = 100_000  # `Where` entries a group commit keeps (forgotten: read again)
+
+
+def moment(move: Move, values: dict[str, Any], now: datetime) -> datetime | None:
+    """The report's moment of a delivery `move` gives an outcome (with `values`, at
+    `now`): `coalesce(sent_at, updated_at)` as the statement writes it; else None."""
+    if target(move) not in counts.OUTCOMES:
+        return None
+    at: datetime = values.get("sent_at") or values.get("updated_at") or now
+    return at
+
+
+def count_moved(conn: Connection, moved: list[Moved], where: Where) -> None:
+    """The counts of the moves the group commit made, one upsert row per count: each
+    delivery's campaign and channel from `where` (those it lacks read in one query)."""
+    missing = [i for _move, i, _at in moved if i not in where]
+    if missing:
+        rows = conn.execute(
+            select(_T.c.id, _T.c.campaign_id, _T.c.channel).where(_T.c.id.in_(missing))
+        )
+        where.update({i: (campaign_id, channel) for i, campaign_id, channel in rows})
+    deltas: counts.Deltas = {}
+    for move, delivery_id, at in moved:
+        src, dst, _values = _MOVES[move]
+        # A delivery sending has one more move to come: its place is kept till then.
+        campaign_id, channel = (
+            where[delivery_id] if dst == DeliveryStatus.SENDING else where.pop(delivery_id)
+        )
+        counts.delta(deltas, campaign_id, channel, src, -1, None)
+        counts.delta(deltas, campaign_id, channel, dst, 1, at)
+    counts.add(conn, deltas)
+    if len(where) > WHERE_KEPT:  # loaded and never moved (a duplicate job, a held one)
+        where.clear()
 
 
 def _counted(conn: Connection, stmt: Update, src: DeliveryStatus, dst: DeliveryStatus) -> int:

@@ -10,7 +10,7 @@ for each other's rows in a circle.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,14 +18,11 @@ from sqlalchemy import (
     DateTime,
     Insert,
     Integer,
-    bindparam,
     case,
     cast,
     func,
-    literal,
     null,
     select,
-    union_all,
 )
 from sqlalchemy.engine import Connection
 
@@ -35,10 +32,8 @@ from dispatcher.store.models import Delivery, DeliveryCount, DeliveryStatus
 __all__ = [
     "OUTCOMES",
     "Deltas",
-    "Moves",
     "add",
     "add_inserted",
-    "add_moved",
     "delta",
     "minute_of",
     "moment",
@@ -52,9 +47,8 @@ _N = DeliveryCount.__table__  # type: ignore[attr-defined]
 _KEY = ("campaign_id", "channel", "status", "minute")
 OUTCOMES = (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.SKIPPED)
 
-# (campaign id, channel, status, minute) -> (n to add, the moment of those added or None)
-Deltas = dict[tuple[int, str, str, int], tuple[int, datetime | None]]
-Moves = dict[tuple[DeliveryStatus, DeliveryStatus], set[int]]  # (from, to) -> ids moved
+# (campaign id, channel, status, minute) -> (n to add, first and last moment of those added)
+Deltas = dict[tuple[int, str, str, int], tuple[int, datetime | None, datetime | None]]
 
 
 def minute_of(moment: datetime) -> int:
@@ -72,10 +66,10 @@ def add(conn: Connection, deltas: Deltas) -> None:
             "status": st,
             "minute": m,
             "n": n,
-            "first": at,
-            "last": at,
+            "first": first,
+            "last": last,
         }
-        for (c, ch, st, m), (n, at) in sorted(deltas.items())
+        for (c, ch, st, m), (n, first, last) in sorted(deltas.items())
         if n
     ]
     if rows:
@@ -85,11 +79,15 @@ def add(conn: Connection, deltas: Deltas) -> None:
 def delta(
     deltas: Deltas, campaign_id: int, channel: str, status: str, n: int, at: datetime | None
 ) -> None:
-    """Add to `deltas` `n` deliveries (-n: taken away) of `status`; an outcome's at the
-    moment `at` (the one moment of all the deltas a writer adds)."""
+    """Add to `deltas` `n` deliveries (-n: taken away) of `status`; an outcome's at its
+    moment `at` (that of the report: sent, else last changed)."""
     outcome = status in OUTCOMES and at is not None
     key = (campaign_id, channel, str(status), minute_of(at) if outcome and at else 0)
-    deltas[key] = (deltas.get(key, (0, None))[0] + n, at if outcome and n > 0 else None)
+    total, first, last = deltas.get(key, (0, None, None))
+    if outcome and n > 0:
+        first = at if first is None or (at and at < first) else first
+        last = at if last is None or (at and at > last) else last
+    deltas[key] = (total + n, first, last)
 
 
 def add_inserted(conn: Connection, campaign_id: int, channel: str, n: int) -> None:
@@ -97,23 +95,6 @@ def add_inserted(conn: Connection, campaign_id: int, channel: str, n: int) -> No
     deltas: Deltas = {}
     delta(deltas, campaign_id, channel, DeliveryStatus.PENDING, n, None)
     add(conn, deltas)
-
-
-def add_moved(conn: Connection, moved: Moves) -> None:
-    """The counts of the deliveries this transaction moved, `{(from, to): ids}` (`from`
-    pending or sending), in one statement: it reads the ids' campaigns, channels and
-    moments and adds -1 at `from` and +1 at `to`, one upsert row per count however
-    many ids."""
-    moves = tuple(sorted(m for m, ids in moved.items() if ids))
-    if not moves:
-        return
-    stmt = _ADD_MOVED.get((conn.dialect.name, moves))
-    if stmt is None:
-        stmt = _ADD_MOVED[(conn.dialect.name, moves)] = _add_moved_statement(conn, moves)
-    conn.execute(stmt, {f"ids{k}": list(moved[m]) for k, m in enumerate(moves)})
-
-
-_ADD_MOVED: dict[tuple[str, tuple[tuple[DeliveryStatus, DeliveryStatus], ...]], Insert] = {}
 
 
 def _no_moment() -> Any:
@@ -130,56 +111,6 @@ def _epoch_minute(conn: Connection) -> Any:
     if conn.dialect.name == "postgresql":
         return cast(func.floor(func.extract("epoch", moment()) / 60), Integer)
     return cast(func.strftime("%s", moment()), Integer) // 60
-
-
-def _add_moved_statement(
-    conn: Connection, moves: Sequence[tuple[DeliveryStatus, DeliveryStatus]]
-) -> Insert:
-    parts = []
-    for k, (src, dst) in enumerate(moves):
-        if src in OUTCOMES:
-            raise ValueError(f"{src} -> {dst}: a move out of an outcome is counted by `add`")
-        ids = _T.c.id.in_(bindparam(f"ids{k}", expanding=True))
-        minute = _epoch_minute(conn) if dst in OUTCOMES else literal(0)
-        at = moment() if dst in OUTCOMES else _no_moment()
-        to = (_T.c.campaign_id, _T.c.channel, minute)
-        parts.append(
-            select(
-                *to[:2],
-                literal(str(dst)).label("status"),
-                minute.label("minute"),
-                func.count().label("n"),
-                func.min(at).label("first"),
-                func.max(at).label("last"),
-            )
-            .where(ids)
-            .group_by(*to)
-        )
-        parts.append(
-            select(
-                _T.c.campaign_id,
-                _T.c.channel,
-                literal(str(src)).label("status"),
-                literal(0).label("minute"),
-                (-func.count()).label("n"),
-                _no_moment().label("first"),
-                _no_moment().label("last"),
-            )
-            .where(ids)
-            .group_by(_T.c.campaign_id, _T.c.channel)
-        )
-    deltas = union_all(*parts).subquery("deltas")
-    total = func.sum(deltas.c.n)
-    key = [deltas.c.campaign_id, deltas.c.channel, deltas.c.status, deltas.c.minute]
-    rows = (
-        select(*key, total, func.min(deltas.c.first), func.max(deltas.c.last))
-        .group_by(*key)
-        .having(total != 0)
-        .order_by(*key)
-    )
-    return _upsert(
-        conn, insert_or_ignore(conn, _N).from_select([*_KEY, "n", "first", "last"], rows)
-    )
 
 
 def _upsert(conn: Connection, stmt: Any) -> Insert:
