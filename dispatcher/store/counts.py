@@ -18,6 +18,7 @@ from sqlalchemy import (
     DateTime,
     Insert,
     Integer,
+    bindparam,
     case,
     cast,
     func,
@@ -58,22 +59,24 @@ def minute_of(moment: datetime) -> int:
 
 
 def add(conn: Connection, deltas: Deltas) -> None:
-    """Add `deltas` to the counts: one upsert row per count (zeros left out)."""
+    """Add `deltas` to the counts: one upsert row per count (zeros left out), in key
+    order, with one statement built once per database kind."""
     rows = [
-        {
-            "campaign_id": c,
-            "channel": ch,
-            "status": st,
-            "minute": m,
-            "n": n,
-            "first": first,
-            "last": last,
-        }
+        {"b_campaign_id": c, "b_channel": ch, "b_status": st, "b_minute": m, "b_n": n,
+         "b_first": first, "b_last": last}
         for (c, ch, st, m), (n, first, last) in sorted(deltas.items())
         if n
-    ]
-    if rows:
-        conn.execute(_upsert(conn, insert_or_ignore(conn, _N).values(rows)))
+    ]  # fmt: skip
+    if not rows:
+        return
+    stmt = _ADD.get(conn.dialect.name)
+    if stmt is None:
+        values: dict[str, Any] = {k: bindparam(f"b_{k}") for k in (*_KEY, "n", "first", "last")}
+        stmt = _ADD[conn.dialect.name] = _upsert(conn, insert_or_ignore(conn, _N).values(values))
+    conn.execute(stmt, rows)
+
+
+_ADD: dict[str, Insert] = {}
 
 
 def delta(
