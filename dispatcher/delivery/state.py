@@ -277,15 +277,22 @@ def count_moved(conn: Connection, moved: list[Moved], where: Where) -> None:
             select(_T.c.id, _T.c.campaign_id, _T.c.channel).where(_T.c.id.in_(missing))
         )
         where.update({i: (campaign_id, channel) for i, campaign_id, channel in rows})
-    deltas: counts.Deltas = {}
+    groups: dict[tuple[Move, int, str], list[datetime | None]] = {}
     for move, delivery_id, at in moved:
-        src, dst, _values = _MOVES[move]
         # A delivery sending has one more move to come: its place is kept till then.
-        campaign_id, channel = (
-            where[delivery_id] if dst == DeliveryStatus.SENDING else where.pop(delivery_id)
-        )
-        counts.delta(deltas, campaign_id, channel, src, -1, None)
-        counts.delta(deltas, campaign_id, channel, dst, 1, at)
+        campaign_id, channel = where[delivery_id] if move is CLAIM else where.pop(delivery_id)
+        moments = groups.get((move, campaign_id, channel))
+        if moments is None:
+            moments = groups[(move, campaign_id, channel)] = []
+        moments.append(at)
+    deltas: counts.Deltas = {}
+    for (move, campaign_id, channel), moments in groups.items():
+        src, dst, _values = _MOVES[move]
+        counts.delta(deltas, campaign_id, channel, src, -len(moments), None)
+        if dst in counts.OUTCOMES:
+            counts.delta_outcomes(deltas, campaign_id, channel, dst, moments)  # type: ignore[arg-type]
+        else:
+            counts.delta(deltas, campaign_id, channel, dst, len(moments), None)
     counts.add(conn, deltas)
     if len(where) > WHERE_KEPT:  # loaded and never moved (a duplicate job, a held one)
         where.clear()

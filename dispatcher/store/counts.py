@@ -36,6 +36,7 @@ __all__ = [
     "add",
     "add_inserted",
     "delta",
+    "delta_outcomes",
     "minute_of",
     "moment",
     "of_campaigns",
@@ -87,10 +88,24 @@ def delta(
     outcome = status in OUTCOMES and at is not None
     key = (campaign_id, channel, str(status), minute_of(at) if outcome and at else 0)
     total, first, last = deltas.get(key, (0, None, None))
-    if outcome and n > 0:
+    if outcome and n >= 0:
         first = at if first is None or (at and at < first) else first
         last = at if last is None or (at and at > last) else last
     deltas[key] = (total + n, first, last)
+
+
+def delta_outcomes(
+    deltas: Deltas, campaign_id: int, channel: str, status: str, moments: list[datetime]
+) -> None:
+    """Add to `deltas` one delivery of the outcome `status` at each of `moments` (a
+    batch's: most often all in one minute, counted at once)."""
+    first, last = min(moments), max(moments)
+    if minute_of(first) != minute_of(last):
+        for at in moments:
+            delta(deltas, campaign_id, channel, status, 1, at)
+        return
+    delta(deltas, campaign_id, channel, status, len(moments), first)
+    delta(deltas, campaign_id, channel, status, 0, last)
 
 
 def add_inserted(conn: Connection, campaign_id: int, channel: str, n: int) -> None:
