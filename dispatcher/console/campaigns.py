@@ -4,7 +4,7 @@ resume, cancel, retry-failed), each the function `dispatcher campaign ...` calls
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
@@ -131,80 +131,85 @@ async def _refused(ctx: Ctx, campaign: Campaign, message: str, code: int = 409) 
     )
 
 
-@page(StaffRole.MARKETER)
-async def pause(ctx: Ctx) -> Response:
+class Refused(Exception):
+    """The console will not do it: the campaign's page again, with `message`."""
+
+    def __init__(self, message: str, code: int = 409) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+async def _control(ctx: Ctx, action: str, notice: str, act: Callable[[int], str]) -> Response:
+    """One control of a campaign: `act(its id)` (run in a thread) returns the
+    audit row's detail, or raises `Refused` or a `DispatcherError` (the campaign's page
+    with the reason); done, the audit row `action`, then the campaign's page with
+    `notice`."""
     campaign = await _campaign(ctx)
     if isinstance(campaign, Response):
         return campaign
-    reason = ctx.field("reason").strip() or f"paused by {ctx.staff_name} in the console"
     assert campaign.id is not None
-    if not await run_in_threadpool(
-        control.pause, ctx.console.engine, campaign.id, by=PausedBy.PERSON, reason=reason
-    ):
-        return await _refused(ctx, campaign, "فقط کارزار زمان‌بندی‌شده یا در حال ارسال متوقف می‌شود.")
-    await ctx.audit("campaign-pause", campaign_id=campaign.id, detail=reason)
-    return _done(ctx, campaign.slug, "کارزار متوقف شد.")
+    try:
+        detail = await run_in_threadpool(act, campaign.id)
+    except Refused as exc:
+        return await _refused(ctx, campaign, str(exc), exc.code)
+    except DispatcherError as exc:
+        return await _refused(ctx, campaign, str(exc))
+    await ctx.audit(action, campaign_id=campaign.id, detail=detail)
+    return _done(ctx, campaign.slug, notice)
+
+
+@page(StaffRole.MARKETER)
+async def pause(ctx: Ctx) -> Response:
+    reason = ctx.field("reason").strip() or f"paused by {ctx.staff_name} in the console"
+
+    def act(campaign_id: int) -> str:
+        if not control.pause(ctx.console.engine, campaign_id, by=PausedBy.PERSON, reason=reason):
+            raise Refused("فقط کارزار زمان‌بندی‌شده یا در حال ارسال متوقف می‌شود.")
+        return reason
+
+    return await _control(ctx, "campaign-pause", "کارزار متوقف شد.", act)
 
 
 @page(StaffRole.MARKETER)
 async def resume(ctx: Ctx) -> Response:
-    campaign = await _campaign(ctx)
-    if isinstance(campaign, Response):
-        return campaign
-    assert campaign.id is not None
     lease = timedelta(seconds=ctx.console.settings.send_lease_seconds)
-    broker, actors = await run_in_threadpool(ctx.console.queue)
-    try:
-        done = await run_in_threadpool(
-            control.resume, ctx.console.engine, broker, campaign.id, actors, lease=lease
-        )
-    except DispatcherError as exc:
-        return await _refused(ctx, campaign, str(exc))
-    await ctx.audit("campaign-resume", campaign_id=campaign.id, detail=f"{done.enqueued} enqueued")
-    return _done(ctx, campaign.slug, "کارزار ادامه یافت.")
+
+    def act(campaign_id: int) -> str:
+        broker, actors = ctx.console.queue()
+        done = control.resume(ctx.console.engine, broker, campaign_id, actors, lease=lease)
+        return f"{done.enqueued} enqueued"
+
+    return await _control(ctx, "campaign-resume", "کارزار ادامه یافت.", act)
 
 
 @page(StaffRole.MARKETER)
 async def cancel(ctx: Ctx) -> Response:
-    campaign = await _campaign(ctx)
-    if isinstance(campaign, Response):
-        return campaign
-    if ctx.field("confirm") != "yes":
-        return await _refused(ctx, campaign, "برای لغو، تأیید را علامت بزنید.", 400)
     reason = ctx.field("reason").strip() or f"cancelled by {ctx.staff_name} in the console"
-    assert campaign.id is not None
-    try:
-        skipped = await run_in_threadpool(
-            control.cancel, ctx.console.engine, campaign.id, reason=reason
-        )
-    except DispatcherError as exc:
-        return await _refused(ctx, campaign, str(exc))
-    await ctx.audit("campaign-cancel", campaign_id=campaign.id, detail=f"{skipped} skipped")
-    return _done(ctx, campaign.slug, "کارزار لغو شد.")
+
+    def act(campaign_id: int) -> str:
+        if ctx.field("confirm") != "yes":
+            raise Refused("برای لغو، تأیید را علامت بزنید.", 400)
+        return f"{control.cancel(ctx.console.engine, campaign_id, reason=reason)} skipped"
+
+    return await _control(ctx, "campaign-cancel", "کارزار لغو شد.", act)
 
 
 @page(StaffRole.MARKETER)
 async def retry_failed(ctx: Ctx) -> Response:
-    campaign = await _campaign(ctx)
-    if isinstance(campaign, Response):
-        return campaign
-    assert campaign.id is not None
     channel = ctx.field("channel")
-    broker, actors = await run_in_threadpool(ctx.console.queue)
-    try:
-        n = await run_in_threadpool(
-            lambda: control.retry_failed(
-                ctx.console.engine,
-                broker,
-                campaign.id,  # type: ignore[arg-type]
-                actors,
-                channel=Channel(channel) if channel in ("email", "sms") else None,
-            )
+
+    def act(campaign_id: int) -> str:
+        broker, actors = ctx.console.queue()
+        n = control.retry_failed(
+            ctx.console.engine,
+            broker,
+            campaign_id,
+            actors,
+            channel=Channel(channel) if channel in ("email", "sms") else None,
         )
-    except DispatcherError as exc:
-        return await _refused(ctx, campaign, str(exc))
-    await ctx.audit("campaign-retry-failed", campaign_id=campaign.id, detail=f"{n} queued")
-    return _done(ctx, campaign.slug, "ناموفق‌ها دوباره در صف قرار گرفتند.")
+        return f"{n} queued"
+
+    return await _control(ctx, "campaign-retry-failed", "ناموفق‌ها دوباره در صف قرار گرفتند.", act)
 
 
 def draft_of(campaign: Campaign) -> Draft:

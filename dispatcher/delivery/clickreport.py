@@ -15,6 +15,7 @@ from sqlmodel import Session, col
 from dispatcher.definition.campaign import CampaignSpec
 from dispatcher.delivery.clicks import ANY_LINK
 from dispatcher.delivery.tracking import spec_links
+from dispatcher.store import counts
 from dispatcher.store.models import (
     Campaign,
     Channel,
@@ -67,7 +68,12 @@ def click_section(session: Session, campaign: Campaign, channel: Channel) -> dic
         .order_by(col(ClickCount.link), col(ClickCount.variant))
     ).all()
     links = spec_links(CampaignSpec.from_json(campaign.spec))
-    sent = sent_by_variant(session, campaign.id, channel)
+    if campaign.ab_state is None:  # no test: every sent delivery is the one variant's
+        by = counts.of_campaigns(session.connection(), [campaign.id]).get(campaign.id, {})
+        found = by.get((str(channel), DeliveryStatus.SENT), 0)
+        sent = {_name(None): found} if found else {}
+    else:
+        sent = sent_by_variant(session, campaign.id, channel)
     unique: dict[str, int] = defaultdict(int)
     per_link: list[dict[str, Any]] = []
     for link, variant, clicks, uniq, scanner in rows:

@@ -80,6 +80,7 @@ class GroupCommit:
         self._conn: Connection | None = None  # the database thread's own, kept between cycles
         self._used_at = 0.0
         self._closed = False
+        self._where: state.Where = {}  # delivery id -> (campaign id, channel): for the counts
         self.cycles = 0
         self.requests = 0
         self.loop_wakeups = 0  # callbacks scheduled on event loops (one per loop per cycle)
@@ -198,7 +199,7 @@ class GroupCommit:
             try:
                 kept = self._conn is not None
                 conn = self._connection()
-                results = run_batch(conn, batch)
+                results = run_batch(conn, batch, self._where)
             except DBAPIError as exc:
                 if not (kept and exc.connection_invalidated):
                     raise
@@ -206,7 +207,7 @@ class GroupCommit:
                 # was committed): once more on a fresh one, as the pool's ping would.
                 self._drop_connection()
                 conn = self._connection()
-                results = run_batch(conn, batch)
+                results = run_batch(conn, batch, self._where)
             conn.commit()
         except BaseException as exc:
             self._drop_connection()  # rolled back; the next cycle checks out a fresh one
@@ -278,14 +279,23 @@ def _settle_waiters(outcomes: list[tuple[_Request, Any, BaseException | None]]) 
             waiter.set_exception(exc)
 
 
-def run_batch(conn: Connection, batch: list[_Request]) -> list[Any]:
-    """Every request of the batch on one connection, in one transaction; results in order."""
+def run_batch(
+    conn: Connection, batch: list[_Request], where: state.Where | None = None
+) -> list[Any]:
+    """Every request of the batch on one connection, in one transaction; results in order.
+
+    `where`: the campaign and channel of deliveries loaded or claimed before (the group
+    commit's own), so that counting a move needs no query."""
     now = utcnow()
+    where = {} if where is None else where
+    counted: list[state.Moved] = []
     results: dict[int, Any] = {}  # index in batch -> result
     loads = [i for i, r in enumerate(batch) if r.kind in ("load", "begin")]
     found: dict[int, Loaded] = {}
     if loads:
         found = load_many(conn, {batch[i].delivery_id for i in loads})
+        for loaded in found.values():
+            where[loaded.delivery.id or 0] = (loaded.delivery.campaign_id, loaded.delivery.channel)
         for i in loads:
             results[i] = found.get(batch[i].delivery_id)
     claims = [
@@ -295,7 +305,10 @@ def run_batch(conn: Connection, batch: list[_Request]) -> list[Any]:
         or (r.kind == "begin" and results[i] is not None and _sendable(r, results[i]))
     ]
     if claims:
-        won = claim_many(conn, [batch[i].delivery_id for i in claims], now)
+        claimed = claim_many(conn, [batch[i].delivery_id for i in claims], now)
+        where.update(claimed)
+        counted.extend((state.CLAIM, i, None) for i in claimed)
+        won = set(claimed)
         for i in claims:
             # The same delivery claimed twice in one batch (a duplicate job): one wins.
             results[i] = batch[i].delivery_id in won
@@ -313,7 +326,12 @@ def run_batch(conn: Connection, batch: list[_Request]) -> list[Any]:
         moved = move_many(conn, move, keys, [batch[i] for i in members], now)
         for i in members:
             results[i] = batch[i].delivery_id in moved
-            moved.discard(batch[i].delivery_id)
+            if results[i]:
+                moved.discard(batch[i].delivery_id)
+                counted.append(
+                    (move, batch[i].delivery_id, state.moment(move, batch[i].values, now))
+                )
+    state.count_moved(conn, counted, where)  # last: the counts' rows stay locked until the commit
     return [results[i] for i in range(len(batch))]
 
 
@@ -359,9 +377,11 @@ def load_many(conn: Connection, ids: set[int]) -> dict[int, Loaded]:
     return out
 
 
-def claim_many(conn: Connection, ids: list[int], now: Any) -> set[int]:
-    """pending -> sending for all of them at once; the ids that moved."""
-    return set(conn.execute(state.claim_statement(), {"ids": list(set(ids)), "now": now}).scalars())
+def claim_many(conn: Connection, ids: list[int], now: Any) -> dict[int, tuple[int, str]]:
+    """pending -> sending for all of them at once; the ids that moved, with their
+    campaign and channel."""
+    rows = conn.execute(state.claim_statement(), {"ids": list(set(ids)), "now": now})
+    return {i: (campaign_id, channel) for i, campaign_id, channel in rows}
 
 
 def move_many(

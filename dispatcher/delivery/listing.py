@@ -1,6 +1,6 @@
 """Campaigns at a glance (`campaign list`) and the schedule/pause lines of `status`.
 
-Progress is counted from the database in one grouped query for all campaigns;
+Progress is read from the delivery counts (`dispatcher.store.counts`), one query a page;
 schedules are shown in the shop's zone in both calendars (`dispatcher.definition.sendtime`).
 """
 
@@ -16,7 +16,8 @@ from sqlmodel import Session, col
 from dispatcher.channels import spec_of
 from dispatcher.definition.sendtime import as_utc, jalali
 from dispatcher.hold import Hold, holds_for
-from dispatcher.store.models import Campaign, Delivery, DeliveryStatus
+from dispatcher.store import counts
+from dispatcher.store.models import Campaign, DeliveryStatus
 
 FINISHED = (DeliveryStatus.SENT, DeliveryStatus.SKIPPED, DeliveryStatus.FAILED)
 
@@ -54,15 +55,12 @@ def list_campaigns(engine: Engine, zone: ZoneInfo) -> list[dict[str, Any]]:
         campaigns = list(
             session.execute(select(Campaign).order_by(col(Campaign.id).desc())).scalars()
         )
-        counts: dict[int, dict[str, int]] = {}
-        for campaign_id, status, n in session.execute(
-            select(col(Delivery.campaign_id), col(Delivery.status), func.count()).group_by(
-                col(Delivery.campaign_id), col(Delivery.status)
-            )
-        ).all():
-            counts.setdefault(campaign_id, {})[status] = n
+        found = counts.of_campaigns(session.connection(), [c.id or 0 for c in campaigns])
         holds = holds_for(session, [c.id or 0 for c in campaigns])
-    return [_row(c, counts.get(c.id or 0, {}), holds.get(c.id or 0, {}), zone) for c in campaigns]
+    return [
+        _row(c, _by_status(found.get(c.id or 0, {})), holds.get(c.id or 0, {}), zone)
+        for c in campaigns
+    ]
 
 
 def campaign_page(
@@ -82,18 +80,20 @@ def campaign_page(
                 .limit(per_page)
             ).scalars()
         )
-        counts: dict[int, dict[str, int]] = {}
-        ids = [c.id for c in campaigns]
-        if ids:
-            for campaign_id, status, n in session.execute(
-                select(col(Delivery.campaign_id), col(Delivery.status), func.count())
-                .where(col(Delivery.campaign_id).in_(ids))
-                .group_by(col(Delivery.campaign_id), col(Delivery.status))
-            ).all():
-                counts.setdefault(campaign_id, {})[status] = n
+        found = counts.of_campaigns(session.connection(), [c.id or 0 for c in campaigns])
         holds = holds_for(session, [c.id or 0 for c in campaigns])
-    rows = [_row(c, counts.get(c.id or 0, {}), holds.get(c.id or 0, {}), zone) for c in campaigns]
+    rows = [
+        _row(c, _by_status(found.get(c.id or 0, {})), holds.get(c.id or 0, {}), zone)
+        for c in campaigns
+    ]
     return rows, int(total or 0)
+
+
+def _by_status(by_channel: dict[tuple[str, str], int]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for (_channel, status), n in by_channel.items():
+        out[status] = out.get(status, 0) + n
+    return out
 
 
 def _row(

@@ -198,6 +198,9 @@ def _erase(conn: Connection, external_id: str) -> Erasure:
     member_id = conn.execute(_named(select(_MEMBER.c.id), external_id).with_for_update()).scalar()
     if member_id is None:
         raise NotFoundError(f"no member with external_id {external_id!r}")
+    # The member's deliveries locked first: the counts' rows, locked by the skip below
+    # until the commit, are then never wanted while a delivery's lock is awaited.
+    conn.execute(select(_DELIVERY.c.id).where(_DELIVERY.c.member_id == member_id).with_for_update())
     now = utcnow()
     skipped = skip_member_pending(conn, member_id, ERASED, now)
     anonymised = conn.execute(

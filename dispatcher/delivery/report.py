@@ -25,6 +25,7 @@ from dispatcher.delivery.clickreport import ab_section, click_section
 from dispatcher.delivery.status import campaign_status
 from dispatcher.logs import mask
 from dispatcher.masking import mask_email, mask_mobile
+from dispatcher.store import counts
 from dispatcher.store.models import (
     Campaign,
     Channel,
@@ -98,20 +99,12 @@ def _channel(
         reasons[status][_reason(code, message)] += n
     per_minute: dict[str, Counter[str]] = defaultdict(Counter)
     first = last = None
-    moment = func.coalesce(Delivery.sent_at, Delivery.updated_at)
-    minute = (  # counted by the database, a row per minute and outcome
-        func.date_trunc("minute", moment)
-        if session.get_bind().dialect.name == "postgresql"
-        else func.strftime("%Y-%m-%d %H:%M:00", moment)
-    )
-    for status, at, n, earliest, latest in session.execute(
-        select(col(Delivery.status), minute, func.count(), func.min(moment), func.max(moment))
-        .where(*mine, col(Delivery.status).in_(list(OUTCOMES)))
-        .group_by(col(Delivery.status), minute)
-    ).all():
-        at = _utc(datetime.fromisoformat(at) if isinstance(at, str) else at)
+    for status, minute, n, earliest, latest in counts.per_minute(
+        session.connection(), campaign_id, str(channel)
+    ):
+        at = datetime.fromtimestamp(minute * 60, UTC)
         per_minute[at.astimezone(zone).strftime("%Y-%m-%d %H:%M")][status] += n
-        if status == DeliveryStatus.SENT:
+        if status == DeliveryStatus.SENT and earliest is not None and latest is not None:
             earliest, latest = _utc(earliest), _utc(latest)
             first = earliest if first is None or earliest < first else first
             last = latest if last is None or latest > last else last

@@ -15,12 +15,14 @@ from dispatcher.delivery.listing import schedule_fields
 from dispatcher.errors import NotFoundError
 from dispatcher.queue.abtest import not_waiting, waiting
 from dispatcher.queue.expansion import excluded_by
+from dispatcher.store import counts
 from dispatcher.store.models import (
     Bounce,
     BounceKind,
     Campaign,
     Channel,
     Delivery,
+    DeliveryCount,
     DeliveryStatus,
 )
 
@@ -113,12 +115,8 @@ def bounce_counts(session: Session, campaign_id: int, channel: Channel) -> dict[
 
 
 def channel_counts(session: Session, campaign_id: int) -> dict[tuple[str, str], int]:
-    rows = session.execute(
-        select(col(Delivery.channel), col(Delivery.status), func.count())
-        .where(col(Delivery.campaign_id) == campaign_id)
-        .group_by(col(Delivery.channel), col(Delivery.status))
-    ).all()
-    return {(ch, st): n for ch, st, n in rows}
+    """`{(channel, status): n}`, read from `delivery_count` (kept by every move)."""
+    return counts.of_campaigns(session.connection(), [campaign_id]).get(campaign_id, {})
 
 
 def outstanding(engine: Engine, campaign_id: int) -> int:
@@ -138,24 +136,24 @@ def outstanding(engine: Engine, campaign_id: int) -> int:
 
 def progress(engine: Engine, slug: str) -> dict[str, Any] | None:
     """`{"state", <channel>: {status: n, ...}}` in one indexed query (the console's
-    refresh): the campaign joined to its deliveries' counts. None for an unknown slug."""
-    with Session(engine) as session:
-        rows = session.execute(
+    refresh): the campaign joined to its counts. None for an unknown slug."""
+    with engine.connect() as conn:
+        rows = conn.execute(
             select(
                 col(Campaign.state),
                 col(Campaign.channels),
-                col(Delivery.channel),
-                col(Delivery.status),
-                func.count(col(Delivery.id)),
+                col(DeliveryCount.channel),
+                col(DeliveryCount.status),
+                func.sum(col(DeliveryCount.n)),
             )
             .select_from(Campaign)
-            .outerjoin(Delivery, col(Delivery.campaign_id) == col(Campaign.id))
+            .outerjoin(DeliveryCount, col(DeliveryCount.campaign_id) == col(Campaign.id))
             .where(col(Campaign.slug) == slug)
             .group_by(
                 col(Campaign.state),
                 col(Campaign.channels),
-                col(Delivery.channel),
-                col(Delivery.status),
+                col(DeliveryCount.channel),
+                col(DeliveryCount.status),
             )
         ).all()
     if not rows:

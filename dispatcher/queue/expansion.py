@@ -41,6 +41,7 @@ from dispatcher.definition.campaign import CampaignSpec
 from dispatcher.errors import EmptyAudienceError, InputError
 from dispatcher.queue.abtest import assign_variants, not_waiting
 from dispatcher.queue.broker import enqueue_ids
+from dispatcher.store import counts
 from dispatcher.store.models import (
     Campaign,
     CampaignState,
@@ -292,6 +293,7 @@ def _insert_deliveries(
             .select_from(Delivery)
             .where(col(Delivery.campaign_id) == campaign.id, col(Delivery.channel) == str(channel))
         ).scalar_one()
+        counts.add_inserted(conn, campaign.id or 0, str(channel), inserted)
         by = exclusion_counts(conn, channel, spec.audience, inserted, excluded)
         result.eligible[str(channel)] = inserted
         result.excluded[str(channel)] = sum(by.values())

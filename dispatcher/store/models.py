@@ -282,6 +282,24 @@ class Delivery(SQLModel, table=True):
     variant: str | None = Field(default=None, max_length=1)
 
 
+class DeliveryCount(SQLModel, table=True):
+    """How many of a campaign's deliveries of a channel are in each status, and for the
+    outcomes (sent, failed, skipped) in each minute they came to it (`minute`: minutes
+    since 1970 UTC of the report's moment, `sent_at` or else `updated_at`; 0 for pending
+    and sending), with the first and last such moment. Kept by every move of
+    `dispatcher.delivery.state` in the transaction that makes it, so progress and the
+    report's chart are read without counting deliveries."""
+
+    __tablename__ = "delivery_count"
+    campaign_id: int = Field(primary_key=True)
+    channel: str = Field(primary_key=True, max_length=8)
+    status: str = Field(primary_key=True, max_length=8)
+    minute: int = Field(default=0, primary_key=True)
+    n: int = 0
+    first: datetime | None = None
+    last: datetime | None = None
+
+
 class ClickCount(SQLModel, table=True):
     """Clicks on a campaign's link (`link`: its index; -1: any link, for the unique
     clickers of the variant), per channel, variant ("" without a test) and minute.

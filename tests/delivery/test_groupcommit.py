@@ -163,11 +163,11 @@ def test_a_failed_cycle_leaves_no_transaction_behind_on_the_kept_connection(
     real = groupcommit.run_batch
     calls: list[int] = []
 
-    def fails_once(conn: Any, batch: list[_Request]) -> list[Any]:
+    def fails_once(conn: Any, batch: list[_Request], *where: Any) -> list[Any]:
         calls.append(len(batch))
         if len(calls) == 1:  # a statement error: on PostgreSQL the transaction is aborted
             conn.exec_driver_sql("SELECT no_such_column FROM delivery")
-        return real(conn, batch)
+        return real(conn, batch, *where)
 
     monkeypatch.setattr(groupcommit, "run_batch", fails_once)
     db = GroupCommit(h.engine)

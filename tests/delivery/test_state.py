@@ -122,6 +122,7 @@ def test_state_itself_writes_statuses() -> None:  # the scan would see a move mo
 def test_every_move_goes_from_one_status_to_another() -> None:
     moves = {move: (state.source(move), state.target(move)) for move in state.Move}
     assert moves == {
+        state.CLAIM: (DeliveryStatus.PENDING, DeliveryStatus.SENDING),
         state.SKIP: (DeliveryStatus.PENDING, DeliveryStatus.SKIPPED),
         state.SENT: (DeliveryStatus.SENDING, DeliveryStatus.SENT),
         state.FAIL: (DeliveryStatus.SENDING, DeliveryStatus.FAILED),

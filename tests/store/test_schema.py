@@ -180,3 +180,41 @@ def test_revision_0012_moves_the_sms_holds_to_campaign_hold_and_back(
         ("paused", "no credit (Kavenegar 418)"),
         ("waiting", None),
     ]
+
+
+def test_revision_0011_counts_the_deliveries_already_there(empty_engine: Engine) -> None:
+    schema.upgrade(empty_engine, "0010")
+    at = datetime(2026, 12, 1, 10, 0, 30, tzinfo=UTC)
+    sent_at = datetime(2026, 12, 1, 10, 2, 5, tzinfo=UTC)
+    with empty_engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO campaign (slug, name, channels, state, spec, excluded, created_at)"
+                " VALUES ('old', 'قدیمی', 'email,sms', 'sending', '{}', '{}', :at)"
+            ),
+            {"at": at},
+        )
+        rows = [("email", "sent", sent_at)] * 2 + [
+            ("email", "failed", None),
+            ("sms", "pending", None),
+        ]
+        for i, (channel, status, sent) in enumerate(rows):
+            conn.execute(
+                text(
+                    "INSERT INTO delivery (id, campaign_id, channel, status, attempts, updated_at,"
+                    " sent_at) VALUES (:id, (SELECT id FROM campaign), :channel, :status, 1, :at,"
+                    " :sent)"
+                ),
+                {"id": i + 1, "channel": channel, "status": status, "at": at, "sent": sent},
+            )
+    schema.upgrade(empty_engine, "0011")
+    minute = int(at.timestamp() // 60)
+    with empty_engine.connect() as conn:
+        found = conn.execute(
+            text("SELECT channel, status, minute, n FROM delivery_count ORDER BY 1, 2, 3")
+        ).all()
+    assert [tuple(r) for r in found] == [
+        ("email", "failed", minute, 1),
+        ("email", "sent", int(sent_at.timestamp() // 60), 2),
+        ("sms", "pending", 0, 1),
+    ]
