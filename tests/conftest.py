@@ -310,6 +310,16 @@ def broker_under_test(request: pytest.FixtureRequest) -> BrokerUnderTest:
     return BrokerUnderTest("rabbitmq", request.getfixturevalue("rabbitmq_url"))
 
 
+@pytest.fixture(autouse=True)
+def quick_slow_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A delivery a provider told to slow down goes back on the queue with a delay of
+    50 ms instead of 2 s, in this process (worker processes keep the real delay): the
+    same path through the delay queue, without a test waiting seconds for it."""
+    from dispatcher.workers import actor
+
+    monkeypatch.setattr(actor, "SLOW_DOWN_DELAY_MS", 50)
+
+
 @pytest.fixture
 def fast_retries() -> Iterator[None]:
     """Retry after milliseconds instead of seconds, for tests that wait for a retry."""
