@@ -25,6 +25,7 @@ run's own, dropped at the end.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import re
@@ -33,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -321,18 +323,34 @@ class Bench:
                 self.broker = broker
                 print(f"broker: {broker}", flush=True)
                 for kind in kinds:
-                    self.run_database(kind)
+                    with self.loads(f"{self.label(kind)}: expansion, email"):
+                        self.run_database(kind)
                 if "sms" in a.only:
-                    self.sms()
+                    with self.loads(f"{broker}: SMS"):
+                        self.sms()
                 if "memory" in a.only:
-                    self.memory_10n()
+                    with self.loads(f"{broker}: 10N"):
+                        self.memory_10n()
             if "baseline" in a.only:
-                self.baseline()
+                with self.loads("baseline"):
+                    self.baseline()
         finally:
             self.sink.stop()
             h.delete_keys(a.redis_url, self.ns)
             if "rabbitmq" in a.broker:
                 h.delete_vhost(self.vhost)
+
+    @contextlib.contextmanager
+    def loads(self, what: str) -> Iterator[None]:
+        """The 1-minute load average at the start and the end of a run (a note each): a
+        figure measured on a busy machine says so next to it."""
+        start = os.getloadavg()[0]
+        try:
+            yield
+        finally:
+            end = os.getloadavg()[0]
+            self.report.notes.append(f"load average {what}: {start:.1f} at start, {end:.1f} at end")
+            print(f"  load average {start:.1f} -> {end:.1f}", flush=True)
 
     def sms(self) -> None:
         from bench.sms import run_sms
@@ -423,6 +441,8 @@ def write_results(bench: Bench, out: str) -> None:
         f"sink: {bench.sink.kind if bench.sink else '?'}; run {time.strftime('%Y-%m-%d %H:%M')}",
         "",
         out,
+        "",
+        *(f"- {note}" for note in bench.report.notes),
         "<!-- bench:end -->",
     ])  # fmt: skip
     if "<!-- bench:begin" in body:

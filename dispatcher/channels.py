@@ -7,6 +7,7 @@ A third channel (a push notification, say) is one more spec here and one adapter
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, true
@@ -14,6 +15,13 @@ from sqlalchemy import ColumnElement, and_, true
 from dispatcher.store.models import Channel, ConsentSource, Member
 
 _M = Member.__table__  # type: ignore[attr-defined]
+
+
+class HoldKind(StrEnum):
+    """The ways a channel can hold a campaign's deliveries back (`dispatcher.hold`)."""
+
+    PAUSE = "pause"  # the provider refused the account: nothing goes until resumed
+    WINDOW = "window"  # outside the channel's send window: waits for its opening
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,8 +40,9 @@ class ChannelSpec:
     max_retries: int
     min_backoff_ms: int
     max_backoff_ms: int
-    holds: bool  # has holds of its own (paused for the account, a send window)
+    holds: tuple[HoldKind, ...]  # the holds of its own it may put on a campaign
     no_address: str  # the skip reason when the member has none
+    label: str  # its name in sentences ("SMS paused: ...")
 
     def unreachable(self, member: Member) -> str | None:
         """Why `member` is not to get this channel (opted out, no address); None when
@@ -74,8 +83,9 @@ EMAIL = ChannelSpec(
     max_retries=8,
     min_backoff_ms=2_000,
     max_backoff_ms=10 * 60_000,
-    holds=False,
+    holds=(),
     no_address="no email address",
+    label="email",
 )
 SMS = ChannelSpec(
     name=Channel.SMS,
@@ -90,8 +100,9 @@ SMS = ChannelSpec(
     max_retries=8,
     min_backoff_ms=5_000,
     max_backoff_ms=10 * 60_000,
-    holds=True,
+    holds=(HoldKind.PAUSE, HoldKind.WINDOW),
     no_address="no mobile number",
+    label="SMS",
 )
 SPECS: dict[str, ChannelSpec] = {str(spec.name): spec for spec in (EMAIL, SMS)}
 

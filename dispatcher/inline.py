@@ -11,13 +11,13 @@ from sqlalchemy.engine import Engine
 
 from dispatcher.delivery.control import get, is_held
 from dispatcher.delivery.status import outstanding
-from dispatcher.sms.hold import held_sms
+from dispatcher.hold import held_pending
 
 
-class _SmsHoldCheck:
-    """Whether all that is left of a campaign are SMS held back (waiting for the send
-    window, or paused for the account): nothing to wait for then. Read at most once a
-    second."""
+class _HoldCheck:
+    """Whether all that is left of a campaign are deliveries its channels hold back
+    (SMS waiting for the send window, or paused for the account): nothing to wait for
+    then. Read at most once a second."""
 
     def __init__(self, engine: Engine, campaign_id: int) -> None:
         self.engine = engine
@@ -28,8 +28,7 @@ class _SmsHoldCheck:
         if left == 0 or time.monotonic() < self.next_check:
             return False
         self.next_check = time.monotonic() + 1.0
-        hold = held_sms(self.engine, self.campaign_id)
-        return hold is not None and hold.pending >= left
+        return held_pending(self.engine, self.campaign_id) >= left
 
 
 def run_inline(
@@ -49,7 +48,7 @@ def run_inline(
     is left stays pending, for `campaign resume`) and is returned.
     """
     assert isinstance(broker, StubBroker)
-    held = _SmsHoldCheck(engine, campaign_id)
+    held = _HoldCheck(engine, campaign_id)
     worker = Worker(broker, worker_threads=threads, worker_timeout=100)
     worker.start()
     try:
@@ -82,7 +81,7 @@ def _drained(broker: StubBroker) -> bool:
 def wait_for(engine: Engine, campaign_id: int, on_tick: Callable[[int], None]) -> None:
     """Poll the database until the campaign has nothing outstanding, or is paused or
     cancelled, or has only held SMS left (Redis mode)."""
-    held = _SmsHoldCheck(engine, campaign_id)
+    held = _HoldCheck(engine, campaign_id)
     while True:
         left = outstanding(engine, campaign_id)
         on_tick(left)

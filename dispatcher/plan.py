@@ -5,25 +5,29 @@ refused, an empty audience refused, MAIL_FROM needed for email)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from dramatiq import Actor, Broker
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from dispatcher.audience.addresses import AddressKeys
+from dispatcher.audience.selection import recipients
 from dispatcher.definition.campaign import (
     SAMPLE_MEMBER,
     SAMPLE_UNSUBSCRIBE_URL,
+    Audience,
     CampaignSpec,
     load_campaign,
 )
 from dispatcher.definition.check import EDGE_MEMBERS, RenderProblem, render_problems
 from dispatcher.definition.draft import Draft
-from dispatcher.definition.rendering import shop_name
+from dispatcher.definition.rendering import CampaignTemplates, shop_name
 from dispatcher.definition.sendtime import future_send_at
 from dispatcher.errors import DispatcherError, InputError
 from dispatcher.queue import sample
@@ -31,12 +35,13 @@ from dispatcher.queue.expansion import (
     Expansion,
     audience_counts,
     audience_filters,
+    campaign_ids,
     enqueue_pending,
     expand,
 )
 from dispatcher.settings import Settings
-from dispatcher.sms.text import SmsLength, measure, parts_with_footer, with_footer
-from dispatcher.store.models import Channel
+from dispatcher.sms.text import SmsLength, measure, with_footer
+from dispatcher.store.models import Channel, Member
 
 NOW = "now"
 SAMPLE_LINKS = 8  # members of the varied sample the console offers to preview
@@ -45,7 +50,7 @@ SAMPLE_LINKS = 8  # members of the varied sample the console offers to preview
 def load_options(s: Settings) -> dict[str, Any]:
     """The keyword arguments of `load_campaign` that come from the settings."""
     return {
-        "sms_parts": lambda body: parts_with_footer(body, s.sms_optout_footer),
+        "sms_footer": s.sms_optout_footer,
         "sms_max_parts": s.sms_max_parts,
         "allowed_from_domains": s.from_domains,
     }
@@ -165,3 +170,47 @@ def schedule(
     if result.created and send_at is None:
         enqueue_pending(engine, broker, result.campaign, actors)
     return result
+
+
+# -- the SMS parts of an audience --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AudienceParts:
+    """What an SMS campaign costs: members it goes to and SMS parts in all."""
+
+    members: int
+    parts: int
+
+
+def audience_parts(
+    engine: Engine,
+    templates: CampaignTemplates,
+    *,
+    footer: str,
+    audience: Audience | list[str] | None,
+    batch: int = 1000,
+    track: Callable[[str], str] | None = None,
+) -> AudienceParts:
+    """Render the SMS for every member it would go to now, and add up the parts.
+
+    Exact (names differ in length, and one letter can add a part), and streamed, so
+    memory stays flat whatever the audience size.
+    """
+    members = parts = 0
+    with Session(engine) as session:
+        excluded: list[int] = []
+        if isinstance(audience, Audience):
+            excluded = campaign_ids(session, audience.exclude_campaigns)
+        query = (
+            select(Member)
+            .where(recipients(Channel.SMS, audience, excluded))
+            .order_by(Member.id)  # type: ignore[arg-type]
+            .execution_options(yield_per=batch)
+        )
+        for member in session.execute(query).scalars():
+            body = templates.render_sms(member.template_context())
+            text = with_footer(track(body) if track else body, footer)
+            members += 1
+            parts += measure(text).parts
+    return AudienceParts(members=members, parts=parts)

@@ -21,21 +21,23 @@ from dramatiq.brokers.stub import StubBroker
 from sqlalchemy import select
 from sqlmodel import Session, col
 
+from dispatcher import hold
 from dispatcher.audience.addresses import address_keys
 from dispatcher.delivery import control
 from dispatcher.delivery.abdecision import Decision, decide
 from dispatcher.delivery.abdecision import due as ab_due
 from dispatcher.delivery.clicks import purge_seen
-from dispatcher.email.imap import fetch_returns
-from dispatcher.email.returns import ReturnsReader
 from dispatcher.errors import DeliveryError, DispatcherError
+from dispatcher.feedback.imap import fetch_returns
+from dispatcher.feedback.release import release_waiting_sms
+from dispatcher.feedback.replies import read_inbox
+from dispatcher.feedback.reports import sync_statuses
+from dispatcher.feedback.returns import ReturnsReader
 from dispatcher.inline import run_inline
 from dispatcher.queue.abtest import not_waiting
 from dispatcher.queue.broker import enqueue_many, queue_is_empty
 from dispatcher.queue.expansion import enqueue_pending, launch, pending_ids
 from dispatcher.runtime import Runtime
-from dispatcher.sms.hold import release_waiting_sms
-from dispatcher.sms.sync import read_inbox, sync_statuses
 from dispatcher.store.models import (
     Campaign,
     CampaignState,
@@ -224,11 +226,11 @@ class Scheduler:
                 len(reclaimed),
                 extra={"campaign": campaign.slug, "outcome": "reclaimed"},
             )
+        with self.engine.connect() as conn:
+            holds = hold.holds_of(conn, campaign_id)
         for channel in campaign.channel_list():
-            if channel is Channel.SMS and (
-                campaign.sms_paused_reason or campaign.sms_waiting_until is not None
-            ):
-                continue  # held by the SMS channel itself (no credit, send window)
+            if str(channel) in holds:
+                continue  # held by the channel itself (no credit, send window)
             actor = self.actors[channel]
             if not self._queue_empty(actor.queue_name):
                 continue

@@ -21,8 +21,7 @@ from dispatcher.email.mime import MessageHeaders
 from dispatcher.errors import DeliveryError, InputError
 from dispatcher.masking import mask_email, mask_mobile
 from dispatcher.runtime import Runtime
-from dispatcher.sms.hold import window_closed_until
-from dispatcher.sms.window import describe
+from dispatcher.sms.window import describe, window_closed_until
 from dispatcher.store.models import Channel
 
 PREFIX = "[آزمایشی] "

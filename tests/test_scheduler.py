@@ -31,8 +31,8 @@ from dispatcher.scheduler import Scheduler
 from dispatcher.settings import Settings
 from dispatcher.store.models import Campaign, CampaignState, Member, utcnow
 from tests.conftest import BrokerUnderTest
-from tests.email.reports import dsn
 from tests.factories import add_member, harness, write_campaign
+from tests.feedback.reports import dsn
 from tests.servers.imap_server import ImapServerHandle
 from tests.servers.kavenegar_server import KavenegarServerHandle
 

@@ -57,7 +57,11 @@ class ClickSigner:
     def __init__(self, keys: list[bytes]) -> None:
         if not keys or any(len(k) < 16 for k in keys):
             raise ValueError("unsubscribe keys must be at least 16 bytes each")
-        self._keys = tuple(hmac.digest(k, _LABEL, "sha256") for k in keys)
+        # Each derived key's HMAC state, keyed once and copied per token (a third of the
+        # cost of `hmac.digest`, which also looks the hash up by name on every call).
+        self._keys = tuple(
+            hmac.new(hmac.digest(k, _LABEL, "sha256"), digestmod=hashlib.sha256) for k in keys
+        )
 
     def __repr__(self) -> str:
         return f"ClickSigner(keys=<{len(self._keys)} hidden>)"
@@ -75,7 +79,7 @@ class ClickSigner:
         payload = _SHAPES[version].pack(
             version, campaign_id, link, _variant_code(variant), delivery_id
         )
-        tag = hmac.digest(self._keys[0], payload, "sha256")[: _TAGS[version]]
+        tag = _tag(self._keys[0], payload)[: _TAGS[version]]
         return base64.urlsafe_b64encode(payload + tag).rstrip(b"=").decode("ascii")
 
     def verify(self, token: str) -> Click:
@@ -94,7 +98,7 @@ class ClickSigner:
         canonical = base64.urlsafe_b64encode(raw).rstrip(b"=") == token.encode("ascii")
         ok = False
         for key in self._keys:  # every key, always: no early exit
-            ok |= hmac.compare_digest(hmac.digest(key, payload, "sha256")[:size], tag)
+            ok |= hmac.compare_digest(_tag(key, payload)[:size], tag)
         if not (ok and canonical):
             raise TokenError("bad signature")
         got, campaign_id, link, code, delivery_id = shape.unpack(payload)
@@ -107,6 +111,12 @@ class ClickSigner:
             delivery_id=delivery_id,
             short=version == VERSION_SMS,
         )
+
+
+def _tag(key: hmac.HMAC, payload: bytes) -> bytes:
+    mac = key.copy()
+    mac.update(payload)
+    return mac.digest()
 
 
 def click_url(base_url: str, token: str) -> str:

@@ -36,7 +36,6 @@ from dispatcher.audience.addresses import AddressKeys, SharedAddress, shared_add
 from dispatcher.audience.consent import CONSENT_COLUMNS
 from dispatcher.audience.normalise import (
     clean_mobile,
-    needs_smtputf8,
     normalise_email,
     normalise_external_id,
     normalise_mobile,
@@ -45,6 +44,7 @@ from dispatcher.audience.normalise import (
     parse_tags,
 )
 from dispatcher.controlchars import CONTROL, strip_controls
+from dispatcher.email.address import needs_smtputf8
 from dispatcher.errors import InputError
 from dispatcher.masking import mask_email, mask_text
 from dispatcher.store.bulk import insert_rows, update_rows

@@ -147,12 +147,6 @@ def external_id_forms(typed: str) -> list[str]:
     return list(dict.fromkeys((normalised, typed.strip())))
 
 
-def needs_smtputf8(address: str) -> bool:
-    """True when an address's local part is not ASCII: only a relay offering SMTPUTF8
-    takes it (an international domain alone is sent IDNA-encoded)."""
-    return not address.rpartition("@")[0].isascii()
-
-
 def normalise_name(raw: str) -> str:
     """Trim a name and collapse runs of whitespace (line breaks included) to one space."""
     return " ".join(raw.split())

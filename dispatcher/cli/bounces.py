@@ -13,11 +13,11 @@ from dispatcher.cli.app import address_keys_of, bounces_app, fail, out, runtime
 from dispatcher.errors import DispatcherError
 
 if TYPE_CHECKING:
-    from dispatcher.email.returns import Counts, ReturnsReader
+    from dispatcher.feedback.returns import Counts, ReturnsReader
 
 
 def _reader() -> ReturnsReader:
-    from dispatcher.email.returns import ReturnsReader
+    from dispatcher.feedback.returns import ReturnsReader
 
     rt = runtime()
     s = rt.settings
@@ -40,7 +40,7 @@ def bounces_import(
     as_json: Annotated[bool, typer.Option("--json", help="The counts as one JSON object.")] = False,
 ) -> None:
     """Read delivery status notifications and complaints from files; suppress as need be."""
-    from dispatcher.email.returns import import_returns
+    from dispatcher.feedback.returns import import_returns
 
     reader = _reader()
     try:
@@ -55,7 +55,7 @@ def bounces_fetch(
     as_json: Annotated[bool, typer.Option("--json", help="The counts as one JSON object.")] = False,
 ) -> None:
     """Read the bounce mailbox (BOUNCE_IMAP_URL), marking what was handled."""
-    from dispatcher.email.imap import fetch_returns
+    from dispatcher.feedback.imap import fetch_returns
 
     reader = _reader()
     url = runtime().settings.bounce_imap_url

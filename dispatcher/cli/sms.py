@@ -23,7 +23,7 @@ def _sms_runtime() -> Runtime:
 @sms_app.command("sync")
 def sms_sync() -> None:
     """Record Kavenegar's delivery reports of recent SMS (14 = blocked: opt the member out)."""
-    from dispatcher.sms.sync import sync_statuses
+    from dispatcher.feedback.reports import sync_statuses
 
     _ask_kavenegar("sms sync", sync_statuses)
 
@@ -31,7 +31,7 @@ def sms_sync() -> None:
 @sms_app.command("inbox")
 def sms_inbox() -> None:
     """Read replies to the sender line; opt out of SMS whoever answered an opt-out word."""
-    from dispatcher.sms.sync import read_inbox
+    from dispatcher.feedback.replies import read_inbox
 
     _ask_kavenegar("sms inbox", read_inbox)
 
@@ -52,9 +52,9 @@ def _ask_kavenegar(name: str, job: Callable[[Runtime], dict[str, int]]) -> None:
 def sms_release() -> None:
     """Enqueue the SMS that waited for the send window, once it is open (inline: send)."""
     from dispatcher.delivery.control import finish_if_done
+    from dispatcher.feedback.release import release_waiting_sms
     from dispatcher.inline import run_inline
-    from dispatcher.sms.hold import release_waiting_sms, window_closed_until
-    from dispatcher.sms.window import describe
+    from dispatcher.sms.window import describe, window_closed_until
 
     rt = runtime()
     broker, actors = queue(rt)

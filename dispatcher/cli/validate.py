@@ -132,8 +132,8 @@ def sms_cost_of(
 ) -> dict[str, Any]:
     """`{members, parts, rials_per_part, cost_estimate_rials}` of the SMS to the audience
     now: its parts, priced at what Kavenegar charged for the last SMS (None: unknown)."""
+    from dispatcher.plan import audience_parts
     from dispatcher.sms.cost import part_price
-    from dispatcher.sms.text import audience_parts
 
     total = audience_parts(
         engine, templates, footer=s.sms_optout_footer, audience=spec.audience, track=track

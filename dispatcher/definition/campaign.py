@@ -8,7 +8,6 @@ field (and line, for template syntax errors). Nothing here touches the database.
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import parseaddr
@@ -41,6 +40,7 @@ from dispatcher.definition.rendering import (
 )
 from dispatcher.definition.sendtime import parse_send_at
 from dispatcher.errors import CampaignError, InputError, RenderError, StyleError
+from dispatcher.sms.text import parts_with_footer
 from dispatcher.store.models import Channel
 
 _KEYS: dict[str, set[str]] = {
@@ -227,16 +227,15 @@ def _unknown_keys(table: dict[str, Any], section: str, problems: _Problems) -> N
 def load_campaign(
     path: Path,
     *,
-    sms_parts: Callable[[str], int] | None = None,
+    sms_footer: str | None = None,
     sms_max_parts: int = 4,
     allowed_from_domains: list[str] | None = None,
 ) -> CampaignSpec:
     """Parse and validate a campaign file; raise CampaignError listing every problem.
 
-    `sms_parts` counts the SMS parts of a rendered body as sent (the SMS channel's
-    `parts_with_footer`); with it, an SMS over `sms_max_parts` (SMS_MAX_PARTS) for a
-    sample member is a problem. `allowed_from_domains` (ALLOWED_FROM_DOMAINS): the
-    domains `[email] from` may use.
+    With `sms_footer` (SMS_OPTOUT_FOOTER), an SMS over `sms_max_parts` (SMS_MAX_PARTS)
+    for a sample member, counted as sent (footer included, `sms.text`), is a problem.
+    `allowed_from_domains` (ALLOWED_FROM_DOMAINS): the domains `[email] from` may use.
     """
     problems = _Problems(path)
     try:
@@ -345,7 +344,7 @@ def load_campaign(
         ab=ab,
     )
     if spec.email or spec.sms:
-        _check_templates(spec, base, problems, sms_parts=sms_parts, sms_max_parts=sms_max_parts)
+        _check_templates(spec, base, problems, sms_footer=sms_footer, sms_max_parts=sms_max_parts)
     if problems.items:
         raise CampaignError(str(path), problems.items)
     return spec
@@ -442,7 +441,7 @@ def _check_templates(
     base: Path,
     problems: _Problems,
     *,
-    sms_parts: Callable[[str], int] | None,
+    sms_footer: str | None,
     sms_max_parts: int,
 ) -> None:
     """Compile every template, then render each for two sample members."""
@@ -489,7 +488,7 @@ def _check_templates(
                 break
             if name == SMS_NAME and spec.sms_track_links:  # measured as sent: links rewritten
                 out = rewrite_text(out, spec.link_index(), lambda _: SAMPLE_CLICK_URL)
-            limits = (sms_parts, sms_max_parts)
+            limits = (sms_footer, sms_max_parts)
             if not _rendered_ok(name, out, member, where, file, problems, limits):
                 break
     if (
@@ -511,7 +510,7 @@ def _rendered_ok(
     where: str,
     file: Path,
     problems: _Problems,
-    sms_limits: tuple[Callable[[str], int] | None, int],
+    sms_limits: tuple[str | None, int],
 ) -> bool:
     """Check one rendered template against the limits; False after a problem."""
     sample = "a sample member" if member is SAMPLE_MEMBER else "another sample member"
@@ -530,9 +529,9 @@ def _rendered_ok(
             f"over the limit of {MAX_SUBJECT_CHARS}",
         )
         return False
-    sms_parts, sms_max_parts = sms_limits
-    if name == SMS_NAME and sms_parts is not None:
-        parts = sms_parts(out.strip())
+    sms_footer, sms_max_parts = sms_limits
+    if name == SMS_NAME and sms_footer is not None:
+        parts = parts_with_footer(out.strip(), sms_footer)
         if parts > sms_max_parts:
             problems.add(
                 where,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import html as html_lib
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from functools import lru_cache
 
@@ -26,6 +26,10 @@ MAX_LINKS = 250  # links tracked per campaign (the token's index is one byte)
 _HREF = re.compile(r"""(href\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
 # A URL in plain text: up to whitespace, a quote or a closing bracket.
 _URL = re.compile(r"""https?://[^\s<>"'()\[\]{}«»]+""", re.IGNORECASE)
+# The same two, case-sensitive: searched in a lower-cased copy they start with a literal,
+# which the regex engine finds with a fast scan instead of trying every position.
+_HREF_LOWER = re.compile(_HREF.pattern, re.DOTALL)
+_URL_LOWER = re.compile(_URL.pattern)
 # The same in a template's source, where `{{ ... }}` may be part of it.
 _SOURCE_URL = re.compile(r"""https?://(?:[^\s<>"'()\[\]{}«»]|\{\{.*?\}\})+""", re.IGNORECASE)
 _TRAILING = ".,;:!?،؛"  # punctuation that ends a sentence, not the URL
@@ -80,20 +84,50 @@ def link_index(links: list[str]) -> dict[str, int]:
     return {url: i for i, url in enumerate(links)}
 
 
+def _spans(pattern: re.Pattern[str], lower: re.Pattern[str], s: str) -> Iterator[re.Match[str]]:
+    """`pattern.finditer(s)` (case-insensitive), found faster: `lower` (the same pattern,
+    case-sensitive) in `s.lower()`. The two find the same spans whenever lower-casing
+    keeps every character's place, since nothing but the letters of `href`/`http` in the
+    patterns has a case; the groups are then read from `s` itself."""
+    folded = s.lower()
+    if len(folded) != len(s):  # a character lower-cased into two (e.g. "İ"): the slow way
+        yield from pattern.finditer(s)
+        return
+    for found in lower.finditer(folded):
+        match = pattern.match(s, found.start())
+        if match is not None:  # always: the same span, with `s`'s own letters
+            yield match
+
+
+def _rewrite(
+    s: str, matches: Iterator[re.Match[str]], swap: Callable[[re.Match[str]], str | None]
+) -> str:
+    pieces: list[str] = []
+    done = 0
+    for match in matches:
+        new = swap(match)
+        if new is not None:
+            pieces += (s[done : match.start()], new)
+            done = match.end()
+    if not pieces:
+        return s
+    pieces.append(s[done:])
+    return "".join(pieces)
+
+
 def rewrite_html(html: str, index: dict[str, int], url_for: UrlFor) -> str:
     """Every href of `html` that is one of the campaign's links, as `url_for(i)`."""
     if not index:
         return html
 
-    def swap(match: re.Match[str]) -> str:
-        original = html_lib.unescape(match.group(3).strip())
-        i = index.get(original)
+    def swap(match: re.Match[str]) -> str | None:
+        i = index.get(html_lib.unescape(match.group(3).strip()))
         if i is None:
-            return match.group(0)
+            return None
         quote = match.group(2)
         return f"{match.group(1)}{quote}{html_lib.escape(url_for(i))}{quote}"
 
-    return _HREF.sub(swap, html)
+    return _rewrite(html, _spans(_HREF, _HREF_LOWER, html), swap)
 
 
 def rewrite_text(text: str, index: dict[str, int], url_for: UrlFor) -> str:
@@ -102,15 +136,15 @@ def rewrite_text(text: str, index: dict[str, int], url_for: UrlFor) -> str:
     if not index:
         return text
 
-    def swap(match: re.Match[str]) -> str:
+    def swap(match: re.Match[str]) -> str | None:
         whole = match.group(0)
         url = _trim(whole)
         i = index.get(url)
         if i is None:
-            return whole
+            return None
         return url_for(i) + whole[len(url) :]
 
-    return _URL.sub(swap, text)
+    return _rewrite(text, _spans(_URL, _URL_LOWER, text), swap)
 
 
 @lru_cache(maxsize=64)

@@ -1,7 +1,7 @@
-"""Campaign control: pause, resume, cancel, reschedule, retry-failed, the SMS channel's
-own pause, orphans put back after the lease, and finish-if-done. Every change of state
-is one conditional `UPDATE ... WHERE state IN (...)`, so people and processes acting at
-once cannot undo each other. README: "Campaign states".
+"""Campaign control: pause, resume, cancel, reschedule, retry-failed, orphans put back
+after the lease, and finish-if-done (a channel's own pause: `dispatcher.hold`). Every
+change of state is one conditional `UPDATE ... WHERE state IN (...)`, so people and
+processes acting at once cannot undo each other. README: "Campaign states".
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from sqlalchemy import and_, exists, select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
+from dispatcher import hold
 from dispatcher.delivery import state
 from dispatcher.errors import ControlError, NotFoundError
 from dispatcher.queue.broker import enqueue_ids
@@ -118,8 +119,8 @@ def resume(
     *,
     lease: timedelta,
 ) -> Resumed:
-    """paused -> sending (or back to scheduled if it never launched), clearing the SMS
-    pause too; then, for a sending campaign, put orphans back and re-enqueue every
+    """paused -> sending (or back to scheduled if it never launched), clearing the
+    channels' own pauses too; then, for a sending campaign, put orphans back and re-enqueue every
     pending delivery from the database. Also the cure for a Redis that lost its data."""
     campaign = get(engine, campaign_id)
     if campaign.state == CampaignState.CANCELLED:
@@ -134,8 +135,7 @@ def resume(
         pause_reason=None,
         paused_at=None,
     )
-    if campaign.sms_paused_reason is not None:
-        resume_sms(engine, campaign_id)
+    hold.resume_all(engine, campaign_id)
     campaign = get(engine, campaign_id)
     if campaign.state != CampaignState.SENDING:
         return Resumed(state=campaign.state, reclaimed=0, enqueued=0)
@@ -240,33 +240,5 @@ def finish_if_done(engine: Engine, campaign_id: int, *, now: datetime | None = N
                 ~outstanding,
             )
             .values(state=CampaignState.DONE, finished_at=now or utcnow())
-        )
-        return result.rowcount == 1
-
-
-# -- the SMS channel's own pause (Kavenegar refused the account) --
-
-
-def pause_sms(engine: Engine, campaign_id: int, reason: str) -> bool:
-    """Stop the campaign's SMS with `reason`; False if it was paused already."""
-    with engine.begin() as conn:
-        result = conn.execute(
-            update(Campaign)
-            .where(col(Campaign.id) == campaign_id, col(Campaign.sms_paused_reason).is_(None))
-            .values(sms_paused_reason=reason[:500])
-        )
-        return result.rowcount == 1
-
-
-def resume_sms(engine: Engine, campaign_id: int) -> bool:
-    """Clear the pause; False if the campaign's SMS were not paused.
-
-    The pending deliveries still need enqueueing (`campaign resume` does both).
-    """
-    with engine.begin() as conn:
-        result = conn.execute(
-            update(Campaign)
-            .where(col(Campaign.id) == campaign_id, col(Campaign.sms_paused_reason).is_not(None))
-            .values(sms_paused_reason=None)
         )
         return result.rowcount == 1

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import configure_mappers
 
+from dispatcher import hold
 from dispatcher.audience.suppression import suppressed_flag
 from dispatcher.delivery import state
 from dispatcher.delivery.state import FailureKind, Loaded, Move
@@ -46,8 +47,9 @@ _CAMPAIGN_COLUMNS = [c for c in _C.c if c.key != "spec"]
 _CAMPAIGN_KEYS = [c.key for c in _CAMPAIGN_COLUMNS]
 _CAMPAIGN_AT = _DELIVERY_KEYS.index("campaign_id")
 _LOAD = (
-    select(*_T.c, *_M.c, suppressed_flag(_T.c.channel))
+    select(*_T.c, *_M.c, suppressed_flag(_T.c.channel), *hold.COLUMNS)
     .join(_M, _M.c.id == _T.c.member_id)
+    .outerjoin(hold.TABLE, hold.on_delivery(_T))
     .where(_T.c.id.in_(bindparam("ids", expanding=True)))
 )
 _CAMPAIGNS = select(*_CAMPAIGN_COLUMNS).where(_C.c.id.in_(bindparam("ids", expanding=True)))
@@ -331,7 +333,8 @@ def _values(cls: type[_Model], keys: list[str], row: Any) -> _Model:
 
 
 def load_many(conn: Connection, ids: set[int]) -> dict[int, Loaded]:
-    """Deliveries with their member and campaign: two Core queries for all of them.
+    """Deliveries with their member, campaign and the campaign's hold on the channel:
+    two Core queries for all of them.
 
     The campaign's `spec` (its frozen files, the one large column) is left out: the
     runtime reads it once per process, when it compiles the campaign.
@@ -344,13 +347,14 @@ def load_many(conn: Connection, ids: set[int]) -> dict[int, Loaded]:
         for row in conn.execute(_CAMPAIGNS, {"ids": list({r[_CAMPAIGN_AT] for r in rows})})
     }
     out: dict[int, Loaded] = {}
-    split = len(_DELIVERY_KEYS)
+    split, channel_at = len(_DELIVERY_KEYS), _DELIVERY_KEYS.index("channel")
     for row in rows:
         out[row[0]] = Loaded(
             delivery=_values(Delivery, _DELIVERY_KEYS, row[:split]),
-            member=_values(Member, _MEMBER_KEYS, row[split:-1]),
+            member=_values(Member, _MEMBER_KEYS, row[split:-3]),
             campaign=campaigns[row[_CAMPAIGN_AT]],
-            suppressed=bool(row[-1]),
+            suppressed=bool(row[-3]),
+            hold=hold.from_row(row[channel_at], row[-2], row[-1]),
         )
     return out
 

@@ -13,7 +13,9 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
+from dispatcher.channels import spec_of
 from dispatcher.definition.sendtime import as_utc, jalali
+from dispatcher.hold import Hold, holds_for
 from dispatcher.store.models import Campaign, Delivery, DeliveryStatus
 
 FINISHED = (DeliveryStatus.SENT, DeliveryStatus.SKIPPED, DeliveryStatus.FAILED)
@@ -34,13 +36,15 @@ def schedule_fields(campaign: Campaign, zone: ZoneInfo) -> dict[str, Any]:
     }
 
 
-def note(campaign: Campaign) -> str | None:
+def note(campaign: Campaign, holds: dict[str, Hold]) -> str | None:
     if campaign.pause_reason:
         return f"paused by {campaign.paused_by}: {campaign.pause_reason}"
     if campaign.cancel_reason:
         return f"cancelled: {campaign.cancel_reason}"
-    if campaign.sms_paused_reason:
-        return f"SMS paused: {campaign.sms_paused_reason}"
+    for channel in campaign.channel_list():
+        hold = holds.get(str(channel))
+        if hold is not None and hold.paused:
+            return f"{spec_of(channel).label} paused: {hold.paused}"
     return None
 
 
@@ -57,7 +61,8 @@ def list_campaigns(engine: Engine, zone: ZoneInfo) -> list[dict[str, Any]]:
             )
         ).all():
             counts.setdefault(campaign_id, {})[status] = n
-    return [_row(c, counts.get(c.id or 0, {}), zone) for c in campaigns]
+        holds = holds_for(session, [c.id or 0 for c in campaigns])
+    return [_row(c, counts.get(c.id or 0, {}), holds.get(c.id or 0, {}), zone) for c in campaigns]
 
 
 def campaign_page(
@@ -86,10 +91,14 @@ def campaign_page(
                 .group_by(col(Delivery.campaign_id), col(Delivery.status))
             ).all():
                 counts.setdefault(campaign_id, {})[status] = n
-    return [_row(c, counts.get(c.id or 0, {}), zone) for c in campaigns], int(total or 0)
+        holds = holds_for(session, [c.id or 0 for c in campaigns])
+    rows = [_row(c, counts.get(c.id or 0, {}), holds.get(c.id or 0, {}), zone) for c in campaigns]
+    return rows, int(total or 0)
 
 
-def _row(campaign: Campaign, by_status: dict[str, int], zone: ZoneInfo) -> dict[str, Any]:
+def _row(
+    campaign: Campaign, by_status: dict[str, int], holds: dict[str, Hold], zone: ZoneInfo
+) -> dict[str, Any]:
     return {
         "slug": campaign.slug,
         "name": campaign.name,
@@ -100,5 +109,5 @@ def _row(campaign: Campaign, by_status: dict[str, int], zone: ZoneInfo) -> dict[
         "finished": sum(by_status.get(s, 0) for s in FINISHED),
         "sent": by_status.get(DeliveryStatus.SENT, 0),
         "failed": by_status.get(DeliveryStatus.FAILED, 0),
-        "note": note(campaign),
+        "note": note(campaign, holds),
     }

@@ -20,6 +20,7 @@ from sqlalchemy import Update, bindparam, case, select, update
 from sqlalchemy.engine import Connection
 
 from dispatcher.channels import spec_of
+from dispatcher.hold import Hold
 from dispatcher.store.models import Campaign, Delivery, DeliveryStatus, FailureKind, Member
 
 __all__ = [
@@ -50,6 +51,8 @@ class Loaded:
     campaign: Campaign
     # The member's address is on the suppression list for the delivery's channel.
     suppressed: bool = False
+    # The campaign's hold on the delivery's channel (paused, waiting for the window).
+    hold: Hold | None = None
 
     def unreachable(self, channel: str) -> str | None:
         """Why the member is not to get this channel now (the send-time consent check:

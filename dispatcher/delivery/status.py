@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -10,6 +9,8 @@ from sqlalchemy import case, distinct, func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
+from dispatcher import hold
+from dispatcher.channels import spec_of
 from dispatcher.delivery.listing import schedule_fields
 from dispatcher.errors import NotFoundError
 from dispatcher.queue.abtest import not_waiting, waiting
@@ -28,15 +29,16 @@ STATUSES = [s.value for s in DeliveryStatus]
 
 def campaign_status(engine: Engine, slug: str, zone: ZoneInfo | None = None) -> dict[str, Any]:
     """`{"slug", "name", "state", <channel>: {pending, sending, sent, skipped, failed,
-    excluded, excluded_by, bounced, complained}}`,
-    with the schedule and any pause or cancel reason (`listing.schedule_fields`; local
-    times in `zone`, default UTC)."""
+    excluded, excluded_by, bounced, complained}}` (and `paused`, `waiting_until` for a
+    channel with holds), with the schedule and any pause or cancel reason
+    (`listing.schedule_fields`; local times in `zone`, default UTC)."""
     with Session(engine) as session:
         campaign = session.execute(select(Campaign).where(col(Campaign.slug) == slug)).scalar()
         if campaign is None:
             raise NotFoundError(f"no campaign with slug {slug!r}")
         assert campaign.id is not None
         counts = channel_counts(session, campaign.id)
+        holds = hold.holds_of(session, campaign.id)
         out: dict[str, Any] = {"slug": campaign.slug, "name": campaign.name}
         out["state"] = campaign.state
         out.update(schedule_fields(campaign, zone or ZoneInfo("UTC")))
@@ -47,6 +49,8 @@ def campaign_status(engine: Engine, slug: str, zone: ZoneInfo | None = None) -> 
             row.update(bounce_counts(session, campaign.id, channel))
             if channel is Channel.SMS:
                 row.update(sms_details(session, campaign))
+            if spec_of(channel).holds:
+                row.update(hold.fields(holds.get(str(channel))))
             if channel is Channel.EMAIL and campaign.ab_state is not None:
                 row.update(ab_details(session, campaign))
             out[str(channel)] = row
@@ -60,12 +64,11 @@ UNDELIVERED_STATUSES = (11, 6, 13, 14)
 
 
 def sms_details(session: Session, campaign: Campaign) -> dict[str, Any]:
-    """Extra keys of the `sms` object: what the operator reported, and any hold.
+    """Extra keys of the `sms` object: what the operator reported.
 
     `delivered`/`undelivered`: sent SMS whose final state Kavenegar reported
-    (`dispatcher sms sync`); `paused`: why the campaign's SMS stopped (or None);
-    `waiting_until`: when the send window opens for SMS that came due outside it
-    (ISO 8601, UTC; or None).
+    (`dispatcher sms sync`). The `paused` and `waiting_until` keys of a channel with
+    holds: `hold.fields`.
     """
     rows = session.execute(
         select(col(Delivery.provider_status), func.count())
@@ -77,14 +80,9 @@ def sms_details(session: Session, campaign: Campaign) -> dict[str, Any]:
         .group_by(col(Delivery.provider_status))
     ).all()
     by_status = {status: n for status, n in rows}
-    waiting = campaign.sms_waiting_until
-    if waiting is not None and waiting.tzinfo is None:
-        waiting = waiting.replace(tzinfo=UTC)
     return {
         "delivered": sum(by_status.get(s, 0) for s in DELIVERED_STATUSES),
         "undelivered": sum(by_status.get(s, 0) for s in UNDELIVERED_STATUSES),
-        "paused": campaign.sms_paused_reason,
-        "waiting_until": waiting.astimezone(UTC).isoformat() if waiting is not None else None,
     }
 
 

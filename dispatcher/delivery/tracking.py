@@ -33,9 +33,14 @@ class LinkTracker:
     def url_for(
         self, campaign_id: int, delivery_id: int, variant: str | None, *, short: bool = False
     ) -> UrlFor:
+        made: dict[int, str] = {}  # a link in both the HTML and the text: signed once
+
         def url(link: int) -> str:
-            token = self.signer.sign(campaign_id, link, variant, delivery_id, short=short)
-            return click_url(self.base_url, token)
+            hit = made.get(link)
+            if hit is None:
+                token = self.signer.sign(campaign_id, link, variant, delivery_id, short=short)
+                hit = made[link] = click_url(self.base_url, token)
+            return hit
 
         return url
 

@@ -7,10 +7,15 @@ from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 
-from dispatcher.audience.normalise import needs_smtputf8
 from dispatcher.errors import MessageError
 
 __all__ = ["needs_smtputf8", "wire_address"]
+
+
+def needs_smtputf8(address: str) -> bool:
+    """True when an address's local part is not ASCII: only a relay offering SMTPUTF8
+    takes it (an international domain alone is sent IDNA-encoded)."""
+    return not address.rpartition("@")[0].isascii()
 
 
 def wire_address(address: str) -> str:

@@ -22,7 +22,16 @@ _REF = re.compile(rf"([0-9a-z]{{1,13}})-([0-9a-f]{{{_TAG_HEX}}})")
 
 
 def _tag(key: bytes, ref: str) -> str:
-    return hmac.new(key, b"verp:" + ref.encode(), hashlib.sha256).hexdigest()[:_TAG_HEX]
+    mac = _keyed(key, b"verp:").copy()
+    mac.update(ref.encode())
+    return mac.hexdigest()[:_TAG_HEX]
+
+
+@functools.lru_cache(maxsize=8)
+def _keyed(key: bytes, label: bytes) -> hmac.HMAC:
+    """HMAC-SHA256 under `key` over `label` so far, its key schedule done once (copied
+    per message)."""
+    return hmac.new(key, label, hashlib.sha256)
 
 
 def _base36(number: int) -> str:
@@ -58,14 +67,8 @@ _MID_TAG_HEX = 16
 _MESSAGE_ID = re.compile(rf"<d\.([0-9a-z]{{1,13}})\.([0-9a-f]{{{_MID_TAG_HEX}}})@([^<>\s@]+)>")
 
 
-@functools.lru_cache(maxsize=4)
-def _keyed(key: bytes) -> hmac.HMAC:
-    """HMAC-SHA256 under `key`, its key schedule done once (copied per message)."""
-    return hmac.new(key, b"message-id:", hashlib.sha256)
-
-
 def _mid_tag(key: bytes, ref: str, domain: str) -> str:
-    mac = _keyed(key).copy()
+    mac = _keyed(key, b"message-id:").copy()
     mac.update(f"{ref}@{domain.lower()}".encode())
     return mac.hexdigest()[:_MID_TAG_HEX]
 

@@ -8,18 +8,17 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import dramatiq
-import pika.exceptions
 import redis
 from dramatiq import Actor, Broker, Message
 from dramatiq.broker import MessageProxy
-from dramatiq.brokers.rabbitmq import RabbitmqBroker
 from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.common import current_millis, dq_name
@@ -29,8 +28,12 @@ from dramatiq.middleware import CurrentMessage, Middleware
 
 from dispatcher.errors import ConfigurationError
 from dispatcher.queue.banner import StartBanner
-from dispatcher.queue.rabbitmq import ConfirmedPublisher
 from dispatcher.settings import Settings
+
+if TYPE_CHECKING:
+    from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+    from dispatcher.queue.rabbitmq import ConfirmedPublisher
 
 log = logging.getLogger("dispatcher.broker")
 
@@ -67,6 +70,8 @@ def build_broker(settings: Settings, *, namespace: str | None = None) -> Broker:
     if settings.broker == "rabbitmq":
         # Confirms: an enqueue that returned is on the broker, and a queue that vanished
         # (a restarted RabbitMQ) is declared again on the next enqueue.
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker  # pika: only when used
+
         broker = RabbitmqBroker(url=settings.broker_url, confirm_delivery=True)
     elif settings.broker == "redis":
         assert settings.redis_broker_url is not None
@@ -170,10 +175,17 @@ def use_broker(broker: Broker) -> Broker:
     return broker
 
 
+def is_rabbitmq(broker: Broker) -> TypeGuard[RabbitmqBroker]:
+    """Whether `broker` is Dramatiq's RabbitmqBroker, without importing pika for a
+    process that never made one (the module is loaded once a RabbitmqBroker exists)."""
+    module = sys.modules.get("dramatiq.brokers.rabbitmq")
+    return module is not None and isinstance(broker, module.RabbitmqBroker)
+
+
 def enqueue_many(broker: Broker, messages: Iterable[Message], *, batch: int = 2000) -> int:
     """Enqueue messages; on Redis, `batch` at a time in one pipelined round trip; on
     RabbitMQ, in a window of unconfirmed messages, returning once all are confirmed."""
-    if isinstance(broker, RabbitmqBroker):
+    if is_rabbitmq(broker):
         return _publish_many(broker, messages)
     if not isinstance(broker, RedisBroker):
         n = 0
@@ -243,7 +255,7 @@ def enqueue_ids(
     `write_batch`). On RabbitMQ with the JSON encoder and no enqueue hooks, the same
     template makes each body, published with confirms (`queue/rabbitmq.py`).
     """
-    if isinstance(broker, RabbitmqBroker) and _plain(broker):
+    if is_rabbitmq(broker) and _plain(broker):
         return _publish_ids(broker, actor, ids)
     if not _plain_redis(broker):
         return enqueue_many(broker, (actor.message(i) for i in ids), batch=batch)
@@ -331,6 +343,8 @@ def _publisher(broker: RabbitmqBroker, queues: Iterable[str]) -> ConfirmedPublis
         parameters = parameters[0]
     for queue in queues:
         broker.declare_queue(queue)  # known to the broker (its workers consume it)
+    from dispatcher.queue.rabbitmq import ConfirmedPublisher
+
     return ConfirmedPublisher(parameters, queues)
 
 
@@ -399,7 +413,9 @@ def queue_is_empty(broker: Broker, queue: str) -> bool | None:
         for name in (queue, dq_name(queue)):
             pipe.hlen(f"{broker.namespace}:{name}.msgs")
         return not any(pipe.execute())
-    if isinstance(broker, RabbitmqBroker):
+    if is_rabbitmq(broker):
+        import pika.exceptions
+
         broker.declare_queue(queue)
         try:
             main, delayed, _dead = broker.get_queue_message_counts(queue)

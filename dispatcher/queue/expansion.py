@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
+from dispatcher import hold
 from dispatcher.audience.addresses import AddressKeys
 from dispatcher.audience.selection import (
     EXCLUSIONS,
@@ -200,6 +201,7 @@ def _forget_unsent(session: Session, campaign: Campaign) -> None:
             "before it was cancelled; its slug stays with them: choose a new slug"
         )
     session.execute(delete(Delivery).where(col(Delivery.campaign_id) == campaign.id))
+    hold.forget(session, campaign.id or 0)
     session.execute(delete(Campaign).where(col(Campaign.id) == campaign.id))
     session.flush()
 

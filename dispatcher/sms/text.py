@@ -1,23 +1,12 @@
 """The text of a promotional SMS as it is sent: the opt-out footer, its length in parts
-(GSM 7-bit or UCS-2), the limits, and the parts of a whole audience.
+(GSM 7-bit or UCS-2) and the limits. A pure adapter: no database, no campaign.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
-
-from sqlalchemy import select
-from sqlalchemy.engine import Engine
-from sqlmodel import Session
-
-from dispatcher.audience.selection import recipients
-from dispatcher.definition.campaign import Audience
-from dispatcher.definition.rendering import CampaignTemplates
-from dispatcher.queue.expansion import campaign_ids
-from dispatcher.store.models import Channel, Member
 
 GSM7_BASIC = frozenset(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
@@ -93,44 +82,3 @@ def with_footer(text: str, footer: str) -> str:
 def parts_with_footer(body: str, footer: str) -> int:
     """SMS parts of `body` as sent, with the footer."""
     return measure(with_footer(body, footer)).parts
-
-
-@dataclass(frozen=True, slots=True)
-class AudienceParts:
-    """What an SMS campaign costs: members it goes to and SMS parts in all."""
-
-    members: int
-    parts: int
-
-
-def audience_parts(
-    engine: Engine,
-    templates: CampaignTemplates,
-    *,
-    footer: str,
-    audience: Audience | list[str] | None,
-    batch: int = 1000,
-    track: Callable[[str], str] | None = None,
-) -> AudienceParts:
-    """Render the SMS for every member it would go to now, and add up the parts.
-
-    Exact (names differ in length, and one letter can add a part), and streamed, so
-    memory stays flat whatever the audience size.
-    """
-    members = parts = 0
-    with Session(engine) as session:
-        excluded: list[int] = []
-        if isinstance(audience, Audience):
-            excluded = campaign_ids(session, audience.exclude_campaigns)
-        query = (
-            select(Member)
-            .where(recipients(Channel.SMS, audience, excluded))
-            .order_by(Member.id)  # type: ignore[arg-type]
-            .execution_options(yield_per=batch)
-        )
-        for member in session.execute(query).scalars():
-            body = templates.render_sms(member.template_context())
-            text = with_footer(track(body) if track else body, footer)
-            members += 1
-            parts += measure(text).parts
-    return AudienceParts(members=members, parts=parts)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from dispatcher.settings import SendWindow
+from dispatcher.settings import SendWindow, Settings
 
 
 def is_open(now: datetime, window: SendWindow, tz: ZoneInfo) -> bool:
@@ -28,6 +28,16 @@ def next_opening(now: datetime, window: SendWindow, tz: ZoneInfo) -> datetime:
     if opening <= local:
         opening = datetime.combine(day + timedelta(days=1), window.opens_at, tzinfo=tz)
     return opening
+
+
+def window_closed_until(settings: Settings, now: datetime) -> datetime | None:
+    """The window's next opening if an SMS cannot go at `now`; None if it can.
+
+    The same for every SMS transport: the outbox keeps the hours Kavenegar would."""
+    window, tz = settings.send_window, settings.sms_zone
+    if is_open(now, window, tz):
+        return None
+    return next_opening(now, window, tz)
 
 
 def describe(moment: datetime, tz: ZoneInfo) -> str:

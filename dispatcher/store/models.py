@@ -79,7 +79,7 @@ class ConsentSource(StrEnum):
     PROVIDER = "provider"
     CLI = "cli"
     API = "api"  # the shop's private API (`PATCH /api/v1/members/{id}/consent`)
-    BOUNCE = "bounce"  # a hard bounce, or three soft ones (`dispatcher.audience.bounces`)
+    BOUNCE = "bounce"  # a hard bounce, or three soft ones (`dispatcher.feedback.bounces`)
     COMPLAINT = "complaint"  # an ARF report from a mailbox provider's feedback loop
     CONSOLE = "console"  # staff in the marketer's console (`dispatcher.console`)
 
@@ -160,7 +160,7 @@ class InboxOptOut(SQLModel, table=True):
     """An opt-out reply fetched from Kavenegar and not recorded yet: its sender only.
 
     Written in a transaction of its own before the opt-out is applied, deleted in the
-    transaction that applies it (`dispatcher.sms.inbox`)."""
+    transaction that applies it (`dispatcher.feedback.inbox`)."""
 
     __tablename__ = "sms_inbox_spool"
     id: int | None = Field(default=None, primary_key=True)
@@ -213,12 +213,6 @@ class Campaign(SQLModel, table=True):
     excluded: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
     finished_at: datetime | None = None
-    # Why this campaign's SMS stopped (Kavenegar 418 no credit, 401/403 account or
-    # key): nothing more is sent until `resume_sms` clears it. None: not paused.
-    sms_paused_reason: str | None = Field(default=None, max_length=500)
-    # Set when an SMS came due outside SMS_SEND_WINDOW: the next opening (UTC). The
-    # pending SMS deliveries are re-enqueued from the database once it has passed.
-    sms_waiting_until: datetime | None = None
     # Scheduling and control (`dispatcher.delivery.control`, `dispatcher.scheduler`).
     # `send_at`: when the scheduler may launch it (UTC, like every time here).
     send_at: datetime | None = Field(default=None, index=True)
@@ -238,6 +232,21 @@ class Campaign(SQLModel, table=True):
 
     def channel_list(self) -> list[Channel]:
         return [Channel(c) for c in self.channels.split(",") if c]
+
+
+class CampaignHold(SQLModel, table=True):
+    """A channel's own hold on a campaign's deliveries (`dispatcher.hold`): the
+    deliveries stay pending while either is set. A row with neither holds nothing."""
+
+    __tablename__ = "campaign_hold"
+    campaign_id: int = Field(foreign_key="campaign.id", primary_key=True)
+    channel: str = Field(max_length=8, primary_key=True)
+    # Why the channel stopped (Kavenegar 418 no credit, 401/403 account or key):
+    # nothing more is sent until a resume clears it. None: not paused.
+    reason: str | None = Field(default=None, max_length=500)
+    # Set when a message came due outside the channel's send window: the next opening
+    # (UTC). The pending deliveries are re-enqueued once the window is open.
+    waiting_until: datetime | None = None
 
 
 class Delivery(SQLModel, table=True):

@@ -11,7 +11,6 @@ from typing import Any
 
 import dramatiq
 
-from dispatcher.audience.bounces import record_send_failure
 from dispatcher.channels import EMAIL as SPEC
 from dispatcher.compose import compose_email
 from dispatcher.definition.campaign import CampaignSpec
@@ -19,6 +18,7 @@ from dispatcher.delivery.state import Loaded
 from dispatcher.email.mime import MessageHeaders, encode_address
 from dispatcher.email.verp import envelope_sender
 from dispatcher.errors import ConfigurationError, DeliveryError, PermanentDeliveryError
+from dispatcher.feedback.event import record_send_failure
 from dispatcher.queue.abtest import is_waiting
 from dispatcher.queue.broker import register
 from dispatcher.runtime import CompiledCampaign, Runtime, get_runtime

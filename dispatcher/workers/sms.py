@@ -12,19 +12,18 @@ from typing import Any
 
 import dramatiq
 
+from dispatcher import hold
 from dispatcher.audience.consent import flag_mobile_invalid
 from dispatcher.channels import SMS as SPEC
 from dispatcher.compose import ComposedSms, compose_sms
-from dispatcher.delivery.control import pause_sms
 from dispatcher.delivery.guard import SendGuard
 from dispatcher.delivery.state import Loaded
 from dispatcher.errors import AccountError, DeliveryError, PermanentDeliveryError
+from dispatcher.feedback.reports import BLOCKED, honour_blocked
 from dispatcher.masking import mask_mobile
 from dispatcher.queue.broker import register
 from dispatcher.runtime import Runtime, get_runtime
-from dispatcher.sms.hold import wait_for_window, window_closed_until
-from dispatcher.sms.sync import BLOCKED, honour_blocked
-from dispatcher.sms.window import describe
+from dispatcher.sms.window import describe, window_closed_until
 from dispatcher.workers.actor import Channel, Job, Outcome, deliver
 
 log = logging.getLogger("dispatcher.sms")
@@ -37,7 +36,7 @@ class Sms(Channel):
     spec = SPEC
 
     def hold(self, rt: Runtime, loaded: Loaded) -> Outcome | None:
-        if loaded.campaign.sms_paused_reason:
+        if loaded.hold is not None and loaded.hold.paused:
             return Outcome.PAUSED
         if window_closed_until(rt.settings, rt.clock()) is not None:
             return Outcome.WAITING
@@ -45,10 +44,16 @@ class Sms(Channel):
 
     def on_hold(self, rt: Runtime, loaded: Loaded, outcome: Outcome) -> None:
         campaign = loaded.campaign
+        assert campaign.id is not None
         opening = window_closed_until(rt.settings, rt.clock())
+        known = loaded.hold.waiting_until if loaded.hold is not None else None
         if outcome is Outcome.PAUSED:
             log.info("campaign %s: SMS paused", campaign.slug)
-        elif opening is not None and wait_for_window(rt.engine, campaign, opening):
+        elif (
+            opening is not None
+            and opening != known
+            and hold.wait(rt.engine, campaign.id, SPEC.name, opening)
+        ):
             log.info(
                 "campaign %s: SMS wait for the send window (opens at %s)",
                 campaign.slug,
@@ -85,7 +90,8 @@ class Sms(Channel):
             )
         log.info("delivery %s: sent to %s", delivery_id, mask_mobile(loaded.member.mobile))
         if result.status == BLOCKED and loaded.member.id is not None:
-            honour_blocked(job.rt.engine, loaded.member.id)  # known now: sync never asks again
+            # known now: the sync never asks again
+            honour_blocked(job.rt.engine, loaded.member.id, delivery_id)
         return {
             "provider_id": str(result.messageid) if result.messageid is not None else None,
             "cost": result.cost,
@@ -103,7 +109,7 @@ class Sms(Channel):
         campaign = loaded.campaign
         assert campaign.id is not None
         reason = f"{exc.problem} (Kavenegar {exc.code}: {getattr(exc, 'message', exc)})"
-        if pause_sms(rt.engine, campaign.id, reason):
+        if hold.pause(rt.engine, campaign.id, SPEC.name, reason):
             log.warning("campaign %s: SMS paused: %s", campaign.slug, reason)
 
 

@@ -7,7 +7,7 @@ from email import message_from_bytes
 from pathlib import Path
 
 from tests.cli.helpers import run
-from tests.email.reports import dsn, plain
+from tests.feedback.reports import dsn, plain
 
 
 def test_bounces_import_prints_counts_and_suppresses_the_address(workdir: Path) -> None:

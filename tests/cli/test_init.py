@@ -68,6 +68,20 @@ def test_importing_the_workers_builds_no_broker() -> None:
     assert "dramatiq" in loaded_after(probe)  # and the assertion held
 
 
+def test_a_redis_or_inline_process_loads_no_rabbitmq_client() -> None:
+    # pika and Dramatiq's RabbitmqBroker are loaded by a process that makes one, not by
+    # every `campaign send` and worker (a tenth of a second of start-up each).
+    probe = (
+        "import dispatcher.workers, dispatcher.queue.expansion, dispatcher.inline\n"
+        "from dispatcher.queue.broker import build_broker, is_rabbitmq\n"
+        "from dispatcher.settings import Settings\n"
+        "broker = build_broker(Settings(redis_url='redis://127.0.0.1:6379/15'))\n"
+        "assert not is_rabbitmq(broker)\n"
+        "import sys\nassert 'pika' not in sys.modules, 'pika loaded'"
+    )
+    assert "dramatiq" in loaded_after(probe)  # and the assertions held
+
+
 def test_the_channel_choices_of_the_command_are_the_stores_channels() -> None:
     assert [c.value for c in ChannelOption] == [c.value for c in Channel]
     assert [r.value for r in RoleOption] == [r.value for r in StaffRole]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import html as html_lib
+import random
+import re
+
 from dispatcher.definition.links import (
     campaign_links,
     link_index,
@@ -79,3 +83,40 @@ def test_the_example_campaigns_link_is_tracked() -> None:
     assert list(spec.link_index()) == [
         "https://shop.example/yalda?utm_source=newsletter&utm_campaign=yalda-1405"
     ]
+
+
+def test_the_fast_scan_finds_exactly_what_the_case_insensitive_patterns_find() -> None:
+    # The rewrite scans a lower-cased copy (a literal prefix the regex engine finds
+    # fast); it must swap the same links as the case-insensitive patterns would,
+    # whatever the letters' case, and with characters that lower-case into two.
+    index = {"http://a.example/x": 0, "https://a.example/y?a=1&b=2": 1, "HTTPS://a.example/z": 2}
+    pieces = [
+        "href", "HREF", "HrEf", "=", " ", '"', "'", "http://a.example/x", "HTTP://a.example/x",
+        "https://a.example/y?a=1&amp;b=2", "https://a.example/y?a=1&b=2", "HTTPS://a.example/z",
+        "İ", "ſ", "K", "x", "\n", ".", "،", "<a ", ">",
+        'href="http://a.example/x"', "HREF='https://a.example/y?a=1&amp;b=2'",
+        'hReF = " HTTPS://a.example/z "', 'href="http://a.example/x.', "http://a.example/x!",
+    ]  # fmt: skip
+    rng = random.Random(1405)
+
+    def html_swap(m: re.Match[str]) -> str:
+        i = index.get(html_lib.unescape(m.group(3).strip()))
+        if i is None:
+            return m.group(0)
+        return f"{m.group(1)}{m.group(2)}{html_lib.escape(url_for(i))}{m.group(2)}"
+
+    def text_swap(m: re.Match[str]) -> str:
+        url = m.group(0).rstrip(".,;:!?،؛")
+        i = index.get(url)
+        return m.group(0) if i is None else url_for(i) + m.group(0)[len(url) :]
+
+    href = re.compile(r"""(href\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
+    url = re.compile(r"""https?://[^\s<>"'()\[\]{}«»]+""", re.IGNORECASE)
+    swapped = 0
+    for _ in range(5000):
+        s = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
+        expected_html = href.sub(html_swap, s)
+        assert rewrite_html(s, index, url_for) == expected_html, s
+        assert rewrite_text(s, index, url_for) == url.sub(text_swap, s), s
+        swapped += expected_html != s
+    assert swapped > 100  # the strings did exercise the swap

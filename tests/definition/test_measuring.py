@@ -72,15 +72,12 @@ def test_durations() -> None:
 
 
 def test_validate_measures_an_sms_with_its_links_as_click_links(tmp_path: Path) -> None:
-    def parts(text: str) -> int:
-        return 1 if len(text) <= 70 else 2
-
     body = "ی" * 40 + " https://s.example/a"
     plain = write_campaign(tmp_path / "plain", channels=("sms",), sms=body)
-    assert load_campaign(plain, sms_parts=parts, sms_max_parts=1).sms is not None
+    assert load_campaign(plain, sms_footer="", sms_max_parts=1).sms is not None
     tracked = with_tables(tmp_path, "track_links = true\n", channels=("sms",), sms=body)
     with pytest.raises(CampaignError) as caught:
-        load_campaign(tracked, sms_parts=parts, sms_max_parts=1)
+        load_campaign(tracked, sms_footer="", sms_max_parts=1)
     assert any(
         "2 parts (footer included), over SMS_MAX_PARTS (1)" in p for p in caught.value.problems
     )

@@ -17,10 +17,11 @@ from selenium.webdriver.support.wait import WebDriverWait
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from dispatcher.audience.bounces import record
 from dispatcher.delivery.report import campaign_report, unsent_recipients
 from dispatcher.delivery.report_page import reason_label, render_page
+from dispatcher.feedback.bounces import record_bounce
 from dispatcher.sms.text import measure
+from dispatcher.store.db import session_scope
 from dispatcher.store.models import BounceKind, Member
 from dispatcher.web import create_app
 from tests.factories import Harness, add_member, update_member, write_campaign
@@ -189,10 +190,12 @@ def returned(pipeline: Pipeline, tmp_path: Path) -> Harness:
     update_member(h.engine, d.id, email_opt_in=False)
     h.run_workers()
     sent = {d.member_id: d.id for d in h.deliveries()}
-    with h.engine.begin() as conn:
-        ids = dict(conn.execute(select(Member.external_id, Member.id)).all())
-        assert record(conn, delivery_id=sent[ids["A"]], kind=BounceKind.COMPLAINT, report_id="a")
-        assert record(conn, delivery_id=sent[ids["B"]], kind=BounceKind.HARD, report_id="b")
+    with session_scope(h.engine) as db:
+        ids = dict(db.execute(select(Member.external_id, Member.id)).all())
+        assert record_bounce(
+            db, delivery_id=sent[ids["A"]], kind=BounceKind.COMPLAINT, report_id="a"
+        )
+        assert record_bounce(db, delivery_id=sent[ids["B"]], kind=BounceKind.HARD, report_id="b")
     return h
 
 

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy.engine import Engine
 
-from dispatcher.definition.rendering import CampaignTemplates
-from dispatcher.sms.text import audience_parts, encoding_of, measure, with_footer
-from tests.factories import add_member
+from dispatcher.sms.text import encoding_of, measure, with_footer
 
 FOOTER = "لغو11"
 
@@ -81,25 +78,3 @@ def test_an_empty_text_is_no_sms() -> None:
 def test_the_length_reads_as_a_sentence() -> None:
     assert str(measure("ب" * 71)) == "71 characters, 2 parts (UCS-2)"
     assert str(measure("hello")) == "5 characters, 1 part (GSM-7)"
-
-
-def test_audience_parts_renders_for_every_reachable_member(engine: Engine) -> None:
-    templates = CampaignTemplates(
-        sms="{{ member.first_name }} عزیز، " + "ب" * 50,
-        campaign={"slug": "s", "name": "n"},
-        shop={"name": "فروشگاه"},
-    )
-    # "مریم عزیز، " is 11 characters: 11 + 50 + "\nلغو11" (6) = 67: one part.
-    add_member(engine, "C1", first_name="مریم", mobile="+989121234567")
-    # A longer name pushes the text over 70 characters: two parts.
-    add_member(engine, "C2", first_name="عبدالرحمن", mobile="+989121234568")
-    add_member(engine, "C3", mobile="+989121234569", sms_opt_in=False)
-    add_member(engine, "C4", mobile=None)
-    add_member(engine, "C5", mobile="+989121234570", mobile_invalid=True)
-    add_member(engine, "C6", mobile="+989121234571", tags=["vip"])
-
-    everyone = audience_parts(engine, templates, footer=FOOTER, audience=None)
-    newsletter = audience_parts(engine, templates, footer=FOOTER, audience=["newsletter"])
-
-    assert (everyone.members, everyone.parts) == (3, 4)
-    assert (newsletter.members, newsletter.parts) == (2, 3)

@@ -130,3 +130,53 @@ def test_revision_0008_gives_old_failed_deliveries_their_failure_kind(
     with empty_engine.connect() as conn:
         kinds = conn.execute(text("SELECT failure_kind FROM delivery ORDER BY id")).scalars()
         assert list(kinds) == ["retries-exhausted", "render", "permanent", None]
+
+
+def test_revision_0012_moves_the_sms_holds_to_campaign_hold_and_back(
+    empty_engine: Engine,
+) -> None:
+    from alembic import command
+
+    schema.upgrade(empty_engine, "0010")
+    at = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    with empty_engine.begin() as conn:
+        for slug, reason, waiting in [
+            ("paused", "no credit (Kavenegar 418)", None),
+            ("waiting", None, at),
+            ("free", None, None),
+        ]:
+            conn.execute(
+                text(
+                    "INSERT INTO campaign (slug, name, channels, state, spec, excluded,"
+                    " created_at, sms_paused_reason, sms_waiting_until)"
+                    " VALUES (:slug, :slug, 'sms', 'sending', '{}', '{}', :at, :reason, :waiting)"
+                ),
+                {"slug": slug, "at": at, "reason": reason, "waiting": waiting},
+            )
+    schema.upgrade(empty_engine, "0012")
+    query = (
+        "SELECT c.slug, h.channel, h.reason, h.waiting_until FROM campaign_hold h"
+        " JOIN campaign c ON c.id = h.campaign_id ORDER BY c.slug"
+    )
+    with empty_engine.connect() as conn:
+        rows = [tuple(row) for row in conn.execute(text(query))]
+        assert schema.differences(conn) == []
+    assert [row[:3] for row in rows] == [
+        ("paused", "sms", "no credit (Kavenegar 418)"),
+        ("waiting", "sms", None),
+    ]
+    waiting_until = rows[1][3]
+    assert waiting_until is not None
+    assert str(waiting_until).startswith("2026-12-01 10:00:00")
+
+    with empty_engine.begin() as conn:
+        command.downgrade(schema.config(conn), "0010")
+    with empty_engine.connect() as conn:
+        back = conn.execute(
+            text("SELECT slug, sms_paused_reason FROM campaign ORDER BY slug")
+        ).all()
+    assert [tuple(row) for row in back] == [
+        ("free", None),
+        ("paused", "no credit (Kavenegar 418)"),
+        ("waiting", None),
+    ]

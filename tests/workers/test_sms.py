@@ -15,11 +15,11 @@ import redis
 from dramatiq import Message
 from sqlmodel import Session
 
+from dispatcher import hold
 from dispatcher.audience.consent import opt_out
-from dispatcher.delivery.control import resume_sms
 from dispatcher.delivery.status import campaign_status
-from dispatcher.sms.hold import held_sms, release_waiting_sms
-from dispatcher.store.models import Campaign, ConsentSource, DeliveryStatus, Member
+from dispatcher.feedback.release import release_waiting_sms
+from dispatcher.store.models import ConsentSource, DeliveryStatus, Member
 from dispatcher.workers import actor
 from dispatcher.workers import sms as sms_worker
 from dispatcher.workers.sms import deliver_sms
@@ -275,7 +275,7 @@ def test_no_credit_pauses_the_campaigns_sms_and_says_why(
 
     kavenegar_server.set_credit(1000)
     [campaign_id] = {d.campaign_id for d in h.deliveries()}
-    assert resume_sms(h.engine, campaign_id)
+    assert hold.resume(h.engine, campaign_id, "sms")
     for d in h.deliveries():
         assert d.id is not None
         assert deliver_sms(h.runtime, d.id) == "sent"
@@ -396,12 +396,7 @@ def test_a_paused_campaign_is_not_released_by_the_window(
     add_member(h.engine, "C1", mobile="+989121234567")
     h.send(sms_campaign(tmp_path))
     h.run_workers()
-    with Session(h.engine) as session:
-        campaign = session.get(Campaign, h.deliveries()[0].campaign_id)
-        assert campaign is not None
-        campaign.sms_paused_reason = "the Kavenegar account has no credit left"
-        session.add(campaign)
-        session.commit()
+    hold.pause(h.engine, h.deliveries()[0].campaign_id, "sms", "the account has no credit left")
     h.runtime.clock = lambda: NOON.replace(day=22)
     assert (
         release_waiting_sms(h.engine, h.settings, h.broker, h.actors["sms"], now=h.runtime.clock())
@@ -421,7 +416,8 @@ def test_outbox_mode_keeps_the_send_window_as_kavenegar_does(
     assert not outbox.exists()  # 23:00 in Tehran: nothing "sent" at night
     [delivery] = h.deliveries()
     assert delivery.status == DeliveryStatus.PENDING
-    assert held_sms(h.engine, delivery.campaign_id) is not None
+    with h.engine.connect() as conn:
+        assert hold.holds_of(conn, delivery.campaign_id)["sms"].waiting_until is not None
 
     h.runtime.clock = lambda: NOON.replace(day=22)
     assert release_waiting_sms(

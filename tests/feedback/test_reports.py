@@ -1,82 +1,27 @@
-"""After sending: delivery reports (`sms sync`) and opt-out replies (`sms inbox`),
-against the real Kavenegar-speaking server and a real database."""
+"""Kavenegar's delivery reports (`sms sync`), against the real Kavenegar-speaking
+server and a real database."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, select
 
 from dispatcher.delivery.control import find, retry_failed
 from dispatcher.delivery.privacy import erase_member
 from dispatcher.delivery.status import campaign_status
 from dispatcher.errors import ConfigurationError
+from dispatcher.feedback.replies import read_inbox
+from dispatcher.feedback.reports import sync_statuses
 from dispatcher.settings import Settings
-from dispatcher.sms import sync as sms_sync
-from dispatcher.sms.inbox import OptOutSpool
-from dispatcher.sms.sync import is_opt_out_reply, read_inbox, sync_statuses
-from dispatcher.store.models import Campaign, ConsentEvent, Delivery, FailureKind, Member
+from dispatcher.store.models import Campaign, ConsentEvent, Delivery, FailureKind
 from dispatcher.workers.sms import deliver_sms
 from tests.factories import Harness, add_member, harness, write_campaign
+from tests.feedback.sms import NOON, SENDER, load_member, messageids, send_sms_campaign
 from tests.servers.kavenegar_server import KavenegarServerHandle
-
-TEHRAN = ZoneInfo("Asia/Tehran")
-NOON = datetime(2025, 12, 21, 12, 0, tzinfo=TEHRAN)
-SENDER = "10004346"
-
-
-@pytest.fixture
-def sms_harness(
-    make_settings: Callable[..., Settings],
-    database_url: str,
-    kavenegar_server: KavenegarServerHandle,
-) -> Iterator[Callable[..., Harness]]:
-    """`sms_harness(**settings)`: a harness on the Kavenegar test server, its clock at
-    noon in Tehran."""
-    with contextlib.ExitStack() as stack:
-
-        def create(**extra: Any) -> Harness:
-            settings = make_settings(
-                database_url=database_url,
-                kavenegar_api_key=kavenegar_server.api_key,
-                kavenegar_sender=SENDER,
-                kavenegar_base_url=kavenegar_server.base_url,
-                **extra,
-            )
-            created = stack.enter_context(harness(settings))
-            created.runtime.clock = lambda: NOON
-            return created
-
-        yield create
-
-
-@pytest.fixture
-def h(sms_harness: Callable[..., Harness]) -> Harness:
-    return sms_harness()
-
-
-def send_sms_campaign(h: Harness, tmp_path: Path, slug: str = "yalda-test") -> None:
-    h.send(write_campaign(tmp_path / slug, slug=slug, channels=("sms",), sms="حراج یلدا"))
-    h.run_workers()
-
-
-def messageids(h: Harness) -> dict[int | None, int]:
-    """member id -> Kavenegar messageid of its SMS."""
-    return {d.member_id: int(d.provider_id or 0) for d in h.deliveries()}
-
-
-def load_member(h: Harness, member_id: int | None) -> Member:
-    with Session(h.engine) as session:
-        found = session.get(Member, member_id)
-        assert found is not None
-        return found
 
 
 def test_sync_records_final_states_and_14_opts_the_member_out(
@@ -146,50 +91,6 @@ def test_a_campaign_finished_long_ago_is_not_synced(
     assert sync_statuses(h.runtime)["checked"] == 0
 
 
-def test_an_inbox_reply_laghv_opts_the_member_out(
-    h: Harness, kavenegar_server: KavenegarServerHandle, tmp_path: Path
-) -> None:
-    leaves = add_member(h.engine, "C1", mobile="+989121234567")
-    stays = add_member(h.engine, "C2", mobile="+989121234568")
-    kavenegar_server.add_inbox("09121234567", "لغو", line=SENDER)
-    kavenegar_server.add_inbox("+98 912 123 4568", "ممنون، عالی بود", line=SENDER)
-    kavenegar_server.add_inbox("09350000000", "11", line=SENDER)  # no such member
-
-    assert read_inbox(h.runtime) == {
-        "received": 3,
-        "opt_out_replies": 2,
-        "opted_out": 1,
-        "unmatched": 1,
-        "ignored": 1,
-        "replayed": 0,
-    }
-    assert OptOutSpool(h.engine).pending() == []  # cleared once recorded
-    gone = load_member(h, leaves.id)
-    assert (gone.sms_opt_in, gone.sms_optout_source) == (False, "sms-keyword")
-    assert gone.email_opt_in  # only SMS
-    assert load_member(h, stays.id).sms_opt_in
-    assert read_inbox(h.runtime)["received"] == 0  # each reply is read once
-
-    send_sms_campaign(h, tmp_path)  # and the next campaign does not text them
-    assert [m["receptor"] for m in kavenegar_server.sent()] == ["09121234568"]
-
-
-@pytest.mark.parametrize(
-    "reply",
-    ["لغو", " لغو ", "لغو11", "لغو 11", "لغو ۱۱", "11", "۱۱", "١١", "1 1", "STOP", "Stop.",
-     "stop!", "لـغو", "ل\u200cغو", "\u200fلغو\u200f"],
-)  # fmt: skip
-def test_opt_out_words_in_every_script_and_spacing(reply: str) -> None:
-    assert is_opt_out_reply(reply)
-
-
-@pytest.mark.parametrize(
-    "reply", ["", "سلام", "111", "1111", "لغو لغو", "لغو نکنید", "stop please", "12", "لغو 🙏"]
-)
-def test_other_replies_are_not_opt_outs(reply: str) -> None:
-    assert not is_opt_out_reply(reply)
-
-
 def test_sync_and_inbox_need_kavenegar(pipeline_settings: Settings) -> None:
     with harness(pipeline_settings) as outbox:
         with pytest.raises(ConfigurationError, match="KAVENEGAR_API_KEY"):
@@ -257,61 +158,6 @@ def test_an_sms_kavenegar_never_got_stays_failed_and_is_asked_about_once(
     assert asked() == 2  # not again ...
     retry_failed(h.engine, h.broker, find(h.engine, "yalda-test").id or 0, h.actors)
     assert {d.provider_status for d in h.deliveries()} == {None}  # ... until a new attempt
-
-
-def test_an_opt_out_reply_fetched_when_the_database_fails_is_recorded_next_time(
-    h: Harness, kavenegar_server: KavenegarServerHandle, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    leaves = add_member(h.engine, "C1", mobile="+989121234567")
-    kavenegar_server.add_inbox("09121234567", "لغو", line=SENDER)
-    real = sms_sync.opt_out
-
-    def database_gone(*args: object, **kwargs: object) -> bool:
-        raise OperationalError("UPDATE member ...", None, Exception("server closed the connection"))
-
-    monkeypatch.setattr(sms_sync, "opt_out", database_gone)
-    with pytest.raises(OperationalError):
-        read_inbox(h.runtime)
-    assert load_member(h, leaves.id).sms_opt_in  # not recorded ...
-    spool = OptOutSpool(h.engine)
-    assert [s for _, s in spool.pending()] == ["09121234567"]  # ... but kept, in the database
-
-    monkeypatch.setattr(sms_sync, "opt_out", real)
-    counts = read_inbox(h.runtime)  # Kavenegar has nothing more: it handed the reply out
-
-    assert (counts["received"], counts["replayed"], counts["opted_out"]) == (0, 1, 1)
-    gone = load_member(h, leaves.id)
-    assert (gone.sms_opt_in, gone.sms_optout_source) == (False, "sms-keyword")
-    assert spool.pending() == []
-
-
-def test_an_opt_out_reply_one_scheduler_could_not_record_is_recorded_by_another_host(
-    sms_harness: Callable[..., Harness],
-    kavenegar_server: KavenegarServerHandle,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-) -> None:
-    here = sms_harness(sms_inbox_spool=tmp_path / "host-a" / "spool.jsonl")
-    leaves = add_member(here.engine, "C1", mobile="+989121234567")
-    kavenegar_server.add_inbox("09121234567", "لغو", line=SENDER)
-    real = sms_sync.opt_out
-
-    def database_gone(*args: object, **kwargs: object) -> bool:
-        raise OperationalError("UPDATE member ...", None, Exception("server closed the connection"))
-
-    monkeypatch.setattr(sms_sync, "opt_out", database_gone)
-    with pytest.raises(OperationalError):
-        read_inbox(here.runtime)  # host A fetched the reply, then lost the database
-    monkeypatch.setattr(sms_sync, "opt_out", real)
-    assert load_member(here, leaves.id).sms_opt_in
-
-    # Host B shares the database, not host A's disk.
-    there = sms_harness(sms_inbox_spool=tmp_path / "host-b" / "spool.jsonl")
-    counts = read_inbox(there.runtime)
-    assert (counts["received"], counts["replayed"], counts["opted_out"]) == (0, 1, 1)
-    gone = load_member(there, leaves.id)
-    assert (gone.sms_opt_in, gone.sms_optout_source) == (False, "sms-keyword")
-    assert not (tmp_path / "host-a").exists()  # nothing of it on a host's disk
 
 
 def test_a_14_or_a_keyword_reply_stops_every_member_with_that_mobile(

@@ -1,4 +1,5 @@
-"""Bounces and complaints: recorded once each, and what they do to an address.
+"""Bounces and complaints: recorded once each, and what they do to an address
+(`event.record` calls it for a bounced or complained event).
 
 - A hard bounce suppresses the address on email (reason `bounce`).
 - A soft bounce is recorded; the third one in separate campaigns within
@@ -15,12 +16,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sqlalchemy import distinct, func, select
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
 from dispatcher.audience.consent import opt_out
 from dispatcher.audience.suppression import suppress
-from dispatcher.errors import DeliveryError, InvalidRecipientError
 from dispatcher.store.db import insert_or_ignore
 from dispatcher.store.models import (
     Bounce,
@@ -51,8 +51,8 @@ def delivery_target(conn: Connection, delivery_id: int) -> tuple[int, int, str |
     return (row[0], row[1], row[2]) if row is not None else None
 
 
-def record(
-    conn: Connection,
+def record_bounce(
+    session: Session,
     *,
     delivery_id: int,
     kind: BounceKind,
@@ -63,6 +63,7 @@ def record(
     """Record a bounce or complaint about a delivery and act on it; False when this
     report was recorded before (or the delivery or its address is unknown)."""
     now = now or utcnow()
+    conn = session.connection()
     target = delivery_target(conn, delivery_id)
     if target is None or target[2] is None:
         return False
@@ -86,7 +87,7 @@ def record(
     source = ConsentSource.COMPLAINT if kind is BounceKind.COMPLAINT else ConsentSource.BOUNCE
     if kind is BounceKind.COMPLAINT:
         opt_out(
-            Session(bind=conn),
+            session,
             member_id,
             Channel.EMAIL,
             ConsentSource.COMPLAINT,
@@ -106,20 +107,3 @@ def _soft_limit_reached(conn: Connection, key: str, now: datetime) -> bool:
         )
     ).scalar_one()
     return int(campaigns) >= SOFT_LIMIT
-
-
-def record_send_failure(engine: Engine, delivery_id: int, error: DeliveryError) -> bool:
-    """A failed email send as a bounce: hard for `InvalidRecipientError`, soft for any
-    other refusal by the relay (a 5xx, or a 4xx that used up the retries). Errors
-    without a reply code (a dropped connection) are not bounces."""
-    if error.code is None:
-        return False
-    kind = BounceKind.HARD if isinstance(error, InvalidRecipientError) else BounceKind.SOFT
-    with engine.begin() as conn:
-        return record(
-            conn,
-            delivery_id=delivery_id,
-            kind=kind,
-            report_id=f"smtp:{delivery_id}",
-            status=error.status,
-        )

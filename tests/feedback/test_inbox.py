@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from dispatcher.sms.inbox import OptOutSpool
+from dispatcher.feedback.inbox import OptOutSpool
 from dispatcher.store.db import make_engine
 
 

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from dispatcher.email.returns import Counts, ReturnsReader
 from dispatcher.errors import ConfigurationError, DispatcherError
+from dispatcher.feedback.returns import Counts, ReturnsReader
 
 HANDLED = "$DispatcherHandled"
 LEFT_FOR_A_PERSON = ("unrecognised", "unverified")

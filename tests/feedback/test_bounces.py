@@ -11,12 +11,13 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from dispatcher.audience.addresses import AddressKeys
-from dispatcher.audience.bounces import record
 from dispatcher.audience.members import import_members
 from dispatcher.audience.suppression import is_suppressed
 from dispatcher.definition.campaign import load_campaign
 from dispatcher.delivery.status import campaign_status
+from dispatcher.feedback.bounces import record_bounce
 from dispatcher.queue.expansion import expand
+from dispatcher.store.db import session_scope
 from dispatcher.store.models import (
     Bounce,
     BounceKind,
@@ -60,11 +61,11 @@ def test_a_hard_bounce_suppresses_and_the_same_report_counts_once(
     _members(engine, tmp_path)
     first = _campaign(engine, tmp_path, "one")
     delivery = min(first.values())
-    with engine.begin() as conn:
-        assert record(
-            conn, delivery_id=delivery, kind=BounceKind.HARD, report_id="r1", status="5.1.1"
+    with session_scope(engine) as db:
+        assert record_bounce(
+            db, delivery_id=delivery, kind=BounceKind.HARD, report_id="r1", status="5.1.1"
         )
-        assert not record(conn, delivery_id=delivery, kind=BounceKind.HARD, report_id="r1")
+        assert not record_bounce(db, delivery_id=delivery, kind=BounceKind.HARD, report_id="r1")
     assert _suppressed(engine) == [("bounce", "bounce")]
     again = expand(
         engine, load_campaign(write_campaign(tmp_path / "two", slug="two", tags=None)), keys=KEYS
@@ -79,21 +80,21 @@ def test_three_soft_bounces_in_separate_campaigns_within_30_days_suppress(
     _members(engine, tmp_path)
     now = utcnow()
     deliveries = [min(_campaign(engine, tmp_path, f"c{i}").values()) for i in range(4)]
-    with engine.begin() as conn:
+    with session_scope(engine) as db:
         # an old one does not count; two in one campaign count once
-        record(
-            conn,
+        record_bounce(
+            db,
             delivery_id=deliveries[0],
             kind=BounceKind.SOFT,
             report_id="s0",
             now=now - timedelta(days=31),
         )
-        record(conn, delivery_id=deliveries[1], kind=BounceKind.SOFT, report_id="s1", now=now)
-        record(conn, delivery_id=deliveries[1], kind=BounceKind.SOFT, report_id="s1b", now=now)
-        record(conn, delivery_id=deliveries[2], kind=BounceKind.SOFT, report_id="s2", now=now)
+        record_bounce(db, delivery_id=deliveries[1], kind=BounceKind.SOFT, report_id="s1", now=now)
+        record_bounce(db, delivery_id=deliveries[1], kind=BounceKind.SOFT, report_id="s1b", now=now)
+        record_bounce(db, delivery_id=deliveries[2], kind=BounceKind.SOFT, report_id="s2", now=now)
     assert _suppressed(engine) == []
-    with engine.begin() as conn:
-        record(conn, delivery_id=deliveries[3], kind=BounceKind.SOFT, report_id="s3", now=now)
+    with session_scope(engine) as db:
+        record_bounce(db, delivery_id=deliveries[3], kind=BounceKind.SOFT, report_id="s3", now=now)
     assert _suppressed(engine) == [("bounce", "bounce")]
 
 
@@ -102,8 +103,8 @@ def test_a_complaint_opts_the_member_out_with_source_complaint(
 ) -> None:
     _members(engine, tmp_path)
     delivery = min(_campaign(engine, tmp_path, "one").values())
-    with engine.begin() as conn:
-        assert record(conn, delivery_id=delivery, kind=BounceKind.COMPLAINT, report_id="arf1")
+    with session_scope(engine) as db:
+        assert record_bounce(db, delivery_id=delivery, kind=BounceKind.COMPLAINT, report_id="arf1")
     with Session(engine) as session:
         [event] = session.exec(select(ConsentEvent)).all()
     assert (event.opted_in, event.source, event.channel) == (False, "complaint", "email")

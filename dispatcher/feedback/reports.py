@@ -1,13 +1,11 @@
-"""After sending: Kavenegar's delivery reports (`sms sync`; status 14 opts the number
-out) and replies to the sender line (`sms inbox`; «لغو», «11», «stop» opt out), paced
-by the shared Kavenegar rate. README: "SMS".
+"""After sending: Kavenegar's delivery reports (`sms sync`), paced by the shared
+Kavenegar rate. Status 14 (blocked) and an SMS Kavenegar had after all are recorded as
+provider events (`event.record`). README: "SMS".
 """
 
 from __future__ import annotations
 
 import logging
-import re
-import unicodedata
 from collections import Counter
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -16,17 +14,13 @@ from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
-from dispatcher.audience.consent import opt_out
-from dispatcher.audience.normalise import normalise_mobile, to_ascii_digits
+from dispatcher.definition.sendtime import as_utc
 from dispatcher.delivery import state
 from dispatcher.delivery.guard import SendGuard
 from dispatcher.errors import ConfigurationError
-from dispatcher.masking import mask_mobile, mask_text
+from dispatcher.feedback.event import EventKind, ProviderEvent, record
 from dispatcher.settings import Settings
-from dispatcher.sms.hold import as_utc
-from dispatcher.sms.inbox import OptOutSpool
 from dispatcher.sms.kavenegar import (
-    RECEIVE_PAGE,
     STATUS_BATCH,
     UNKNOWN_MESSAGE,
     KavenegarError,
@@ -38,10 +32,8 @@ from dispatcher.store.models import (
     Campaign,
     CampaignState,
     Channel,
-    ConsentSource,
     Delivery,
     DeliveryStatus,
-    Member,
     utcnow,
 )
 
@@ -50,13 +42,8 @@ log = logging.getLogger("dispatcher.sms")
 FINAL_STATUSES = {10: "delivered", 11: "undelivered", 6: "failed", 13: "cancelled", 14: "blocked"}
 BLOCKED = 14
 LOOKBACK = timedelta(days=3)
-MAX_INBOX_PAGES = 100
 SETTLE_AFTER = timedelta(minutes=10)  # Kavenegar may still be taking an attempt in
 MAX_LOOKUPS = 100  # per campaign and run, each a call (after an outage there may be many)
-
-_OPT_OUT = re.compile(r"(?:لغو|11|stop)+")
-_OPT_OUT_WORD = re.compile(r"لغو|11|stop")
-_TATWEEL = "\u0640"
 
 
 class Runtime(Protocol):
@@ -73,7 +60,7 @@ class Runtime(Protocol):
     def guard(self, transport: str) -> SendGuard: ...
 
 
-def _kavenegar(rt: Runtime) -> KavenegarTransport:
+def kavenegar(rt: Runtime) -> KavenegarTransport:
     transport = rt.sms_transport
     if not isinstance(transport, KavenegarTransport):
         raise ConfigurationError(
@@ -99,7 +86,7 @@ def sync_statuses(
     state (`delivered`, `undelivered`, `failed`, `cancelled`, `blocked`), `in_progress`
     (not final yet), `unknown` (Kavenegar does not know the message), `opted_out`.
     """
-    transport = _kavenegar(rt)
+    transport = kavenegar(rt)
     since = as_utc(now or rt.clock()) - lookback
     counts: Counter[str] = Counter()
     with Session(rt.engine) as session:
@@ -174,9 +161,14 @@ def _settle_unanswered(
             if result is None:
                 session.connection().execute(_NOT_THERE, {"b_id": delivery_id, "b_at": utcnow()})
                 continue
-            found = state.found_sent(
-                session.connection(), delivery_id, str(result.messageid), result.status, utcnow()
+            delivered = ProviderEvent(
+                EventKind.DELIVERED,
+                Channel.SMS,
+                delivery_id=delivery_id,
+                provider_id=str(result.messageid),
+                provider_status=result.status,
             )
+            found = record(session, delivered)
         if found:
             counts["found_sent"] += 1
             log.info("delivery %s: Kavenegar had accepted it; recorded sent", delivery_id)
@@ -226,117 +218,36 @@ def _sync_campaign(
         counts["unknown"] += len(by_message) - len(statuses)
         now = utcnow()
         changes = []
-        blocked_members = []
+        blocked = []
         for messageid, status in statuses.items():
             delivery_id, member_id = by_message[messageid]
             changes.append({"b_id": delivery_id, "b_status": status, "b_at": now})
             counts[FINAL_STATUSES.get(status, "in_progress")] += 1
             if status == BLOCKED:
-                blocked_members.append(member_id)
+                blocked.append(blocked_event(member_id, delivery_id))
         if not changes:
             continue
         with session_scope(rt.engine) as session:
             session.connection().execute(_SET_STATUS, changes)
-            for member_id in blocked_members:
-                if opt_out(session, member_id, Channel.SMS, ConsentSource.PROVIDER):
+            for event in blocked:
+                if record(session, event):
                     counts["opted_out"] += 1
-        if blocked_members:
-            log.info("sms sync: %d members block advertising SMS", len(blocked_members))
+        if blocked:
+            log.info("sms sync: %d members block advertising SMS", len(blocked))
 
 
-def honour_blocked(engine: Engine, member_id: int) -> bool:
-    """Opt a member out of SMS for a status 14 learned outside the sync (a retry that
-    finds its SMS at Kavenegar); True if they were opted in."""
+def blocked_event(member_id: int, delivery_id: int | None = None) -> ProviderEvent:
+    """Kavenegar's status 14: the member blocks advertising SMS."""
+    return ProviderEvent(
+        EventKind.BLOCKED, Channel.SMS, delivery_id=delivery_id, member_id=member_id
+    )
+
+
+def honour_blocked(engine: Engine, member_id: int, delivery_id: int | None = None) -> bool:
+    """Record a status 14 learned outside the sync (at send time, or a retry that finds
+    its SMS at Kavenegar); True if the member was opted in."""
     with session_scope(engine) as session:
-        changed = opt_out(session, member_id, Channel.SMS, ConsentSource.PROVIDER)
+        changed = record(session, blocked_event(member_id, delivery_id))
     if changed:
         log.info("member %s blocks advertising SMS (Kavenegar status 14): opted out", member_id)
     return changed
-
-
-# -- replies ------------------------------------------------------------------------------
-
-
-def is_opt_out_reply(text: str) -> bool:
-    """True when a reply asks to stop SMS: `لغو`, `11`, `stop`, or both (`لغو 11`).
-
-    Case, spaces, invisible marks, punctuation and the digit script do not matter;
-    each word counts once (`1111` is not an opt-out).
-    """
-    cleaned = to_ascii_digits(unicodedata.normalize("NFKC", text)).casefold()
-    kept = "".join(
-        c
-        for c in cleaned
-        if c != _TATWEEL and not c.isspace() and unicodedata.category(c)[0] not in "PC"
-    )
-    if not kept or not _OPT_OUT.fullmatch(kept):
-        return False
-    words = _OPT_OUT_WORD.findall(kept)
-    return len(words) == len(set(words))
-
-
-def read_inbox(rt: Runtime) -> dict[str, int]:
-    """Opt out every member who replied with an opt-out word; return counts.
-
-    Keys: `received`, `opt_out_replies`, `opted_out` (members whose consent changed),
-    `unmatched` (an opt-out from a number no member has), `ignored` (other replies),
-    `replayed` (opt-outs an earlier run fetched but could not record, recorded now).
-    The senders of opt-out replies go through `OptOutSpool` (the `sms_inbox_spool`
-    table), so that none is lost between Kavenegar, which hands each reply out once,
-    and the opt-out.
-    """
-    transport = _kavenegar(rt)
-    spool = OptOutSpool(rt.engine)
-    counts: Counter[str] = Counter()
-    if rt.settings.sms_inbox_spool is not None and spool.adopt_file(rt.settings.sms_inbox_spool):
-        log.info("sms inbox: opt-out replies of the old spool file moved into the database")
-    kept = spool.pending()
-    if kept:
-        with session_scope(rt.engine) as session:
-            _opt_out_senders(session, [sender for _, sender in kept], counts)
-            spool.remove(session, [i for i, _ in kept])
-        counts["replayed"] += len(kept)
-        log.info("sms inbox: %d opt-out replies kept from an earlier run recorded", len(kept))
-    for _ in range(MAX_INBOX_PAGES):
-        rt.guard("kavenegar").before_send()
-        inbound = transport.receive()
-        counts["received"] += len(inbound)
-        senders = []
-        for message in inbound:
-            if is_opt_out_reply(message.message):
-                counts["opt_out_replies"] += 1
-                senders.append(message.sender)
-            else:
-                counts["ignored"] += 1
-        ids = spool.add(senders)  # committed before the opt-outs are recorded
-        with session_scope(rt.engine) as session:
-            _opt_out_senders(session, senders, counts)
-            spool.remove(session, ids)
-        if len(inbound) < RECEIVE_PAGE:
-            break
-    return {
-        key: counts[key]
-        for key in ("received", "opt_out_replies", "opted_out", "unmatched", "ignored", "replayed")
-    }
-
-
-def _opt_out_senders(session: Session, senders: list[str], counts: Counter[str]) -> None:
-    """Opt every member with one of these numbers out of SMS (source `sms-keyword`)."""
-    for sender in senders:
-        try:
-            mobile = normalise_mobile(sender)
-        except ValueError:
-            counts["unmatched"] += 1
-            log.info("sms inbox: opt-out from %s, not a mobile", mask_text(sender))
-            continue
-        members = list(
-            session.execute(select(col(Member.id)).where(col(Member.mobile) == mobile)).scalars()
-        )
-        if not members:
-            counts["unmatched"] += 1
-            log.info("sms inbox: opt-out from %s, no such member", mask_mobile(mobile))
-        for member_id in members:
-            assert member_id is not None
-            if opt_out(session, member_id, Channel.SMS, ConsentSource.SMS_KEYWORD):
-                counts["opted_out"] += 1
-                log.info("sms inbox: %s opted out of SMS", mask_mobile(mobile))

@@ -8,13 +8,13 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
-from dispatcher.email.imap import HANDLED, MailboxError, fetch_returns, parse_imap_url
-from dispatcher.email.returns import ReturnsReader
 from dispatcher.email.verp import verp_address
 from dispatcher.errors import ConfigurationError
+from dispatcher.feedback.imap import HANDLED, MailboxError, fetch_returns, parse_imap_url
+from dispatcher.feedback.returns import ReturnsReader
 from dispatcher.store.models import Suppression
-from tests.email.reports import arf, dsn, without_from
-from tests.email.test_returns import BOUNCES, KEY, deliveries, messages
+from tests.feedback.reports import arf, dsn, without_from
+from tests.feedback.test_returns import BOUNCES, KEY, deliveries, messages
 from tests.servers.imap_server import ImapServerHandle
 
 

@@ -13,13 +13,13 @@ from dispatcher.audience.addresses import AddressKeys
 from dispatcher.audience.members import import_members
 from dispatcher.definition.campaign import load_campaign
 from dispatcher.email.bounce import is_hard
-from dispatcher.email.returns import ReturnsReader, import_returns
 from dispatcher.email.verp import signed_message_id, verp_address
 from dispatcher.errors import InputError
+from dispatcher.feedback.returns import ReturnsReader, import_returns
 from dispatcher.queue.expansion import expand
 from dispatcher.store.models import Bounce, ConsentEvent, Delivery, Member, Suppression
-from tests.email.reports import arf, deeply_nested, dsn, exim, plain, without_from
 from tests.factories import write_campaign
+from tests.feedback.reports import arf, deeply_nested, dsn, exim, plain, without_from
 
 KEY = b"test-suppression-key"
 BOUNCES = "bounces@shop.example"

@@ -23,11 +23,13 @@ from pathlib import Path
 from sqlalchemy.engine import Connection, Engine
 
 from dispatcher.audience.addresses import AddressKeys
-from dispatcher.audience.bounces import delivery_target, record
 from dispatcher.email.bounce import Report, parse_report
 from dispatcher.email.verp import delivery_of, delivery_of_message_id
 from dispatcher.errors import InputError
-from dispatcher.store.models import BounceKind
+from dispatcher.feedback.bounces import delivery_target
+from dispatcher.feedback.event import EventKind, ProviderEvent, record
+from dispatcher.store.db import session_scope
+from dispatcher.store.models import BounceKind, Channel
 
 log = logging.getLogger("dispatcher.bounces")
 
@@ -88,17 +90,20 @@ class ReturnsReader:
         if report is None:
             return "unrecognised"
         report_id = "r:" + hashlib.sha256(own_id.encode() if own_id else raw).hexdigest()[:40]
-        with self.engine.begin() as conn:
-            delivery_id = self._delivery(conn, raw, report)
+        with session_scope(self.engine) as session:
+            delivery_id = self._delivery(session.connection(), raw, report)
             if delivery_id is None:
                 return "unverified"
-            recorded = record(
-                conn,
+            complaint = report.kind is BounceKind.COMPLAINT
+            event = ProviderEvent(
+                EventKind.COMPLAINED if complaint else EventKind.BOUNCED,
+                Channel.EMAIL,
                 delivery_id=delivery_id,
-                kind=report.kind,
                 report_id=report_id,
+                hard=report.kind is BounceKind.HARD,
                 status=report.status,
             )
+            recorded = record(session, event)
         return _OUTCOME[report.kind] if recorded else "duplicates"
 
     def _delivery(self, conn: Connection, raw: bytes, report: Report) -> int | None:
