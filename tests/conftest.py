@@ -7,6 +7,7 @@ runs on one server do not see each other's rows.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -50,27 +51,98 @@ def _pg_url(schema: str) -> str:
     return f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
 
 
+# What a schema is made of (tables, columns, indexes, constraints, triggers, sequences):
+# a test that changed it leaves a schema whose rows cannot simply be deleted.
+_PG_SHAPE = """
+SELECT md5(coalesce(string_agg(x, ',' ORDER BY x), '')) FROM (
+  SELECT 'c:' || table_name || '.' || column_name || ':' || data_type || ':' || is_nullable
+         || ':' || coalesce(column_default, '')
+    FROM information_schema.columns WHERE table_schema = current_schema()
+  UNION ALL SELECT 'i:' || indexname || ':' || indexdef
+    FROM pg_indexes WHERE schemaname = current_schema()
+  UNION ALL SELECT 'k:' || conname || ':' || pg_get_constraintdef(oid)
+    FROM pg_constraint WHERE connamespace = current_schema()::regnamespace
+  UNION ALL SELECT 't:' || tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+    WHERE c.relnamespace = current_schema()::regnamespace AND NOT t.tgisinternal
+  UNION ALL SELECT 's:' || sequence_name
+    FROM information_schema.sequences WHERE sequence_schema = current_schema()
+) AS shape(x)
+"""
+
+
+@dataclass
+class _PgDatabase:
+    """The session's PostgreSQL schema, emptied for each test: its rows deleted and its
+    sequences restarted (DDL costs PostgreSQL a file sync per table; a DELETE of a few
+    rows does not), rebuilt only if a test changed its shape."""
+
+    schema: str
+    url: str
+    shape: str | None = None
+
+    def fresh(self) -> str:
+        engine = make_engine(self.url)
+        try:
+            with engine.begin() as conn:
+                same = self.shape is not None and conn.scalar(text(_PG_SHAPE)) == self.shape
+                if same:
+                    for table in reversed(SQLModel.metadata.sorted_tables):
+                        conn.execute(table.delete())
+                    sequences = conn.scalars(
+                        text(
+                            "SELECT sequence_name FROM information_schema.sequences"
+                            " WHERE sequence_schema = current_schema()"
+                        )
+                    ).all()
+                    for sequence in sequences:
+                        conn.execute(text(f'ALTER SEQUENCE "{sequence}" RESTART'))
+                else:  # first use, or a test changed the schema: build it anew
+                    conn.execute(text(f"DROP SCHEMA {self.schema} CASCADE"))
+                    conn.execute(text(f"CREATE SCHEMA {self.schema}"))
+            if not same:
+                create_schema(engine)
+                with engine.connect() as conn:
+                    self.shape = conn.scalar(text(_PG_SHAPE))
+        finally:
+            engine.dispose()
+        return self.url
+
+
+@pytest.fixture(scope="session")
+def pg_database(pg_schema: str) -> _PgDatabase:
+    return _PgDatabase(pg_schema, _pg_url(pg_schema))
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An SQLite database file with the schema created, once per session: a test's fresh
+    database is a copy of it (the same bytes `create_schema` would write)."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    engine = make_engine(f"sqlite:///{path}")
+    create_schema(engine)
+    engine.dispose()  # the last connection checkpoints the WAL into the file
+    assert not path.with_name("template.db-wal").exists()
+    return path
+
+
+def _fresh_sqlite(template: Path, tmp_path: Path) -> str:
+    target = tmp_path / "test.db"
+    shutil.copyfile(template, target)
+    return f"sqlite:///{target}"
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty database of each kind, with the schema created."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'test.db'}"
-    else:
-        url = _pg_url(request.getfixturevalue("pg_schema"))
-    engine = make_engine(url)
-    SQLModel.metadata.drop_all(engine)
-    create_schema(engine)
-    engine.dispose()
-    yield url
+        return _fresh_sqlite(request.getfixturevalue("sqlite_template"), tmp_path)
+    database: _PgDatabase = request.getfixturevalue("pg_database")
+    return database.fresh()
 
 
 @pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'test.db'}"
-    engine = make_engine(url)
-    create_schema(engine)
-    engine.dispose()
-    return url
+def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
+    return _fresh_sqlite(sqlite_template, tmp_path)
 
 
 @pytest.fixture
@@ -236,6 +308,16 @@ def broker_under_test(request: pytest.FixtureRequest) -> BrokerUnderTest:
             request.getfixturevalue("redis_namespace"),
         )
     return BrokerUnderTest("rabbitmq", request.getfixturevalue("rabbitmq_url"))
+
+
+@pytest.fixture(autouse=True)
+def quick_slow_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A delivery a provider told to slow down goes back on the queue with a delay of
+    50 ms instead of 2 s, in this process (worker processes keep the real delay): the
+    same path through the delay queue, without a test waiting seconds for it."""
+    from dispatcher.workers import actor
+
+    monkeypatch.setattr(actor, "SLOW_DOWN_DELAY_MS", 50)
 
 
 @pytest.fixture

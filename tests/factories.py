@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import Any
 
 import dramatiq
 from dramatiq import Broker, Worker
+from dramatiq.brokers.rabbitmq import RabbitmqBroker
+from dramatiq.errors import QueueJoinTimeout
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -115,8 +118,12 @@ class Harness:
         worker = Worker(self.broker, worker_threads=4, worker_timeout=50)
         worker.start()
         try:
-            for queue in list(self.broker.get_declared_queues()):
-                self.broker.join(queue, timeout=timeout_ms)
+            queues = sorted(self.broker.get_declared_queues())
+            if isinstance(self.broker, RabbitmqBroker):
+                join_rabbitmq(self.broker, queues, timeout_ms)
+            else:
+                for queue in queues:
+                    self.broker.join(queue, timeout=timeout_ms)
             worker.join()
         finally:
             worker.stop()
@@ -127,6 +134,20 @@ class Harness:
 
     def close(self) -> None:
         self.runtime.close()
+
+
+def join_rabbitmq(broker: RabbitmqBroker, queues: list[str], timeout_ms: int) -> None:
+    """Dramatiq's `RabbitmqBroker.join` (10 polls in a row, 100 ms apart, that find no
+    message ready or delayed), for all `queues` in the same polls: one quiet second in
+    which none of them has a message, instead of one second per queue, each in turn."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    quiet = 0
+    while quiet < 10:
+        if time.monotonic() >= deadline:
+            raise QueueJoinTimeout(", ".join(queues))
+        waiting = sum(sum(broker.get_queue_message_counts(q)[:-1]) for q in queues)
+        quiet = quiet + 1 if waiting == 0 else 0
+        broker.connection.sleep(0.1)
 
 
 @contextmanager

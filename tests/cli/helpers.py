@@ -1,6 +1,6 @@
-"""The `dispatcher` command as a user runs it: `run` in this process (Typer's CliRunner,
-through the console script's own `run()`), `start` in a subprocess for the few tests
-that act while it runs or that check the real entry point.
+"""The `dispatcher` command as a user runs it: `run` (and `run_with_input`) in this
+process (Typer's CliRunner, through the console script's own `run()`), `start` in a
+subprocess for the few tests that act while it runs or that check the real entry point.
 
 An in-process run starts as fresh as a new process would: a cleared environment with
 the test's variables on top, settings read once at its start, and no settings, runtime,
@@ -68,10 +68,22 @@ def _environ(env: dict[str, str]) -> dict[str, str]:
 
 def run(workdir: Path, *args: str, **env: str) -> Ran:
     """`dispatcher ARGS` in `workdir`, with `env` on top of a cleared environment."""
+    return _run(workdir, args, env)
+
+
+def run_with_input(workdir: Path, stdin: str, *args: str, **env: str) -> Ran:
+    """`run`, with `stdin` on the command's standard input."""
+    return _run(workdir, args, env, stdin)
+
+
+def _run(
+    workdir: Path, args: tuple[str, ...], env: dict[str, str], stdin: str | None = None
+) -> Ran:
     changes: dict[str, str | None] = {k: None for k in os.environ if k.startswith(CLEARED)}
     changes.update(DEFAULTS)
     changes.update(env)
-    with _fresh_process(workdir), CliRunner().isolation(env=changes) as (out, err, _):
+    isolation = CliRunner().isolation(input=stdin, env=changes)
+    with _fresh_process(workdir), isolation as (out, err, _):
         try:
             dispatcher.cli.run(list(args))
             code = 0
@@ -136,21 +148,6 @@ def start(workdir: Path, *args: str, **env: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-
-
-def run_with_input(
-    workdir: Path, stdin: str, *args: str, **env: str
-) -> subprocess.CompletedProcess[str]:
-    """`run`, with `stdin` on the command's standard input."""
-    return subprocess.run(
-        [*DISPATCHER, *args],
-        cwd=workdir,
-        env=_environ(env),
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
     )
 
 

@@ -344,6 +344,7 @@ def test_the_marketers_day_in_chromium(
         time.sleep(0.25)
         assert counts(engine, "yalda-browser") == held
     assert find(engine, "yalda-browser").state == "paused"
+    smtp_server.delay_data(0.02, count=1000)  # the pause is proven: the rest need not crawl
 
     # Resume: it ends; the report shows its charts.
     submit(browser, "form[action$='/resume'] button")

@@ -27,6 +27,7 @@ def test_campaign_over_redis_carries_only_delivery_ids_and_sends_each_once(
 ) -> None:
     settings = make_settings(
         redis_url=redis_url,
+        redis_namespace=redis_namespace,  # the guard's counters too
         smtp_host=smtp_server.host,
         smtp_port=smtp_server.port,
         smtp_security="none",
@@ -58,7 +59,7 @@ def test_campaign_over_redis_carries_only_delivery_ids_and_sends_each_once(
 def test_enqueue_many_pipelines_in_batches(
     make_settings: Callable[..., Settings], redis_url: str, redis_namespace: str
 ) -> None:
-    settings = make_settings(redis_url=redis_url)
+    settings = make_settings(redis_url=redis_url, redis_namespace=redis_namespace)
     broker = build_broker(settings, namespace=redis_namespace)
     with harness(settings, broker) as h:
         actor = h.actors["email"]
@@ -78,7 +79,7 @@ def test_enqueue_many_pipelines_in_batches(
 def test_enqueue_ids_writes_byte_for_byte_what_dramatiq_would(
     make_settings: Callable[..., Settings], redis_url: str, redis_namespace: str
 ) -> None:
-    settings = make_settings(redis_url=redis_url)
+    settings = make_settings(redis_url=redis_url, redis_namespace=redis_namespace)
     broker = build_broker(settings, namespace=redis_namespace)
     with harness(settings, broker) as h:
         actor = h.actors["email"]
@@ -110,7 +111,7 @@ def test_enqueue_ids_stops_at_the_first_batch_redis_refuses(
     monkeypatch: pytest.MonkeyPatch,
     refused: int,
 ) -> None:
-    settings = make_settings(redis_url=redis_url)
+    settings = make_settings(redis_url=redis_url, redis_namespace=redis_namespace)
     broker = build_broker(settings, namespace=redis_namespace)
     written: list[int] = []
 
