@@ -26,9 +26,6 @@ from dispatcher.workers.actor import Channel, Job, Outcome, deliver
 
 log = logging.getLogger("dispatcher.email")
 
-QUEUE = SPEC.queue
-MAX_RETRIES = SPEC.max_retries
-
 
 class Email(Channel):
     spec = SPEC
@@ -99,7 +96,7 @@ def deliver_email(rt: Runtime, delivery_id: int) -> str:
 
 @register
 @dramatiq.actor(
-    queue_name=QUEUE,
+    queue_name=SPEC.queue,
     max_retries=SPEC.max_retries,
     min_backoff=SPEC.min_backoff_ms,
     max_backoff=SPEC.max_backoff_ms,

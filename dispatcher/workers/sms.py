@@ -28,9 +28,6 @@ from dispatcher.workers.actor import Channel, Job, Outcome, deliver
 
 log = logging.getLogger("dispatcher.sms")
 
-QUEUE = SPEC.queue
-MAX_RETRIES = SPEC.max_retries
-
 
 class Sms(Channel):
     spec = SPEC
@@ -123,7 +120,7 @@ def deliver_sms(rt: Runtime, delivery_id: int) -> str:
 
 @register
 @dramatiq.actor(
-    queue_name=QUEUE,
+    queue_name=SPEC.queue,
     max_retries=SPEC.max_retries,
     min_backoff=SPEC.min_backoff_ms,
     max_backoff=SPEC.max_backoff_ms,
