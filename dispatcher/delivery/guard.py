@@ -5,7 +5,8 @@ A failure that makes a storm returns the reason; the caller pauses the campaign.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import redis
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("dispatcher.delivery.guard")
 
 SLOW_DOWN_DELAY_MS = 2_000  # a delivery told to slow down is sent again after this
+TRIPPED_S = 30.0  # at most this long, a storm this process counted holds its jobs back
 CHANNEL = {"smtp": "email", "kavenegar": "sms"}
 
 
@@ -33,6 +35,8 @@ class SendGuard:
     transport: str
     limiter: AdaptiveRateLimiter | LocalAdaptiveRateLimiter
     storm: ErrorStorm
+    # campaign id -> when this process counted its error storm, until the pause is written
+    tripped: dict[int, float] = field(default_factory=dict)
 
     def before_send(self) -> None:
         """Wait for the next slot of the transport's shared rate (never refuses)."""
@@ -64,7 +68,19 @@ class SendGuard:
         if count is None:
             return None
         self.storm.reset(campaign.id)
+        self.tripped[campaign.id] = time.monotonic()
         return f"{count} {CHANNEL[self.transport]} sends in a row failed; last: {exc}"
+
+    def is_tripped(self, campaign_id: int | None) -> bool:
+        """Whether this process counted an error storm of the campaign whose pause may not
+        be written yet (on a busy database that takes a while, and the campaign still
+        reads as sending meanwhile)."""
+        at = self.tripped.get(campaign_id) if campaign_id is not None else None
+        return at is not None and time.monotonic() - at < TRIPPED_S
+
+    def pause_written(self, campaign_id: int) -> None:
+        """The storm's pause is in the database: its state says it from now on."""
+        self.tripped.pop(campaign_id, None)
 
     def count_failure(
         self, campaign: Campaign, exc: DeliveryError, *, slow_down: bool = False

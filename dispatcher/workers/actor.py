@@ -42,6 +42,7 @@ from dispatcher.workers.onloop import run_on_loop
 
 log = logging.getLogger("dispatcher.workers")
 
+TRIPPED_DELAY_MS = 500  # a job of a campaign whose error-storm pause is being written
 CAREFUL_S = 10.0  # after an unsendable job, load and check before the rate slot this long
 RECORD_RETRY_S = (0.5, 2.0, 5.0)  # pauses before recording an accepted message again
 
@@ -86,12 +87,23 @@ class Careful:
 class Job:
     """One delivery's attempt, as far as it got."""
 
-    __slots__ = ("channel", "claimed", "compiled", "delivery_id", "loaded", "rt", "sent", "values")
+    __slots__ = (
+        "channel",
+        "claimed",
+        "compiled",
+        "delivery_id",
+        "guard",
+        "loaded",
+        "rt",
+        "sent",
+        "values",
+    )
 
-    def __init__(self, rt: Runtime, channel: Channel, delivery_id: int) -> None:
+    def __init__(self, rt: Runtime, channel: Channel, delivery_id: int, guard: SendGuard) -> None:
         self.rt = rt
         self.channel = channel
         self.delivery_id = delivery_id
+        self.guard = guard
         self.loaded: Loaded | None = None
         self.claimed = False
         self.compiled: CompiledCampaign | None = None
@@ -106,6 +118,7 @@ class Job:
             and not is_held(loaded.campaign)
             and loaded.unreachable(self.channel.name) is None
             and self.channel.hold(self.rt, loaded) is None
+            and not self.guard.is_tripped(loaded.campaign.id)
         )
 
 
@@ -173,7 +186,7 @@ def deliver(rt: Runtime, channel: Channel, delivery_id: int) -> str:
     """Run one delivery through the sequence; its outcome. Raises the error when
     Dramatiq is to retry the message."""
     guard = rt.guard(channel.transport)
-    job = Job(rt, channel, delivery_id)
+    job = Job(rt, channel, delivery_id, guard)
     if channel.careful.on or not channel.ready(rt):
         job.loaded = rt.deliveries.load(delivery_id)
         outcome = unclaimed(job)
@@ -314,6 +327,14 @@ def unclaimed(job: Job) -> str | None:
 
 def not_claimed(job: Job) -> str:
     """Why `begin` did not claim it: what the check says, or another job had it."""
+    loaded = job.loaded
+    if loaded is not None and job.guard.is_tripped(loaded.campaign.id):
+        # This process just counted an error storm of the campaign and its pause is on
+        # its way to the database: the job comes back shortly and is checked then
+        # (held if paused, sent if a person resumed the campaign meanwhile).
+        assert job.channel.actor is not None
+        job.channel.actor.send_with_options(args=(job.delivery_id,), delay=TRIPPED_DELAY_MS)
+        return Outcome.SLOWED
     outcome = unclaimed(job)
     if outcome is not None:
         return outcome
@@ -376,7 +397,9 @@ def failed(
     storm = guard.count_failure(campaign, exc, slow_down=slow_down)
     if storm is not None:
         assert campaign.id is not None
-        if pause(rt.engine, campaign.id, by=PausedBy.ERROR_STORM, reason=storm):
+        paused = pause(rt.engine, campaign.id, by=PausedBy.ERROR_STORM, reason=storm)
+        guard.pause_written(campaign.id)
+        if paused:
             log.warning(
                 "campaign %s paused: %s",
                 campaign.slug,

@@ -4,6 +4,7 @@ SMTP server."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -177,6 +178,37 @@ def test_an_error_storm_pauses_the_campaign_and_resume_finishes_it(
         DeliveryStatus.SENT: counts[DeliveryStatus.PENDING],
         DeliveryStatus.FAILED: counts[DeliveryStatus.FAILED],
     }
+
+
+def test_an_error_storm_holds_this_process_back_while_its_pause_is_written(
+    broker_pipeline: Callable[..., Harness],
+    smtp_server: SmtpServerHandle,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # On a busy database the storm's pause takes a while to be written, and the campaign
+    # reads as sending meanwhile: the other threads must not go on failing sends.
+    from dispatcher.workers import actor
+
+    written = control.pause
+
+    def slow_pause(*args: Any, **kwargs: Any) -> bool:
+        time.sleep(1.0)  # the write lock held by other writers
+        return written(*args, **kwargs)
+
+    monkeypatch.setattr(actor, "pause", slow_pause)
+    h = broker_pipeline(max_send_errors=3)
+    for i in range(12):
+        add_member(h.engine, f"C{i}")
+    smtp_server.inject_temp_failure(code=554, count=1000, stage="mail", text="5.7.1 relay denied")
+    h.send(write_campaign(tmp_path / "c"))
+    h.run_workers()
+
+    status = campaign_status(h.engine, "yalda-test")
+    assert status["state"] == "paused" and status["paused_by"] == "error-storm"
+    counts = by_status(h)
+    assert counts[DeliveryStatus.FAILED] <= 3 + 4  # the limit, plus what was in flight
+    assert counts[DeliveryStatus.PENDING] >= 12 - 7
 
 
 def test_a_pause_made_while_finish_if_done_runs_is_never_overwritten(
