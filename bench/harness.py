@@ -197,9 +197,14 @@ def seed_members(db: Database, n: int, chunk: int = 50_000) -> float:
             raw.commit()
         if db.kind == "postgres":
             cur.execute(f"SELECT setval(pg_get_serial_sequence('{mtable.name}', 'id'), {n})")
-            cur.execute(f"ANALYZE {mtable.name}")
-            cur.execute(f"ANALYZE {ttable.name}")
             raw.commit()
+            # As autovacuum leaves a members table that has been there a while (statistics,
+            # and the visibility map that lets index-only scans skip the heap), not as a
+            # COPY a second ago does.
+            raw.driver_connection.autocommit = True  # type: ignore[attr-defined]
+            cur.execute(f"VACUUM ANALYZE {mtable.name}")
+            cur.execute(f"VACUUM ANALYZE {ttable.name}")
+            raw.driver_connection.autocommit = False  # type: ignore[attr-defined]
         cur.close()
     finally:
         raw.close()

@@ -16,6 +16,7 @@ from typing import Any
 
 from dramatiq import Actor, Broker
 from sqlalchemy import (
+    bindparam,
     delete,
     func,
     insert,
@@ -307,28 +308,29 @@ def _insert_deliveries(
 
 
 def pending_ids(engine: Engine, campaign_id: int, channel: str) -> Iterator[list[int]]:
-    """Ids of pending deliveries in chunks, by keyset pagination (memory flat in N)."""
+    """Ids of pending deliveries in chunks, by keyset pagination (memory flat in N), on
+    one connection, each chunk fetched whole."""
+    table = Delivery.__table__  # type: ignore[attr-defined]
+    query = (
+        select(table.c.id)
+        .where(
+            table.c.campaign_id == campaign_id,
+            table.c.channel == channel,
+            table.c.status == DeliveryStatus.PENDING,
+            table.c.id > bindparam("last"),
+            not_waiting(),  # an A/B test's rest: enqueued once decided
+        )
+        .order_by(table.c.id)
+        .limit(CHUNK)
+    )
     last = 0
-    while True:
-        with engine.connect() as conn:
-            ids: list[int] = list(
-                conn.execute(  # type: ignore[arg-type]
-                    select(col(Delivery.id))
-                    .where(
-                        col(Delivery.campaign_id) == campaign_id,
-                        col(Delivery.channel) == channel,
-                        col(Delivery.status) == DeliveryStatus.PENDING,
-                        col(Delivery.id) > last,
-                        not_waiting(),  # an A/B test's rest: enqueued once decided
-                    )
-                    .order_by(col(Delivery.id))
-                    .limit(CHUNK)
-                ).scalars()
-            )
-        if not ids:
-            return
-        yield ids
-        last = ids[-1]
+    with engine.connect() as conn:
+        while True:
+            ids: list[int] = list(conn.execute(query, {"last": last}).scalars().all())
+            if not ids:
+                return
+            yield ids
+            last = ids[-1]
 
 
 def enqueue_pending(

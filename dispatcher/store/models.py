@@ -256,9 +256,11 @@ class Delivery(SQLModel, table=True):
         Index("ix_delivery_campaign_status", "campaign_id", "channel", "status", "id"),
     )
     id: int | None = Field(default=None, primary_key=True)
-    campaign_id: int = Field(foreign_key="campaign.id")
+    # Loose keys (no FOREIGN KEY: migration 0013): a campaign's and a member's ids,
+    # written only by expansion and kept true by erasure and `--reuse-slug`.
+    campaign_id: int
     # None once the member was erased: the row stays, anonymous, for the campaign's counts.
-    member_id: int | None = Field(default=None, foreign_key="member.id", index=True)
+    member_id: int | None = Field(default=None, index=True)
     channel: str = Field(max_length=8)
     status: str = Field(default=DeliveryStatus.PENDING, max_length=8)
     attempts: int = 0

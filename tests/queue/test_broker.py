@@ -12,7 +12,14 @@ import pytest
 import redis
 from dramatiq import Message
 
-from dispatcher.queue.broker import build_broker, enqueue_ids, enqueue_many, write_batch
+from dispatcher.queue.broker import (
+    Packed,
+    build_broker,
+    enqueue_ids,
+    enqueue_many,
+    uuid4s,
+    write_batch,
+)
 from dispatcher.settings import Settings
 from tests.factories import add_member, harness, write_campaign
 from tests.servers.smtp_server import SmtpServerHandle
@@ -115,11 +122,11 @@ def test_enqueue_ids_stops_at_the_first_batch_redis_refuses(
     broker = build_broker(settings, namespace=redis_namespace)
     written: list[int] = []
 
-    def refuses(client: redis.Redis, queue: str, fields: dict[str, bytes]) -> None:
+    def refuses(client: redis.Redis, packed: Packed) -> None:
         if len(written) == refused - 1:
             raise redis.ConnectionError("gone")
-        write_batch(client, queue, fields)
-        written.append(len(fields))
+        write_batch(client, packed)
+        written.append(packed.messages)
 
     with harness(settings, broker) as h:
         with pytest.raises(redis.ConnectionError):  # 10 ids, batches of 3: 3, 3, 3, 1
@@ -132,3 +139,29 @@ def test_enqueue_ids_stops_at_the_first_batch_redis_refuses(
             for k in client.hkeys(f"{redis_namespace}:email.msgs")
         )
         client.close()
+
+
+def test_uuid4s_are_what_str_uuid4_writes_and_all_different() -> None:
+    text = uuid4s(5_000)
+    values = [text[36 * k : 36 * k + 36] for k in range(5_000)]
+    assert len(text) == 36 * 5_000 and len(set(values)) == 5_000
+    for value in values:
+        parsed = uuid.UUID(value)
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+        assert str(parsed) == value
+
+
+def test_enqueue_ids_raises_what_redis_refuses(
+    make_settings: Callable[..., Settings], redis_url: str, redis_namespace: str
+) -> None:
+    settings = make_settings(redis_url=redis_url, redis_namespace=redis_namespace)
+    broker = build_broker(settings, namespace=redis_namespace)
+    client = redis.Redis.from_url(redis_url)
+    client.set(f"{redis_namespace}:email.msgs", "not a hash")  # HSET: WRONGTYPE
+    with harness(settings, broker) as h:
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            enqueue_ids(broker, h.actors["email"], [1, 2, 3])
+        client.delete(f"{redis_namespace}:email.msgs", f"{redis_namespace}:email")
+        assert enqueue_ids(broker, h.actors["email"], [4, 5]) == 2  # the connection is sound
+    assert client.llen(f"{redis_namespace}:email") == 2
+    client.close()
