@@ -37,7 +37,7 @@ services:
 	scripts/services
 
 bench: $(STAMP)
-	scripts/services
+	scripts/services --bench
 	$(BIN)/python -m bench
 
 clean:
