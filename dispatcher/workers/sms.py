@@ -85,7 +85,8 @@ class Sms(Channel):
                 localid=delivery_id,
                 campaign=compiled.slug,
             )
-        log.info("delivery %s: sent to %s", delivery_id, mask_mobile(loaded.member.mobile))
+        # one line per send: DEBUG; the rest INFO+
+        log.debug("delivery %s: sent to %s", delivery_id, mask_mobile(loaded.member.mobile))
         if result.status == BLOCKED and loaded.member.id is not None:
             # known now: the sync never asks again
             honour_blocked(job.rt.engine, loaded.member.id, delivery_id)

@@ -180,7 +180,7 @@ class State:
         """Accept (receptor, sender, message, localid) items; return entries and hang seconds."""
         if len(items) > MAX_RECEPTORS:
             raise ApiError(414)
-        cost, seen = 0, set(self.by_localid)
+        cost, this_call = 0, set()  # localids earlier in this call: charged once
         for receptor, _sender, message, localid in items:
             if receptor in self.invalid or not RECEPTOR_RE.fullmatch(receptor):
                 raise ApiError(411)
@@ -188,10 +188,10 @@ class State:
                 raise ApiError(413)
             if CONTROL_CHARS_RE.search(message):
                 raise ApiError(422)
-            if localid is None or localid not in seen:
+            if localid is None or (localid not in self.by_localid and localid not in this_call):
                 cost += message_cost(message)
             if localid is not None:
-                seen.add(localid)
+                this_call.add(localid)
         if cost > self.credit:
             raise ApiError(418)
         self.credit -= cost
