@@ -32,6 +32,9 @@ log = logging.getLogger("dispatcher.sms")
 class Sms(Channel):
     spec = SPEC
 
+    def paced_per_message(self, rt: Runtime) -> bool:
+        return not rt.sms_transport.paces_calls  # batched: a slot per Kavenegar call
+
     def hold(self, rt: Runtime, loaded: Loaded) -> Outcome | None:
         if loaded.hold is not None and loaded.hold.paused:
             return Outcome.PAUSED
