@@ -106,6 +106,11 @@ class KavenegarBatcher:
             receptor=receptor, message=message, localid=localid, campaign=campaign
         )
 
+    def waiting(self) -> int:
+        """Messages waiting for the sender thread to take them."""
+        with self._cond:
+            return len(self._queue)
+
     def status_by_localid(self, localid: int) -> SmsResult | None:
         return self.transport.status_by_localid(localid)
 
