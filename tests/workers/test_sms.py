@@ -115,6 +115,44 @@ def test_every_reachable_member_gets_exactly_one_sms_with_the_footer(
     assert status["email"]["sent"] == 5
 
 
+def test_many_deliveries_go_in_sendarray_calls_each_recorded_once_with_its_own_message_id(
+    sms_pipeline: Callable[..., Harness],
+    kavenegar_server: KavenegarServerHandle,
+    redis_url: str,
+    redis_namespace: str,
+    tmp_path: Path,
+) -> None:
+    """Real Redis broker and limiter, 16 worker threads, 20 Kavenegar calls/s: the
+    messages that wait for a call's slot go in that call."""
+    h = sms_pipeline(redis_url=redis_url, redis_namespace=redis_namespace, kavenegar_rate_limit=20)
+    members = 60
+    for i in range(members):
+        add_member(h.engine, f"C{i}", first_name=f"م{i}", mobile=f"+9891212345{i:02d}")
+    h.send(sms_campaign(tmp_path))
+    h.run_workers(threads=16)
+
+    requests = kavenegar_server.requests()
+    sizes = [
+        len(json.loads(r["params"]["receptor"])) if "/sms/sendarray" in r["path"] else 1
+        for r in requests
+    ]
+    assert any(size > 1 for size in sizes)  # sendarray calls, several messages each
+    assert sum(sizes) == members and len(requests) < members / 2
+    assert {r["path"].rsplit("/", 1)[1] for r in requests} <= {"send.json", "sendarray.json"}
+    sent = kavenegar_server.sent()
+    receptors = sorted(m["receptor"] for m in sent)
+    assert receptors == [f"091212345{i:02d}" for i in range(members)]  # one each
+    by_localid = {m["localid"]: m for m in sent}
+    deliveries = h.deliveries()
+    assert len(deliveries) == members and len(by_localid) == members
+    for d in deliveries:
+        accepted = by_localid[str(d.id)]
+        assert (d.status, d.attempts) == (DeliveryStatus.SENT, 1)
+        assert d.provider_id == str(accepted["messageid"])  # its own message, not another's
+        assert accepted["message"].startswith(f"{member(h, d.member_id).first_name} عزیز")
+    assert len({d.provider_id for d in deliveries}) == members
+
+
 def test_the_queue_message_carries_the_delivery_id_only(
     sms_pipeline: Callable[..., Harness], tmp_path: Path
 ) -> None:
