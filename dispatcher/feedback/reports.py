@@ -63,7 +63,7 @@ class Runtime(Protocol):
 
 def kavenegar(rt: Runtime) -> KavenegarTransport:
     transport = rt.sms_transport
-    if isinstance(transport, KavenegarBatcher):  # the worker's sends gathered; not these
+    if isinstance(transport, KavenegarBatcher):  # sync and inbox call it directly
         transport = transport.transport
     if not isinstance(transport, KavenegarTransport):
         raise ConfigurationError(
