@@ -1,7 +1,8 @@
 """The SMS part of the benchmark: `send_sms` end to end against the Kavenegar test server.
 
 The test server (`tests/servers/kavenegar_server.py`, in its own process) answers
-each `sms/send` like Kavenegar does. The bench lifts KAVENEGAR_RATE_LIMIT (Kavenegar's
+each `sms/send` and `sms/sendarray` (the workers' batches, KAVENEGAR_BATCH) like
+Kavenegar does. The bench lifts KAVENEGAR_RATE_LIMIT (Kavenegar's
 own limit, 50 calls/s by default, would be all it measures) and opens the send window
 to the whole day, so the figure is what the pipeline itself does.
 """

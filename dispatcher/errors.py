@@ -49,7 +49,14 @@ class TokenError(DispatcherError):
 
 
 class DeliveryError(DispatcherError):
-    """Base class for a failed attempt to hand a message to a transport."""
+    """Base class for a failed attempt to hand a message to a transport.
+
+    `repeated`: True on the copies of one provider call's failure that the other
+    messages of the call (of the same campaign) raise: the call counts once towards
+    the error storm, not once per message it carried.
+    """
+
+    repeated = False
 
     def __init__(self, message: str, *, code: int | None = None, status: str | None = None) -> None:
         self.code = code

@@ -93,8 +93,13 @@ class Runtime:
     def sms_transport(self) -> SmsTransport:
         with self._lock:
             if self._sms_transport is None:
-                self._sms_transport = build_sms_transport(self.settings)
+                self._sms_transport = build_sms_transport(self.settings, pace=self._pace_kavenegar)
             return self._sms_transport
+
+    def _pace_kavenegar(self) -> None:
+        """One slot of KAVENEGAR_RATE_LIMIT, for one call of the SMS sender thread (the
+        guard is looked up at each call: built once, after the transport)."""
+        self.guard("kavenegar").before_send()
 
     def guard(self, transport: str) -> SendGuard:
         """The shared rate and error-storm counter of "smtp" or "kavenegar" (built once)."""
@@ -196,15 +201,24 @@ def build_email_transport(settings: Settings) -> EmailTransport:
     return SmtpTransport.from_settings(settings)
 
 
-def build_sms_transport(settings: Settings) -> SmsTransport:
-    """Kavenegar when KAVENEGAR_API_KEY is set, otherwise the outbox folder."""
+def build_sms_transport(
+    settings: Settings, *, pace: Callable[[], None] | None = None
+) -> SmsTransport:
+    """Kavenegar when KAVENEGAR_API_KEY is set, otherwise the outbox folder. With
+    `pace` (a slot of KAVENEGAR_RATE_LIMIT), Kavenegar's sends of all the threads go
+    through one sender thread, up to KAVENEGAR_BATCH messages per call, one slot each."""
     if settings.kavenegar_api_key is None:
         from dispatcher.sms.outbox import SmsOutbox
 
         return SmsOutbox(settings.outbox_dir / "sms")
     from dispatcher.sms.kavenegar import KavenegarTransport
 
-    return KavenegarTransport.from_settings(settings)
+    transport = KavenegarTransport.from_settings(settings)
+    if pace is None:
+        return transport
+    from dispatcher.sms.batch import KavenegarBatcher
+
+    return KavenegarBatcher(transport, pace=pace, max_batch=settings.kavenegar_batch)
 
 
 _runtime: Runtime | None = None

@@ -150,6 +150,7 @@ class Settings(BaseSettings):
     kavenegar_base_url: str = "https://api.kavenegar.com"
     kavenegar_timeout: float = Field(default=10.0, gt=0)
     kavenegar_rate_limit: int = Field(default=50, ge=1)  # calls per second, all workers
+    kavenegar_batch: int = Field(default=100, ge=1, le=200)  # messages per call at most
     sms_send_window: str = "08:00-21:00"
     sms_timezone: str = "Asia/Tehran"
     sms_optout_footer: str = "لغو11"

@@ -114,8 +114,8 @@ class Harness:
             enqueue_pending(self.engine, self.broker, result.campaign, self.actors)
         return result
 
-    def run_workers(self, timeout_ms: int = 20_000) -> None:
-        worker = Worker(self.broker, worker_threads=4, worker_timeout=50)
+    def run_workers(self, timeout_ms: int = 20_000, threads: int = 4) -> None:
+        worker = Worker(self.broker, worker_threads=threads, worker_timeout=50)
         worker.start()
         try:
             queues = sorted(self.broker.get_declared_queues())

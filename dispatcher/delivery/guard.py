@@ -87,7 +87,10 @@ class SendGuard:
     ) -> str | None:
         """`failed` (and `slow_down`), called once the delivery's state is recorded: a
         Redis error here is logged, never raised, so it cannot leave a delivery
-        `sending`."""
+        `sending`. A `repeated` failure (one provider call's, met by another message
+        of the campaign it carried) was counted with the first."""
+        if exc.repeated:
+            return None
         try:
             storm = self.failed(campaign, exc)
             if slow_down:

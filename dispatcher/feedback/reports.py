@@ -20,6 +20,7 @@ from dispatcher.delivery.guard import SendGuard
 from dispatcher.errors import ConfigurationError
 from dispatcher.feedback.event import EventKind, ProviderEvent, record
 from dispatcher.settings import Settings
+from dispatcher.sms.batch import KavenegarBatcher
 from dispatcher.sms.kavenegar import (
     STATUS_BATCH,
     UNKNOWN_MESSAGE,
@@ -62,6 +63,8 @@ class Runtime(Protocol):
 
 def kavenegar(rt: Runtime) -> KavenegarTransport:
     transport = rt.sms_transport
+    if isinstance(transport, KavenegarBatcher):  # sync and inbox call it directly
+        transport = transport.transport
     if not isinstance(transport, KavenegarTransport):
         raise ConfigurationError(
             "KAVENEGAR_API_KEY is not set: SMS go to the outbox, there is nothing to ask Kavenegar"

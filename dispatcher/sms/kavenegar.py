@@ -40,6 +40,7 @@ INVALID_RECEPTOR = 411
 UNKNOWN_MESSAGE = 100  # status of a messageid / localid Kavenegar does not know
 STATUS_BATCH = 500  # messageids per sms/status call (Kavenegar's limit)
 RECEIVE_PAGE = 100  # messages per sms/receive answer at most
+MAX_RECEPTORS = 200  # messages per sms/sendarray call (Kavenegar's limit)
 POOL_SIZE = 32  # kept-open connections per process: one per worker thread, at most
 
 # What the codes that stop a campaign mean, for the reason shown in `campaign status`.
@@ -74,6 +75,11 @@ class KavenegarError(DeliveryError):
         text = f"{where}: {code} {message}" if code is not None else f"{where}: {message}"
         super().__init__(text.strip(), code=code)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # `copy.copy` (one instance per thread that raises it) and pickle rebuild an
+        # exception from `args`, which here is the text alone: restore it as it is.
+        return (_rebuilt, (type(self), self.args, self.__dict__))
+
     @staticmethod
     def from_code(code: int, message: str, *, method: str = "") -> KavenegarError:
         """The error of the right kind for Kavenegar's code."""
@@ -89,6 +95,13 @@ class KavenegarError(DeliveryError):
         else:
             kind = KavenegarRejectedError
         return kind(code, message, method=method)
+
+
+def _rebuilt(kind: type[KavenegarError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    error = kind.__new__(kind)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 class KavenegarTransientError(KavenegarError, TransientDeliveryError):
@@ -289,7 +302,10 @@ def receptor_for(mobile: str) -> str:
 
 
 class KavenegarTransport:
-    """Sends one SMS per call through `sms/send`, with `localid` = the delivery id."""
+    """Sends SMS with `localid` = the delivery id: one per call through `sms/send`, or
+    several through `sms/sendarray` (`send_array`, which `batch.KavenegarBatcher` uses)."""
+
+    paces_calls = False  # the caller takes a rate slot per message
 
     def __init__(self, client: KavenegarClient, *, sender: str) -> None:
         self.client = client
@@ -319,17 +335,35 @@ class KavenegarTransport:
                 "localid": str(localid),
             }
         )
-        entry = _first(entries, "sms/send")
-        try:
-            return SmsResult(
-                messageid=int(entry["messageid"]),
-                cost=int(entry["cost"]) if entry.get("cost") is not None else None,
-                status=int(entry["status"]) if entry.get("status") is not None else None,
-            )
-        except (KeyError, TypeError, ValueError):
+        result = _result(_first(entries, "sms/send"))
+        if result is None:
             raise KavenegarTransientError(
                 None, "sms/send answered without a messageid", method="sms/send"
-            ) from None
+            )
+        return result
+
+    def send_array(self, messages: Sequence[tuple[str, str, int]]) -> list[SmsResult | None]:
+        """Several (receptor, message, localid) in one `sms/sendarray` call (at most
+        `MAX_RECEPTORS`), `localmessageids` = the localids; each message's result, by
+        position (None: the answer has no entry, or no messageid, for it). An error
+        answer is raised for the whole call."""
+        if not 0 < len(messages) <= MAX_RECEPTORS:
+            raise ValueError(f"sms/sendarray takes 1 to {MAX_RECEPTORS} messages")
+        entries = self.client.sms_sendarray(
+            {
+                "receptor": [receptor_for(receptor) for receptor, _, _ in messages],
+                "sender": [self.sender] * len(messages),
+                "message": [message for _, message, _ in messages],
+                "localmessageids": [localid for _, _, localid in messages],
+            }
+        )
+        if not isinstance(entries, list):
+            raise KavenegarTransientError(None, "answer without entries", method="sms/sendarray")
+        results: list[SmsResult | None] = [
+            _result(entry) if isinstance(entry, dict) else None for entry in entries
+        ]
+        results += [None] * (len(messages) - len(results))
+        return results[: len(messages)]
 
     def status_by_localid(self, localid: int) -> SmsResult | None:
         entries = self.client.sms_statuslocalmessageid({"localid": str(localid)})
@@ -377,6 +411,18 @@ class KavenegarTransport:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _result(entry: dict[str, Any]) -> SmsResult | None:
+    """A sent message's result from its entry; None without a messageid."""
+    try:
+        return SmsResult(
+            messageid=int(entry["messageid"]),
+            cost=int(entry["cost"]) if entry.get("cost") is not None else None,
+            status=int(entry["status"]) if entry.get("status") is not None else None,
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _first(entries: Any, method: str) -> dict[str, Any]:

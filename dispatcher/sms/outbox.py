@@ -23,6 +23,8 @@ from dispatcher.sms.transport import SmsResult
 class SmsOutbox:
     """Writes SMS to JSON-lines files instead of a provider."""
 
+    paces_calls = False  # the caller takes a rate slot per message (there is no ceiling)
+
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,12 @@ class SmsTransport(Protocol):
     message; it raises `TransientDeliveryError` (try again later) or a
     `PermanentDeliveryError` (never for this recipient). `status_by_localid` says
     whether a message with this `localid` was accepted (None: it was not).
+
+    `paces_calls`: True when `send` takes the shared rate slot itself, one per provider
+    call (`batch.KavenegarBatcher`), so the caller must not take one per message.
     """
+
+    paces_calls: bool
 
     def send(self, *, receptor: str, message: str, localid: int, campaign: str) -> SmsResult: ...
 

@@ -7,6 +7,11 @@
 first and the delivery is then loaded, checked and claimed in one database cycle, so
 the check is never older than the wait; after an unsendable job a channel is
 `careful` for a while and loads and checks before the wait too.
+
+A channel whose transport takes the slot itself, one per provider call
+(`Channel.paced_per_message` False: SMS through Kavenegar, whose calls carry many
+messages, `sms/batch.py`), has no slot here: the slot of its call is taken after the
+claim, in `send`.
 """
 
 from __future__ import annotations
@@ -150,6 +155,12 @@ class Channel:
         and `prepare`s first (which raises)."""
         return True
 
+    def paced_per_message(self, rt: Runtime) -> bool:
+        """Whether the sequence takes a rate slot per message, before the claim (True);
+        False when the channel's transport takes one per provider call, after the claim
+        (SMS through Kavenegar: one call carries many messages)."""
+        return True
+
     def prepare(self, rt: Runtime, compiled: CompiledCampaign) -> None:
         """Raise ConfigurationError when the channel cannot send the campaign."""
 
@@ -194,7 +205,8 @@ def deliver(rt: Runtime, channel: Channel, delivery_id: int) -> str:
             return outcome
         assert job.loaded is not None
         channel.prepare(rt, rt.compiled(job.loaded.campaign))
-    guard.before_send()  # may wait long: what follows reads the delivery afresh
+    if channel.paced_per_message(rt):
+        guard.before_send()  # may wait long: what follows reads the delivery afresh
     outcome = _on_loop(job, guard) if channel.on_loop else _here(job, guard)
     if outcome is None:
         return not_claimed(job)

@@ -32,6 +32,9 @@ log = logging.getLogger("dispatcher.sms")
 class Sms(Channel):
     spec = SPEC
 
+    def paced_per_message(self, rt: Runtime) -> bool:
+        return not rt.sms_transport.paces_calls  # batched: a slot per Kavenegar call
+
     def hold(self, rt: Runtime, loaded: Loaded) -> Outcome | None:
         if loaded.hold is not None and loaded.hold.paused:
             return Outcome.PAUSED
@@ -85,7 +88,8 @@ class Sms(Channel):
                 localid=delivery_id,
                 campaign=compiled.slug,
             )
-        log.info("delivery %s: sent to %s", delivery_id, mask_mobile(loaded.member.mobile))
+        # one line per send: DEBUG; the rest INFO+
+        log.debug("delivery %s: sent to %s", delivery_id, mask_mobile(loaded.member.mobile))
         if result.status == BLOCKED and loaded.member.id is not None:
             # known now: the sync never asks again
             honour_blocked(job.rt.engine, loaded.member.id, delivery_id)

@@ -20,7 +20,9 @@ Control channel (JSON over HTTP, outside ``/v1``; ``KavenegarServerHandle`` wrap
 ``GET /_control/health|sent|requests|state`` and ``POST /_control/<name>`` with a JSON body:
 ``reset {}``, ``fail {"code", "count", "methods": ["send", "sendarray"]}`` (answer the next
 ``count`` calls of those methods with that error), ``hang {"seconds", "count"}`` (the next
-``count`` sends are recorded, then the reply waits), ``credit {"credit"}``, ``status
+``count`` sends are recorded, then the reply waits), ``truncate {"entries", "count"}``
+(the next ``count`` sendarray answers keep only their first ``entries`` entries; every
+message is accepted), ``credit {"credit"}``, ``status
 {"messageid", "status"}`` (``messageid: null`` sets the default, initially 1), ``inbox
 {"sender", "message", "line"}`` and ``invalid {"receptor"}``.
 
@@ -131,6 +133,7 @@ class State:
         self.inbox: list[dict[str, Any]] = []
         self.faults: list[dict[str, Any]] = []  # {"code", "remaining", "methods"}
         self.hangs: list[dict[str, Any]] = []  # {"seconds", "remaining"}
+        self.truncations: list[dict[str, Any]] = []  # {"entries", "remaining", "methods"}
         self.requests.clear()
 
     def _load(self, data: dict[str, Any]) -> None:
@@ -180,7 +183,7 @@ class State:
         """Accept (receptor, sender, message, localid) items; return entries and hang seconds."""
         if len(items) > MAX_RECEPTORS:
             raise ApiError(414)
-        cost, seen = 0, set(self.by_localid)
+        cost, this_call = 0, set()  # localids earlier in this call: charged once
         for receptor, _sender, message, localid in items:
             if receptor in self.invalid or not RECEPTOR_RE.fullmatch(receptor):
                 raise ApiError(411)
@@ -188,10 +191,10 @@ class State:
                 raise ApiError(413)
             if CONTROL_CHARS_RE.search(message):
                 raise ApiError(422)
-            if localid is None or localid not in seen:
+            if localid is None or (localid not in self.by_localid and localid not in this_call):
                 cost += message_cost(message)
             if localid is not None:
-                seen.add(localid)
+                this_call.add(localid)
         if cost > self.credit:
             raise ApiError(418)
         self.credit -= cost
@@ -202,6 +205,9 @@ class State:
                 record = self._new_record(receptor, sender, message, localid, method)
             entries.append({key: record[key] for key in ENTRY_KEYS})
         hang = self.take(self.hangs, method)
+        cut = self.take(self.truncations, method)
+        if cut is not None:
+            entries = entries[: cut["entries"]]
         self.save()
         return entries, hang["seconds"] if hang else 0.0
 
@@ -357,6 +363,10 @@ def _control(state: State, name: str, body: dict[str, Any]) -> Any:
         state.faults.append({"code": body["code"], "remaining": body["count"], "methods": methods})
     elif name == "hang":
         state.hangs.append({"seconds": body["seconds"], "remaining": body["count"]})
+    elif name == "truncate":
+        state.truncations.append(
+            {"entries": body["entries"], "remaining": body["count"], "methods": ["sms/sendarray"]}
+        )
     elif name == "credit":
         state.credit = body["credit"]
     elif name == "status":
@@ -564,6 +574,11 @@ class KavenegarServerHandle:
     def accept_then_hang(self, seconds: float, count: int = 1) -> None:
         """Record the next ``count`` sends, then sleep ``seconds`` before answering."""
         self._control("hang", {"seconds": seconds, "count": count})
+
+    def answer_short(self, entries: int, count: int = 1) -> None:
+        """The next ``count`` sendarray answers carry only their first ``entries`` entries
+        (every message of the call is accepted)."""
+        self._control("truncate", {"entries": entries, "count": count})
 
     def set_credit(self, credit: int) -> None:
         self._control("credit", {"credit": credit})

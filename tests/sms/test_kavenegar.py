@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import logging
+import pickle
 import socket
 import traceback
 from collections.abc import Callable, Iterator
@@ -265,3 +267,19 @@ def test_receptors_are_sent_in_national_form() -> None:
 
 def test_without_a_key_sms_go_to_the_outbox(make_settings: Callable[..., Settings]) -> None:
     assert isinstance(build_sms_transport(make_settings()), SmsOutbox)
+
+
+@pytest.mark.parametrize("code", [409, 451, 418, 411, 402])
+def test_a_copy_of_an_error_is_the_same_error_and_another_instance(code: int) -> None:
+    """The group send raises a copy of one call's error in each thread it concerned."""
+    error = KavenegarError.from_code(code, "پیام", method="sms/sendarray")
+    error.repeated = True
+    again = copy.copy(error)
+    assert again is not error and type(again) is type(error)
+    assert (again.code, again.message, again.method, str(again)) == (
+        code,
+        "پیام",
+        "sms/sendarray",
+        str(error),
+    )
+    assert again.repeated and pickle.loads(pickle.dumps(error)).code == code
