@@ -399,6 +399,10 @@ class Handler(BaseHTTPRequestHandler):
     """Serves the API and the control endpoints from the shared ``State``."""
 
     protocol_version = "HTTP/1.1"
+    # TCP_NODELAY, as a real front end sets it: the headers and the body go out as two
+    # writes, and with Nagle the second waited for the client's delayed ACK (40 ms a
+    # reply on Linux), which made the stand-in, not the client, set the pace.
+    disable_nagle_algorithm = True
     server: "KavenegarHTTPServer"
 
     def do_GET(self) -> None:
