@@ -31,7 +31,11 @@ def deliveries(engine: Engine, tmp_path: Path) -> dict[str, int]:
     import_members(engine, tmp_path / "m.csv", keys=AddressKeys(KEY))
     expand(engine, load_campaign(write_campaign(tmp_path / "c", tags=None)), keys=AddressKeys(KEY))
     with Session(engine) as session:
-        rows = session.exec(select(Member.external_id, Delivery.id).join(Delivery)).all()
+        rows = session.exec(
+            select(Member.external_id, Delivery.id).join(
+                Delivery, col(Delivery.member_id) == col(Member.id)
+            )
+        ).all()
     return {external_id: delivery_id or 0 for external_id, delivery_id in rows}
 
 
@@ -172,7 +176,10 @@ def test_forged_complaints_and_a_forged_dsn_change_nothing(
     expand(engine, load_campaign(write_campaign(tmp_path / "c", tags=None)), keys=AddressKeys(KEY))
     with Session(engine) as session:
         sent = {
-            m.email: d.id or 0 for m, d in session.exec(select(Member, Delivery).join(Delivery))
+            m.email: d.id or 0
+            for m, d in session.exec(
+                select(Member, Delivery).join(Delivery, col(Delivery.member_id) == col(Member.id))
+            )
         }
     folder = tmp_path / "r"
     folder.mkdir()
