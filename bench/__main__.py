@@ -60,7 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--million", action="store_true", help="N = 1,000,000")
     ap.add_argument("--skip-postgres", action="store_true")
     ap.add_argument("--only", action="append", choices=PHASES, help="repeatable")
-    ap.add_argument("--processes", type=int, default=2)
+    ap.add_argument("--processes", type=int, default=0, help="worker processes (0: the Procfile's)")
     ap.add_argument("--threads", type=int, default=0, help="worker threads (0: the Procfile's)")
     ap.add_argument("--sink", choices=("auto", "postfix", "asyncio"), default="auto")
     ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
@@ -99,17 +99,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.million:
         args.members = 1_000_000
+    if args.processes <= 0:
+        args.processes = procfile_option("processes", os.cpu_count() or 1)
     if args.threads <= 0:
-        args.threads = procfile_threads()
+        args.threads = procfile_option("threads", 8)
     args.only = set(args.only or PHASES)
     args.broker = list(dict.fromkeys(args.broker or h.BROKERS))
     return args
 
 
-def procfile_threads() -> int:
+def procfile_option(name: str, default: int) -> int:
+    """`--processes` or `--threads` of the Procfile's worker line (Dramatiq's default
+    when it has none)."""
     text = (h.REPO / "Procfile").read_text("utf-8")
-    found = re.search(r"--threads\s+(\d+)", text)
-    return int(found.group(1)) if found else 8
+    found = re.search(rf"--{name}\s+(\d+)", text)
+    return int(found.group(1)) if found else default
 
 
 class Bench:
