@@ -282,18 +282,23 @@ def _insert_deliveries(
             .where(recipients(channel, spec.audience, excluded))
             .order_by(col(Member.id))
         )
-        session.execute(
-            insert(Delivery).from_select(
+        written = session.execute(
+            insert(Delivery)
+            .from_select(
                 ["campaign_id", "member_id", "channel", "status", "attempts", "updated_at"],
                 chosen,
             )
+            .execution_options(preserve_rowcount=True)
         )
-        # (rowcount of INSERT ... SELECT is not reliable across drivers: count instead)
-        inserted = session.execute(
-            select(func.count())
-            .select_from(Delivery)
-            .where(col(Delivery.campaign_id) == campaign.id, col(Delivery.channel) == str(channel))
-        ).scalar_one()
+        inserted = int(written.rowcount)  # type: ignore[attr-defined]
+        if inserted < 0:  # a driver that does not say: count them
+            inserted = session.execute(
+                select(func.count())
+                .select_from(Delivery)
+                .where(
+                    col(Delivery.campaign_id) == campaign.id, col(Delivery.channel) == str(channel)
+                )
+            ).scalar_one()
         counts.add_inserted(conn, campaign.id or 0, str(channel), inserted)
         by = exclusion_counts(conn, channel, spec.audience, inserted, excluded)
         result.eligible[str(channel)] = inserted
