@@ -12,7 +12,7 @@ from starlette.responses import HTMLResponse
 
 from dispatcher.definition.persian import THOUSANDS, fa_digits, jalali
 from dispatcher.definition.sendtime import as_utc
-from dispatcher.delivery.report_page import CHANNEL_NAMES
+from dispatcher.delivery.report_page import CHANNEL_NAMES, REASONS
 from dispatcher.masking import mask_email, mask_mobile
 
 STATES = {
@@ -78,6 +78,7 @@ class View:
             status=lambda s: STATUSES.get(s, s),
             channel=lambda c: CHANNEL_NAMES.get(c, c),
             role=lambda r: ROLES.get(r, r),
+            reason=lambda r: REASONS.get(r, r),
             percent=lambda part, whole: int(100 * part / whole) if whole else 0,
         )
         self.env = env

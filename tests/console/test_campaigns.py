@@ -56,7 +56,8 @@ def test_the_campaign_page_has_every_count_of_status(
     for label in ("در انتظار", "ارسال‌شده", "ناموفق", "برگشتی", "شکایت", "حذف‌شده از فهرست"):
         assert label in page
     assert 'data-count="pending">۳<' in page
-    assert "opted_out" in page  # excluded_by
+    assert "<bdi>لغو عضویت کرده</bdi>" in page  # excluded_by, in Persian
+    assert "<bdi>opted_out</bdi>" not in page
 
 
 def test_progress_is_one_small_json(signed_in: Callable[[str], TestClient], sending: int) -> None:
