@@ -342,7 +342,10 @@ def write_batch(client: redis.Redis, packed: Packed) -> None:
     """One batch as Dramatiq's enqueue script leaves it: HSET and RPUSH in one MULTI,
     sent as `_packed` made it. Raises the first error Redis answers."""
     pool = client.connection_pool
-    conn = pool.get_connection()
+    try:
+        conn = pool.get_connection()
+    except TypeError:  # redis-py 5 wants a command name (later ones deprecate it)
+        conn = pool.get_connection("MULTI")
     try:
         conn.send_packed_command([packed.data])
         replies = [conn.read_response() for _ in range(4)]  # OK, QUEUED, QUEUED, [n, n]
